@@ -1,0 +1,188 @@
+//! Domain types for what Vigil reads from the engine. Engine API types (`api`) convert into
+//! these at the boundary; nothing outside the `docker` module sees raw engine JSON.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Compose's project label.
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+/// Compose's service label.
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+
+/// Lifecycle state of a container (`State.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    Unknown,
+}
+
+/// Health as the engine reports it. `Starting` is never unhealthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No healthcheck configured.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// Who a container is: the identity every signal and message names.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerRef {
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    pub project: Option<String>,
+    pub service: Option<String>,
+}
+
+/// One row of `GET /containers/json?all=true`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSummary {
+    pub container: ContainerRef,
+    pub image: String,
+    pub state: RunState,
+    pub labels: BTreeMap<String, String>,
+    pub created: Timestamp,
+}
+
+/// The parts of `GET /containers/{id}/json` Vigil uses (never `Config.Env`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerDetails {
+    pub container: ContainerRef,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: RunState,
+    pub health: Health,
+    /// Consecutive failing probes reported by the engine.
+    pub health_failing_streak: u64,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub restart_count: u64,
+    /// `HostConfig.RestartPolicy.Name`: "", "no", "always", "unless-stopped", "on-failure".
+    pub restart_policy: String,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// `HostConfig.Memory` in bytes, 0 when unlimited.
+    pub memory_limit: u64,
+}
+
+/// One-shot stats sample (`stream=false&one-shot=true`). CPU % needs the previous sample.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StatsSample {
+    pub read_at: Timestamp,
+    /// `cpu_stats.cpu_usage.total_usage` (ns).
+    pub cpu_total: u64,
+    /// `cpu_stats.system_cpu_usage` (ns).
+    pub system_cpu: u64,
+    pub online_cpus: u32,
+    pub memory_usage: u64,
+    /// Effective limit reported by stats (host memory when unlimited).
+    pub memory_limit: u64,
+    /// `inactive_file` (cgroup v2) or `total_inactive_file` (v1); excluded from usage.
+    pub inactive_file: u64,
+}
+
+impl StatsSample {
+    /// Memory use excluding inactive page cache, as `docker stats` shows it.
+    pub fn working_set(&self) -> u64 {
+        self.memory_usage.saturating_sub(self.inactive_file)
+    }
+
+    /// Memory use as a percentage of the limit; `None` without a limit.
+    pub fn memory_percent(&self) -> Option<f64> {
+        (self.memory_limit > 0).then(|| self.working_set() as f64 * 100.0 / self.memory_limit as f64)
+    }
+
+    /// CPU % between `prev` and `self`, scaled like `docker stats` (100 % = one CPU fully busy
+    /// times online CPUs). `None` when the counters did not advance or went backwards.
+    pub fn cpu_percent_since(&self, prev: &StatsSample) -> Option<f64> {
+        let cpu_delta = self.cpu_total.checked_sub(prev.cpu_total)?;
+        let sys_delta = self.system_cpu.checked_sub(prev.system_cpu)?;
+        if sys_delta == 0 {
+            return None;
+        }
+        let cpus = self.online_cpus.max(1) as f64;
+        Some(cpu_delta as f64 / sys_delta as f64 * cpus * 100.0)
+    }
+}
+
+/// What happened, from a container event. Unknown actions keep their text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAction {
+    Start,
+    /// `die`, with `exitCode` when the engine sent one.
+    Die { exit_code: Option<i64> },
+    Oom,
+    /// `kill`, with the signal number when present (operator or engine intent).
+    Kill { signal: Option<i32> },
+    Stop,
+    Destroy,
+    Restart,
+    /// `health_status: <status>`.
+    HealthStatus(Health),
+    Other(String),
+}
+
+/// One container event from `GET /events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerEvent {
+    pub container: ContainerRef,
+    pub action: EventAction,
+    pub labels: BTreeMap<String, String>,
+    /// Engine time (`timeNano`), kept for `since=` on reconnect and latency measurement.
+    pub time_nano: i64,
+}
+
+impl ContainerEvent {
+    pub fn at(&self) -> Timestamp {
+        Timestamp::from_nanos(self.time_nano)
+    }
+}
+
+/// `GET /version`, the parts Vigil uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+    pub min_api_version: Option<String>,
+    pub os: String,
+    pub arch: String,
+}
+
+/// Labels → (project, service) from compose's labels.
+pub fn compose_identity(labels: &BTreeMap<String, String>) -> (Option<String>, Option<String>) {
+    (labels.get(LABEL_PROJECT).cloned(), labels.get(LABEL_SERVICE).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_percent_scales_by_online_cpus() {
+        let prev = StatsSample { cpu_total: 1_000, system_cpu: 10_000, online_cpus: 2, ..Default::default() };
+        let now = StatsSample { cpu_total: 2_000, system_cpu: 20_000, online_cpus: 2, ..Default::default() };
+        let pct = now.cpu_percent_since(&prev).unwrap();
+        assert!((pct - 20.0).abs() < 1e-9, "{pct}");
+        assert_eq!(prev.cpu_percent_since(&now), None, "counters going backwards give no value");
+    }
+
+    #[test]
+    fn memory_excludes_inactive_file() {
+        let s = StatsSample { memory_usage: 900, inactive_file: 100, memory_limit: 1000, ..Default::default() };
+        assert_eq!(s.working_set(), 800);
+        assert_eq!(s.memory_percent(), Some(80.0));
+        let unlimited = StatsSample { memory_limit: 0, ..s };
+        assert_eq!(unlimited.memory_percent(), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! The crate both Vigil programs share.
+//!
+//! # Layout
+//! - [`time`]: the millisecond timestamp every pure core takes as `now`.
+//! - [`docker`]: the GET-only Docker Engine client (engine API types, their conversion to domain
+//!   types, the event stream). Nothing in this crate can send a method other than GET or HEAD.
+//! - [`config`]: helpers for TOML plus environment overlay, `*_FILE` secrets and error collection.
+//! - [`telemetry`]: the one tracing subscriber set-up.
+//! - [`protocol`]: the signed request envelope and payload (wire format v1).
+//! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
+//! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
+
+pub mod config;
+pub mod docker;
+pub mod names;
+pub mod protocol;
+pub mod signing;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,68 @@
+//! Redis names shared by the watchdog, the executor, the ACL file, the docs and the tests.
+//!
+//! Every name is `<prefix><suffix>`; the prefix is configurable and defaults to `vigil:`.
+
+pub const DEFAULT_PREFIX: &str = "vigil:";
+/// Consumer group on the requests stream.
+pub const EXECUTOR_GROUP: &str = "executors";
+/// The one field of a requests-stream entry; it holds the envelope JSON.
+pub const ENVELOPE_FIELD: &str = "envelope";
+
+/// The Redis names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Names { prefix: prefix.to_string() }
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn requests(&self) -> String {
+        format!("{}requests", self.prefix)
+    }
+    pub fn audit(&self) -> String {
+        format!("{}audit", self.prefix)
+    }
+    pub fn dead(&self) -> String {
+        format!("{}dead", self.prefix)
+    }
+    pub fn nonce(&self, nonce: &str) -> String {
+        format!("{}nonce:{nonce}", self.prefix)
+    }
+    pub fn executor_heartbeat(&self) -> String {
+        format!("{}heartbeat:executor", self.prefix)
+    }
+    pub fn pause(&self) -> String {
+        format!("{}pause", self.prefix)
+    }
+    pub fn alert(&self, signal_key: &str) -> String {
+        format!("{}alert:{signal_key}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_match_the_design() {
+        let n = Names::default();
+        assert_eq!(n.requests(), "vigil:requests");
+        assert_eq!(n.audit(), "vigil:audit");
+        assert_eq!(n.dead(), "vigil:dead");
+        assert_eq!(n.nonce("ab"), "vigil:nonce:ab");
+        assert_eq!(n.executor_heartbeat(), "vigil:heartbeat:executor");
+        assert_eq!(n.pause(), "vigil:pause");
+        assert_eq!(n.alert("k/x"), "vigil:alert:k/x");
+    }
+}
