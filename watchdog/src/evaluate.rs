@@ -1,1 +1,2042 @@
-//! (in progress)
+//! The tracker: observations in, signals out. Pure: no clock, no I/O; `now` comes from the
+//! caller and all memory (per container, per source) lives in [`Tracker`] where tests can see
+//! what it knows.
+//!
+//! [`Tracker::observe`] handles one observation; [`Tracker::tick`] draws the conclusions that
+//! only need time to pass (the `docker_unreachable` debounce, an exit 137 that no OOM explained,
+//! a restart loop that has gone quiet). Both return active *and* inactive signals: inactive
+//! means "this key is fine now", so `decide` can resolve it (also for keys it has never seen
+//! active, e.g. after a watchdog restart where the alert state came back from Redis).
+//!
+//! # Rules worth knowing
+//! - An operator stop is not a failure: a `kill` or `stop` event for the container within
+//!   [`EvalSettings::operator_intent_window`] before a `die` is intent, whatever the exit code.
+//!   An exited container found by a sweep with code 137/143 and no OOM kill is assumed stopped
+//!   by someone (only a signal sent from outside produces those codes without an OOM).
+//! - `starting` is not unhealthy.
+//! - A `die` with code 137 and no intent is held for [`EvalSettings::oom_grace`]: an `oom`
+//!   event (or a sweep showing `OOMKilled`) turns it into `container_oom_killed`, otherwise
+//!   `tick` reports it as an exit. An OOM kill's die never raises `container_exited` too.
+//! - Exits and OOM kills are edge signals (occurrence = the event's `timeNano`, or
+//!   `finished_at` in nanoseconds when a sweep found the exit). One is a new occurrence only if
+//!   none of its kind was signalled for the container within the restart-loop window and no
+//!   restart loop is active; otherwise it is folded into `container_restart_loop`, so a crash
+//!   loop gives one exit alert and one loop alert, not one per cycle.
+//! - A restart loop is counted from die→start cycles (or `RestartCount` growth between sweeps)
+//!   within the window; it stays active until no failure happened for a full window.
+//! - CPU/memory/disk/host memory tiers: active above 0.8 x threshold with severity `medium`,
+//!   `high` above the threshold, `critical` above 95 % (and above the threshold). Memory is the
+//!   working set (excluding inactive_file) against the container's own limit; containers
+//!   without a limit are covered by `host_memory_high` instead.
+//! - A sweep is a snapshot taken at `Sweep::at`; for a container with an event newer than that,
+//!   the sweep's view of its state is stale and only its stats and restart count are used.
+//! - While a Docker source is failing, nothing is concluded from missing data: no
+//!   `container_missing`, and restart loops do not expire.
+//! - App threshold rules (`[app] rules`) are not evaluated yet: no signal kind fits them.
+
+use crate::collect::{AppProbe, DependencyProbe, HostSample, Observation, SourceId, Sweep};
+use crate::config::Config;
+use crate::signals::{Severity, Signal, SignalKind, Subject};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+use vigil_shared::docker::{
+    ContainerDetails, ContainerEvent, ContainerRef, EventAction, Health, RunState, StatsSample,
+};
+use vigil_shared::time::{Timestamp, human_duration};
+
+/// `vigil.ignore=true`: the container is not watched at all.
+pub const LABEL_IGNORE: &str = "vigil.ignore";
+/// `vigil.monitor=false`: same as `vigil.ignore=true`.
+pub const LABEL_MONITOR: &str = "vigil.monitor";
+/// `vigil.cpu_threshold=<pct>`: this container's CPU threshold.
+pub const LABEL_CPU_THRESHOLD: &str = "vigil.cpu_threshold";
+/// `vigil.memory_threshold=<pct>`: this container's memory threshold.
+pub const LABEL_MEMORY_THRESHOLD: &str = "vigil.memory_threshold";
+/// `vigil.remediate=true`: the planner may propose actions for this container.
+pub const LABEL_REMEDIATE: &str = "vigil.remediate";
+/// `vigil.protected=true`: never acted upon.
+pub const LABEL_PROTECTED: &str = "vigil.protected";
+
+/// Severity ladder for sampled percentages: above this every threshold is critical.
+const CRITICAL_PERCENT: f64 = 95.0;
+/// A sweep's `finished_at` and an event's time for the same exit differ by a few milliseconds;
+/// exits closer than this are one exit.
+const SAME_EXIT_TOLERANCE: Duration = Duration::from_secs(5);
+
+/// What evaluation needs from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSettings {
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    pub host_memory_percent: f64,
+    pub disk_percent: f64,
+    /// Cycles (or RestartCount growth) within `restart_loop_window` that make a loop.
+    pub restart_loop_restarts: u32,
+    pub restart_loop_window: Duration,
+    /// A Docker source must fail this long before `docker_unreachable`.
+    pub docker_unreachable_after: Duration,
+    /// `app_down` after this many consecutive failed probes.
+    pub app_down_after: u32,
+    /// `project/service` pairs that must have a running container.
+    pub expected_services: Vec<String>,
+    /// Only containers with this label (`key` or `key=value`).
+    pub scope_label: Option<String>,
+    /// Only these compose projects; empty means all.
+    pub scope_projects: Vec<String>,
+    /// A `kill`/`stop` this long before a `die` makes the die an operator stop.
+    pub operator_intent_window: Duration,
+    /// How long a die with code 137 waits for OOM evidence.
+    pub oom_grace: Duration,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            cpu_percent: 85.0,
+            memory_percent: 80.0,
+            host_memory_percent: 90.0,
+            disk_percent: 90.0,
+            restart_loop_restarts: 3,
+            restart_loop_window: Duration::from_secs(600),
+            docker_unreachable_after: Duration::from_secs(10),
+            app_down_after: 3,
+            expected_services: Vec::new(),
+            scope_label: None,
+            scope_projects: Vec::new(),
+            operator_intent_window: Duration::from_secs(30),
+            oom_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+impl EvalSettings {
+    pub fn from_config(config: &Config) -> EvalSettings {
+        let defaults = EvalSettings::default();
+        EvalSettings {
+            cpu_percent: config.thresholds.cpu_percent,
+            memory_percent: config.thresholds.memory_percent,
+            host_memory_percent: config.thresholds.host_memory_percent,
+            disk_percent: config.thresholds.disk_percent,
+            restart_loop_restarts: config.restart_loop.restarts,
+            restart_loop_window: config.restart_loop.window,
+            docker_unreachable_after: config.docker.unreachable_after,
+            app_down_after: config
+                .app
+                .as_ref()
+                .map_or(defaults.app_down_after, |a| a.down_after),
+            expected_services: config.scope.expected.clone(),
+            scope_label: config.scope.label.clone(),
+            scope_projects: config.scope.projects.clone(),
+            ..defaults
+        }
+    }
+
+    /// Whether a container with these labels is watched at all (scope and opt-out).
+    pub fn watches(&self, labels: &BTreeMap<String, String>) -> bool {
+        if label_is_true(labels, LABEL_IGNORE) || label_is_false(labels, LABEL_MONITOR) {
+            return false;
+        }
+        if let Some(scope) = &self.scope_label {
+            let matched = match scope.split_once('=') {
+                Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+                None => labels.contains_key(scope.as_str()),
+            };
+            if !matched {
+                return false;
+            }
+        }
+        if !self.scope_projects.is_empty() {
+            let project = labels.get(vigil_shared::docker::LABEL_PROJECT);
+            if !project.is_some_and(|p| self.scope_projects.iter().any(|s| s == p)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl From<&Config> for EvalSettings {
+    fn from(config: &Config) -> Self {
+        EvalSettings::from_config(config)
+    }
+}
+
+/// `true`, `1`, `yes`, `on` (any case).
+pub fn label_is_true(labels: &BTreeMap<String, String>, key: &str) -> bool {
+    labels.get(key).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )
+    })
+}
+
+/// `false`, `0`, `no`, `off` (any case).
+pub fn label_is_false(labels: &BTreeMap<String, String>, key: &str) -> bool {
+    labels.get(key).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    })
+}
+
+/// A percentage label (`vigil.cpu_threshold=70`, `70%` also accepted); invalid values are
+/// ignored in favour of the default.
+fn label_percent(labels: &BTreeMap<String, String>, key: &str) -> Option<f64> {
+    let v: f64 = labels
+        .get(key)?
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .ok()?;
+    (v.is_finite() && v > 0.0).then_some(v)
+}
+
+/// The severity tier of a sampled percentage, `None` below 0.8 x threshold.
+pub fn tier(value: f64, threshold: f64) -> Option<Severity> {
+    if value > threshold && value > CRITICAL_PERCENT {
+        Some(Severity::Critical)
+    } else if value > threshold {
+        Some(Severity::High)
+    } else if value > 0.8 * threshold {
+        Some(Severity::Medium)
+    } else {
+        None
+    }
+}
+
+fn pct(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}%")
+    } else {
+        format!("{v:.1}%")
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || (v - v.round()).abs() < 0.05 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Nanoseconds for an occurrence found by a sweep (events use `timeNano` directly).
+fn nanos(t: Timestamp) -> i64 {
+    t.as_millis().saturating_mul(1_000_000)
+}
+
+fn close(a: Timestamp, b: Timestamp) -> bool {
+    a.since(b).max(b.since(a)) <= SAME_EXIT_TOLERANCE
+}
+
+/// A die with code 137 and no intent, waiting to learn whether it was an OOM kill.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HeldKill {
+    at: Timestamp,
+    time_nano: i64,
+}
+
+/// Everything the tracker remembers about one container.
+#[derive(Debug, Clone, Default)]
+struct ContainerMemory {
+    container: ContainerRef,
+    labels: BTreeMap<String, String>,
+    /// `HostConfig.Memory` from the last sweep (0: unlimited or unknown).
+    memory_limit: u64,
+    /// Newest event time, to tell a stale sweep.
+    last_event_at: Option<Timestamp>,
+    /// Last `kill`/`stop` event (operator or engine intent); cleared on `start`.
+    intent_at: Option<Timestamp>,
+    /// Stopped by an operator and not started since: none of its exits are failures.
+    stopped_by_operator: bool,
+    health_streak: u64,
+    last_die_at: Option<Timestamp>,
+    last_oom_at: Option<Timestamp>,
+    held_kill: Option<HeldKill>,
+    /// A failure die was seen; the next start completes a die→start cycle.
+    awaiting_start: bool,
+    /// Starts that completed a die→start cycle.
+    cycles: VecDeque<Timestamp>,
+    /// `(sweep time, RestartCount)`, oldest first; the first is the baseline.
+    restart_samples: VecDeque<(Timestamp, u64)>,
+    /// Last failure die or RestartCount growth.
+    last_failure_at: Option<Timestamp>,
+    loop_active: bool,
+    /// When the last exit that was signalled happened, and its occurrence while still active.
+    exit_signalled_at: Option<Timestamp>,
+    exit_active: Option<(i64, String)>,
+    oom_signalled_at: Option<Timestamp>,
+    oom_active: Option<(i64, String)>,
+    /// `finished_at` of an exit a sweep already judged, so it is judged once.
+    sweep_judged_finish: Option<Timestamp>,
+    prev_stats: Option<StatsSample>,
+}
+
+impl ContainerMemory {
+    fn signal(
+        &self,
+        kind: SignalKind,
+        active: bool,
+        severity: Severity,
+        detail: impl Into<String>,
+        at: Timestamp,
+    ) -> Signal {
+        Signal::new(
+            kind,
+            active,
+            severity,
+            Subject::container(&self.container),
+            detail,
+            at,
+        )
+    }
+
+    fn inactive(&self, kind: SignalKind, at: Timestamp) -> Signal {
+        self.signal(kind, false, Severity::Info, "", at)
+    }
+
+    fn intended(&self, die_at: Timestamp, window: Duration) -> bool {
+        self.intent_at
+            .is_some_and(|i| i <= die_at.plus(SAME_EXIT_TOLERANCE) && die_at.since(i) <= window)
+    }
+
+    fn oom_detail(&self) -> String {
+        if self.memory_limit > 0 {
+            format!(
+                "OOM-killed (memory limit {})",
+                human_bytes(self.memory_limit)
+            )
+        } else {
+            "OOM-killed".to_string()
+        }
+    }
+
+    fn recent_cycles(&self, now: Timestamp, window: Duration) -> impl Iterator<Item = &Timestamp> {
+        self.cycles.iter().filter(move |t| now.since(**t) < window)
+    }
+}
+
+/// Observations → signals, with all the memory that takes.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    settings: EvalSettings,
+    containers: HashMap<String, ContainerMemory>,
+    /// Docker sources currently failing: since when, and the last error.
+    docker_failing: BTreeMap<SourceId, (Timestamp, String)>,
+    docker_unreachable: bool,
+    app_failures: u32,
+}
+
+impl Tracker {
+    pub fn new(settings: EvalSettings) -> Tracker {
+        Tracker {
+            settings,
+            containers: HashMap::new(),
+            docker_failing: BTreeMap::new(),
+            docker_unreachable: false,
+            app_failures: 0,
+        }
+    }
+
+    pub fn settings(&self) -> &EvalSettings {
+        &self.settings
+    }
+
+    /// The labels last seen on a tracked container (for the planner's opt-in check).
+    pub fn labels_of(&self, container_id: &str) -> Option<&BTreeMap<String, String>> {
+        self.containers.get(container_id).map(|m| &m.labels)
+    }
+
+    /// Containers the tracker currently remembers.
+    pub fn tracked_containers(&self) -> usize {
+        self.containers.len()
+    }
+
+    pub fn observe(&mut self, obs: &Observation, now: Timestamp) -> Vec<Signal> {
+        let mut out = Vec::new();
+        match obs {
+            Observation::Event(ev) => {
+                self.docker_source_ok(SourceId::DockerEvents, ev.at(), &mut out);
+                self.on_event(ev, &mut out);
+            }
+            Observation::Sweep(sweep) => {
+                self.docker_source_ok(SourceId::DockerSweep, sweep.at, &mut out);
+                self.on_sweep(sweep, &mut out);
+            }
+            Observation::Host(h) => self.on_host(h, &mut out),
+            Observation::Dependency(p) => on_dependency(p, &mut out),
+            Observation::App(p) => self.on_app(p, &mut out),
+            Observation::Source {
+                source,
+                at,
+                ok,
+                detail,
+            } => match source {
+                SourceId::DockerEvents | SourceId::DockerSweep => {
+                    if *ok {
+                        self.docker_source_ok(*source, *at, &mut out);
+                    } else {
+                        self.docker_failing
+                            .entry(*source)
+                            .or_insert((*at, String::new()))
+                            .1 = detail.clone();
+                        self.check_docker_debounce(now.max(*at), &mut out);
+                    }
+                }
+                // Other sources report their failures through their own observations
+                // (a failed probe), which is where their signals come from.
+                SourceId::Host | SourceId::Dependencies | SourceId::App => {}
+            },
+        }
+        out
+    }
+
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Signal> {
+        let mut out = Vec::new();
+        self.check_docker_debounce(now, &mut out);
+        let docker_ok = self.docker_failing.is_empty();
+        let settings = &self.settings;
+        let mut ids: Vec<String> = self.containers.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            let Some(mem) = self.containers.get_mut(&id) else {
+                continue;
+            };
+            if let Some(held) = mem.held_kill
+                && now.since(held.at) >= settings.oom_grace
+            {
+                mem.held_kill = None;
+                signal_exit(mem, settings, held.at, held.time_nano, 137, now, &mut out);
+            }
+            // Without Docker we would be concluding "no more dies" from silence.
+            if docker_ok && mem.loop_active {
+                let quiet = mem
+                    .last_failure_at
+                    .is_none_or(|t| now.since(t) >= settings.restart_loop_window);
+                if quiet {
+                    mem.loop_active = false;
+                    out.push(mem.inactive(SignalKind::ContainerRestartLoop, now));
+                }
+            }
+        }
+        out
+    }
+
+    // ---- Docker reachability -------------------------------------------------------------
+
+    fn docker_source_ok(&mut self, source: SourceId, at: Timestamp, out: &mut Vec<Signal>) {
+        let was_failing = self.docker_failing.remove(&source).is_some();
+        if self.docker_failing.is_empty() && (was_failing || self.docker_unreachable) {
+            self.docker_unreachable = false;
+            out.push(docker_signal(false, Severity::Info, String::new(), at));
+        }
+    }
+
+    fn check_docker_debounce(&mut self, now: Timestamp, out: &mut Vec<Signal>) {
+        if self.docker_unreachable {
+            return;
+        }
+        let oldest = self.docker_failing.values().min_by_key(|(since, _)| *since);
+        if let Some((since, error)) = oldest
+            && now.since(*since) >= self.settings.docker_unreachable_after
+        {
+            self.docker_unreachable = true;
+            let detail = format!(
+                "Docker engine unreachable for {}: {error}",
+                human_duration(now.since(*since))
+            );
+            out.push(docker_signal(true, Severity::Critical, detail, now));
+        }
+    }
+
+    // ---- Events --------------------------------------------------------------------------
+
+    fn on_event(&mut self, ev: &ContainerEvent, out: &mut Vec<Signal>) {
+        let id = ev.container.id.clone();
+        if matches!(ev.action, EventAction::Destroy) {
+            if let Some(mem) = self.containers.remove(&id) {
+                for kind in SignalKind::ALL.into_iter().filter(|k| k.is_container()) {
+                    if kind != SignalKind::ContainerMissing {
+                        out.push(mem.inactive(kind, ev.at()));
+                    }
+                }
+            }
+            return;
+        }
+        let labels = match self.containers.get(&id) {
+            Some(mem) if !mem.labels.is_empty() => mem.labels.clone(),
+            _ => ev.labels.clone(),
+        };
+        if !self.settings.watches(&labels) {
+            return;
+        }
+        let settings = &self.settings;
+        let mem = self.containers.entry(id).or_default();
+        mem.container = ev.container.clone();
+        mem.labels = labels;
+        let at = ev.at();
+        mem.last_event_at = Some(mem.last_event_at.map_or(at, |t| t.max(at)));
+        match &ev.action {
+            EventAction::HealthStatus(Health::Unhealthy) => {
+                let detail = health_detail(mem.health_streak);
+                out.push(mem.signal(
+                    SignalKind::ContainerUnhealthy,
+                    true,
+                    Severity::High,
+                    detail,
+                    at,
+                ));
+            }
+            EventAction::HealthStatus(_) => {
+                mem.health_streak = 0;
+                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+            }
+            EventAction::Kill { .. } | EventAction::Stop => {
+                mem.intent_at = Some(at);
+                // `docker stop` sends kill, die, stop: a stop right after a die confirms it.
+                if mem
+                    .last_die_at
+                    .is_some_and(|d| at.since(d) <= settings.operator_intent_window)
+                {
+                    mem.stopped_by_operator = true;
+                    mem.awaiting_start = false;
+                    mem.held_kill = None;
+                }
+            }
+            EventAction::Die { exit_code } => on_die(mem, settings, ev, *exit_code, out),
+            EventAction::Oom => {
+                mem.last_oom_at = Some(at);
+                let (at, occurrence) = match mem.held_kill.take() {
+                    Some(held) => (held.at, held.time_nano),
+                    None => (at, ev.time_nano),
+                };
+                signal_oom(mem, settings, at, occurrence, out);
+            }
+            EventAction::Start => {
+                mem.intent_at = None;
+                mem.stopped_by_operator = false;
+                if mem.awaiting_start {
+                    mem.awaiting_start = false;
+                    mem.cycles.push_back(at);
+                }
+                let window = settings.restart_loop_window;
+                while mem.cycles.front().is_some_and(|t| at.since(*t) >= window) {
+                    mem.cycles.pop_front();
+                }
+                // Running again: the exit and the OOM kill are over (edge kinds resolve
+                // silently in decide).
+                clear_edges(mem, at, out);
+                out.extend(evaluate_loop(mem, settings, at));
+            }
+            EventAction::Destroy | EventAction::Restart | EventAction::Other(_) => {}
+        }
+    }
+
+    // ---- Sweeps --------------------------------------------------------------------------
+
+    fn on_sweep(&mut self, sweep: &Sweep, out: &mut Vec<Signal>) {
+        let at = sweep.at;
+        let mut running: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut present: BTreeSet<&str> = BTreeSet::new();
+        for c in &sweep.containers {
+            present.insert(c.container.id.as_str());
+            if c.state == RunState::Running
+                && let (Some(p), Some(s)) = (&c.container.project, &c.container.service)
+            {
+                running.insert((p.clone(), s.clone()));
+            }
+            if !self.settings.watches(&c.labels) {
+                continue;
+            }
+            let settings = &self.settings;
+            let mem = self.containers.entry(c.container.id.clone()).or_default();
+            mem.container = c.container.clone();
+            mem.labels = c.labels.clone();
+            mem.memory_limit = c.memory_limit;
+            note_restart_count(mem, settings, at, c.restart_count);
+            let stale = mem.last_event_at.is_some_and(|t| t > at);
+            if !stale {
+                sweep_lifecycle(mem, settings, c, at, out);
+            }
+            sweep_stats(mem, settings, c, sweep.stats.get(&c.container.id), at, out);
+            if !stale {
+                out.extend(evaluate_loop(mem, settings, at));
+            }
+        }
+        // Gone without a destroy event we saw: forget them (unless an event is newer than the
+        // sweep, i.e. the container was created after the snapshot).
+        let gone: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(id, mem)| {
+                !present.contains(id.as_str()) && mem.last_event_at.is_none_or(|t| t <= at)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(mem) = self.containers.remove(&id) {
+                for kind in SignalKind::ALL.into_iter().filter(|k| k.is_container()) {
+                    if kind != SignalKind::ContainerMissing {
+                        out.push(mem.inactive(kind, at));
+                    }
+                }
+            }
+        }
+        if self.docker_failing.is_empty() {
+            for expected in &self.settings.expected_services {
+                out.push(missing_signal(expected, &running, at));
+            }
+        }
+    }
+
+    // ---- Host, dependencies, app ---------------------------------------------------------
+
+    fn on_host(&mut self, h: &HostSample, out: &mut Vec<Signal>) {
+        if h.mem_total_bytes > 0 {
+            let avail = h.mem_available_bytes.min(h.mem_total_bytes);
+            let used = (1.0 - avail as f64 / h.mem_total_bytes as f64) * 100.0;
+            let threshold = self.settings.host_memory_percent;
+            let subject = Subject::named("host");
+            let sig = match tier(used, threshold) {
+                Some(sev) => Signal::new(
+                    SignalKind::HostMemoryHigh,
+                    true,
+                    sev,
+                    subject,
+                    format!(
+                        "host memory {} used ({} of {} available, threshold {})",
+                        pct(used),
+                        human_bytes(avail),
+                        human_bytes(h.mem_total_bytes),
+                        pct(threshold)
+                    ),
+                    h.at,
+                ),
+                None => Signal::new(
+                    SignalKind::HostMemoryHigh,
+                    false,
+                    Severity::Info,
+                    subject,
+                    "",
+                    h.at,
+                ),
+            };
+            out.push(sig);
+        }
+        for d in &h.disks {
+            if d.total_bytes == 0 {
+                continue;
+            }
+            let avail = d.available_bytes.min(d.total_bytes);
+            let used = (1.0 - avail as f64 / d.total_bytes as f64) * 100.0;
+            let threshold = self.settings.disk_percent;
+            let subject = Subject::named(d.path.clone());
+            let sig = match tier(used, threshold) {
+                Some(sev) => Signal::new(
+                    SignalKind::DiskHigh,
+                    true,
+                    sev,
+                    subject,
+                    format!(
+                        "disk {} {} used ({} free of {}, threshold {})",
+                        d.path,
+                        pct(used),
+                        human_bytes(avail),
+                        human_bytes(d.total_bytes),
+                        pct(threshold)
+                    ),
+                    h.at,
+                ),
+                None => Signal::new(
+                    SignalKind::DiskHigh,
+                    false,
+                    Severity::Info,
+                    subject,
+                    "",
+                    h.at,
+                ),
+            };
+            out.push(sig);
+        }
+    }
+
+    fn on_app(&mut self, p: &AppProbe, out: &mut Vec<Signal>) {
+        let subject = Subject::named("app");
+        if p.ok {
+            self.app_failures = 0;
+            out.push(Signal::new(
+                SignalKind::AppDown,
+                false,
+                Severity::Info,
+                subject,
+                "",
+                p.at,
+            ));
+            return;
+        }
+        self.app_failures = self.app_failures.saturating_add(1);
+        if self.app_failures >= self.settings.app_down_after.max(1) {
+            let detail = format!(
+                "metrics endpoint not answering ({} consecutive failures): {}",
+                self.app_failures, p.detail
+            );
+            out.push(Signal::new(
+                SignalKind::AppDown,
+                true,
+                Severity::High,
+                subject,
+                detail,
+                p.at,
+            ));
+        }
+    }
+}
+
+fn docker_signal(active: bool, severity: Severity, detail: String, at: Timestamp) -> Signal {
+    Signal::new(
+        SignalKind::DockerUnreachable,
+        active,
+        severity,
+        Subject::named("docker"),
+        detail,
+        at,
+    )
+}
+
+fn on_dependency(p: &DependencyProbe, out: &mut Vec<Signal>) {
+    let subject = Subject::named(p.name.clone());
+    let sig = if p.ok {
+        Signal::new(
+            SignalKind::DependencyDown,
+            false,
+            Severity::Info,
+            subject,
+            "",
+            p.at,
+        )
+    } else {
+        let detail = if p.detail.is_empty() {
+            "probe failed".to_string()
+        } else {
+            p.detail.clone()
+        };
+        Signal::new(
+            SignalKind::DependencyDown,
+            true,
+            Severity::High,
+            subject,
+            detail,
+            p.at,
+        )
+    };
+    out.push(sig);
+}
+
+fn missing_signal(expected: &str, running: &BTreeSet<(String, String)>, at: Timestamp) -> Signal {
+    let (project, service) = expected.split_once('/').unwrap_or(("", expected));
+    let subject = Subject {
+        project: Some(project.to_string()),
+        service: Some(service.to_string()),
+        name: Some(expected.to_string()),
+        ..Subject::default()
+    };
+    if running.contains(&(project.to_string(), service.to_string())) {
+        Signal::new(
+            SignalKind::ContainerMissing,
+            false,
+            Severity::Info,
+            subject,
+            "",
+            at,
+        )
+    } else {
+        let detail = format!("no running container for service {expected}");
+        Signal::new(
+            SignalKind::ContainerMissing,
+            true,
+            Severity::High,
+            subject,
+            detail,
+            at,
+        )
+    }
+}
+
+fn health_detail(streak: u64) -> String {
+    if streak > 0 {
+        format!("health check failing ({streak} consecutive failures)")
+    } else {
+        "health check failing".to_string()
+    }
+}
+
+/// The container is not running any more: health and load no longer apply.
+fn clear_running_levels(mem: &mut ContainerMemory, at: Timestamp, out: &mut Vec<Signal>) {
+    mem.prev_stats = None;
+    mem.health_streak = 0;
+    for kind in [
+        SignalKind::ContainerUnhealthy,
+        SignalKind::ContainerCpuHigh,
+        SignalKind::ContainerMemoryHigh,
+    ] {
+        out.push(mem.inactive(kind, at));
+    }
+}
+
+/// The container runs: its exit and OOM kill are over.
+fn clear_edges(mem: &mut ContainerMemory, at: Timestamp, out: &mut Vec<Signal>) {
+    mem.exit_active = None;
+    mem.oom_active = None;
+    out.push(mem.inactive(SignalKind::ContainerExited, at));
+    out.push(mem.inactive(SignalKind::ContainerOomKilled, at));
+}
+
+fn on_die(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    ev: &ContainerEvent,
+    exit_code: Option<i64>,
+    out: &mut Vec<Signal>,
+) {
+    let at = ev.at();
+    clear_running_levels(mem, at, out);
+    if mem.intended(at, settings.operator_intent_window) || mem.stopped_by_operator {
+        mem.stopped_by_operator = true;
+        mem.awaiting_start = false;
+        mem.last_die_at = Some(at);
+        return;
+    }
+    let Some(code) = exit_code else {
+        // No code: leave the exit for the sweep to judge from the container's state.
+        mem.awaiting_start = true;
+        mem.last_failure_at = Some(at);
+        return;
+    };
+    mem.last_die_at = Some(at);
+    mem.awaiting_start = true;
+    mem.last_failure_at = Some(at);
+    let oom_explains_it = mem.last_oom_at.is_some_and(|o| {
+        o <= at.plus(SAME_EXIT_TOLERANCE)
+            && at.since(o) <= settings.oom_grace.max(SAME_EXIT_TOLERANCE)
+    });
+    if oom_explains_it || code == 0 {
+        return;
+    }
+    if code == 137 {
+        mem.held_kill = Some(HeldKill {
+            at,
+            time_nano: ev.time_nano,
+        });
+        return;
+    }
+    signal_exit(mem, settings, at, ev.time_nano, code, at, out);
+}
+
+/// Whether a new exit/OOM at `at` is folded into the restart loop.
+fn folded(
+    mem: &ContainerMemory,
+    last_signalled: Option<Timestamp>,
+    at: Timestamp,
+    window: Duration,
+) -> bool {
+    mem.loop_active || last_signalled.is_some_and(|t| at.since(t) < window)
+}
+
+fn signal_exit(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    exited_at: Timestamp,
+    occurrence: i64,
+    code: i64,
+    observed_at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    if let Some(last) = mem.exit_signalled_at
+        && close(last, exited_at)
+    {
+        // The same exit seen twice (event and sweep): repeat it only while it is active.
+        if let Some((occ, detail)) = mem.exit_active.clone() {
+            out.push(
+                mem.signal(
+                    SignalKind::ContainerExited,
+                    true,
+                    Severity::High,
+                    detail,
+                    observed_at,
+                )
+                .with_occurrence(occ),
+            );
+        }
+        return;
+    }
+    if folded(
+        mem,
+        mem.exit_signalled_at,
+        exited_at,
+        settings.restart_loop_window,
+    ) {
+        return;
+    }
+    let detail = format!("exited with code {code}");
+    mem.exit_signalled_at = Some(exited_at);
+    mem.exit_active = Some((occurrence, detail.clone()));
+    out.push(
+        mem.signal(
+            SignalKind::ContainerExited,
+            true,
+            Severity::High,
+            detail,
+            observed_at,
+        )
+        .with_occurrence(occurrence),
+    );
+}
+
+fn signal_oom(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    killed_at: Timestamp,
+    occurrence: i64,
+    out: &mut Vec<Signal>,
+) {
+    if let Some(last) = mem.oom_signalled_at
+        && close(last, killed_at)
+    {
+        if let Some((occ, detail)) = mem.oom_active.clone() {
+            out.push(
+                mem.signal(
+                    SignalKind::ContainerOomKilled,
+                    true,
+                    Severity::High,
+                    detail,
+                    killed_at,
+                )
+                .with_occurrence(occ),
+            );
+        }
+        return;
+    }
+    if folded(
+        mem,
+        mem.oom_signalled_at,
+        killed_at,
+        settings.restart_loop_window,
+    ) {
+        return;
+    }
+    let detail = mem.oom_detail();
+    mem.oom_signalled_at = Some(killed_at);
+    mem.oom_active = Some((occurrence, detail.clone()));
+    out.push(
+        mem.signal(
+            SignalKind::ContainerOomKilled,
+            true,
+            Severity::High,
+            detail,
+            killed_at,
+        )
+        .with_occurrence(occurrence),
+    );
+}
+
+fn note_restart_count(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    at: Timestamp,
+    count: u64,
+) {
+    if let Some(&(_, last)) = mem.restart_samples.back() {
+        if count < last {
+            mem.restart_samples.clear();
+        } else if count > last {
+            mem.last_failure_at = Some(mem.last_failure_at.map_or(at, |t| t.max(at)));
+        }
+    }
+    mem.restart_samples.push_back((at, count));
+    let window_start = at.minus(settings.restart_loop_window);
+    while mem.restart_samples.len() >= 2 && mem.restart_samples[1].0 <= window_start {
+        mem.restart_samples.pop_front();
+    }
+}
+
+/// Restarts within the window and since when: the larger of die→start cycles and RestartCount
+/// growth (both count the same restarts when both are visible).
+fn restarts_in_window(
+    mem: &ContainerMemory,
+    settings: &EvalSettings,
+    now: Timestamp,
+) -> (u64, Option<Timestamp>) {
+    let window = settings.restart_loop_window;
+    let mut cycles = mem.recent_cycles(now, window);
+    let first_cycle = cycles.next().copied();
+    let cycle_count = first_cycle.map_or(0, |_| 1 + cycles.count() as u64);
+    let growth = match (mem.restart_samples.front(), mem.restart_samples.back()) {
+        (Some(&(t0, c0)), Some(&(_, c1))) => (c1.saturating_sub(c0), Some(t0)),
+        _ => (0, None),
+    };
+    if growth.0 > cycle_count {
+        growth
+    } else {
+        (cycle_count, first_cycle)
+    }
+}
+
+/// The restart-loop signal as of `now`: active from `restarts` restarts within the window until
+/// a full window passes without a failure.
+fn evaluate_loop(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    now: Timestamp,
+) -> Option<Signal> {
+    let (count, first) = restarts_in_window(mem, settings, now);
+    if !mem.loop_active && count >= u64::from(settings.restart_loop_restarts.max(1)) {
+        mem.loop_active = true;
+    } else if mem.loop_active
+        && mem
+            .last_failure_at
+            .is_none_or(|t| now.since(t) >= settings.restart_loop_window)
+    {
+        mem.loop_active = false;
+        return Some(mem.inactive(SignalKind::ContainerRestartLoop, now));
+    }
+    if mem.loop_active {
+        let span = first.map_or(Duration::ZERO, |f| now.since(f));
+        let detail = format!("restarted {count} times in {}", human_duration(span));
+        Some(mem.signal(
+            SignalKind::ContainerRestartLoop,
+            true,
+            Severity::High,
+            detail,
+            now,
+        ))
+    } else {
+        Some(mem.inactive(SignalKind::ContainerRestartLoop, now))
+    }
+}
+
+/// State-derived signals from one container's sweep snapshot.
+fn sweep_lifecycle(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    c: &ContainerDetails,
+    at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    match c.state {
+        RunState::Running => {
+            mem.stopped_by_operator = false;
+            mem.health_streak = c.health_failing_streak;
+            if c.health == Health::Unhealthy {
+                let detail = health_detail(c.health_failing_streak);
+                out.push(mem.signal(
+                    SignalKind::ContainerUnhealthy,
+                    true,
+                    Severity::High,
+                    detail,
+                    at,
+                ));
+            } else {
+                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+            }
+            if mem.held_kill.is_none() {
+                clear_edges(mem, at, out);
+            }
+        }
+        RunState::Exited | RunState::Dead => {
+            clear_running_levels(mem, at, out);
+            sweep_exit(mem, settings, c, at, out);
+        }
+        RunState::Created
+        | RunState::Paused
+        | RunState::Restarting
+        | RunState::Removing
+        | RunState::Unknown => {
+            out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+        }
+    }
+}
+
+/// An exited container in a sweep: repeat an exit we already signalled, or judge one we never
+/// saw (it died while the watchdog was down, or the event was lost) exactly once.
+fn sweep_exit(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    c: &ContainerDetails,
+    at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    let Some(finished) = c.finished_at else {
+        return;
+    };
+    if let Some(held) = mem.held_kill
+        && close(held.at, finished)
+        && c.oom_killed
+    {
+        mem.held_kill = None;
+        signal_oom(mem, settings, held.at, held.time_nano, out);
+        return;
+    }
+    let known = |t: Option<Timestamp>| t.is_some_and(|t| close(t, finished));
+    if known(mem.exit_signalled_at) {
+        if let Some((occ, detail)) = mem.exit_active.clone() {
+            out.push(
+                mem.signal(
+                    SignalKind::ContainerExited,
+                    true,
+                    Severity::High,
+                    detail,
+                    at,
+                )
+                .with_occurrence(occ),
+            );
+        }
+        return;
+    }
+    if known(mem.oom_signalled_at) {
+        if let Some((occ, detail)) = mem.oom_active.clone() {
+            out.push(
+                mem.signal(
+                    SignalKind::ContainerOomKilled,
+                    true,
+                    Severity::High,
+                    detail,
+                    at,
+                )
+                .with_occurrence(occ),
+            );
+        }
+        return;
+    }
+    if mem.stopped_by_operator
+        || known(mem.last_die_at)
+        || mem.held_kill.is_some()
+        || mem.sweep_judged_finish == Some(finished)
+    {
+        return;
+    }
+    mem.sweep_judged_finish = Some(finished);
+    if c.oom_killed {
+        signal_oom(mem, settings, finished, nanos(finished), out);
+    } else if c.exit_code == 137 || c.exit_code == 143 {
+        // Only a signal from outside ends a container with these codes: someone stopped it.
+        mem.stopped_by_operator = true;
+    } else if c.exit_code != 0 {
+        signal_exit(
+            mem,
+            settings,
+            finished,
+            nanos(finished),
+            c.exit_code,
+            at,
+            out,
+        );
+    }
+}
+
+fn sweep_stats(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    c: &ContainerDetails,
+    sample: Option<&StatsSample>,
+    at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    let Some(sample) = sample.filter(|_| c.state == RunState::Running) else {
+        if c.state != RunState::Running {
+            mem.prev_stats = None;
+        }
+        return;
+    };
+    let cpu_threshold =
+        label_percent(&c.labels, LABEL_CPU_THRESHOLD).unwrap_or(settings.cpu_percent);
+    if let Some(prev) = mem.prev_stats
+        && let Some(cpu) = sample.cpu_percent_since(&prev)
+    {
+        let sig = match tier(cpu, cpu_threshold) {
+            Some(sev) => {
+                let detail = format!("CPU {} (threshold {})", pct(cpu), pct(cpu_threshold));
+                mem.signal(SignalKind::ContainerCpuHigh, true, sev, detail, at)
+            }
+            None => mem.inactive(SignalKind::ContainerCpuHigh, at),
+        };
+        out.push(sig);
+    }
+    mem.prev_stats = Some(*sample);
+    let mem_threshold =
+        label_percent(&c.labels, LABEL_MEMORY_THRESHOLD).unwrap_or(settings.memory_percent);
+    // Against the container's own limit only: an unlimited container's "limit" in stats is the
+    // host's memory, which host_memory_high already watches.
+    let used = (c.memory_limit > 0)
+        .then(|| sample.memory_percent())
+        .flatten();
+    let sig = match used.and_then(|u| tier(u, mem_threshold).map(|s| (u, s))) {
+        Some((used, sev)) => {
+            let detail = format!(
+                "memory {} of {} limit, {} (threshold {})",
+                pct(used),
+                human_bytes(sample.memory_limit),
+                human_bytes(sample.working_set()),
+                pct(mem_threshold)
+            );
+            mem.signal(SignalKind::ContainerMemoryHigh, true, sev, detail, at)
+        }
+        None => mem.inactive(SignalKind::ContainerMemoryHigh, at),
+    };
+    out.push(sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::{DiskUsage, Sweep};
+
+    const S: i64 = 1000;
+    const MIN: i64 = 60 * S;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    fn cref(name: &str) -> ContainerRef {
+        ContainerRef {
+            id: format!("id-{name}"),
+            name: name.to_string(),
+            project: Some("shop".into()),
+            service: Some(
+                name.trim_start_matches("shop-")
+                    .trim_end_matches("-1")
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        l.insert(
+            vigil_shared::docker::LABEL_PROJECT.to_string(),
+            "shop".to_string(),
+        );
+        for (k, v) in extra {
+            l.insert(k.to_string(), v.to_string());
+        }
+        l
+    }
+
+    fn event(name: &str, action: EventAction, at_ms: i64) -> Observation {
+        Observation::Event(ContainerEvent {
+            container: cref(name),
+            action,
+            labels: labels(&[]),
+            time_nano: at_ms * 1_000_000,
+        })
+    }
+
+    fn die(name: &str, code: i64, at_ms: i64) -> Observation {
+        event(
+            name,
+            EventAction::Die {
+                exit_code: Some(code),
+            },
+            at_ms,
+        )
+    }
+
+    fn details(name: &str, state: RunState) -> ContainerDetails {
+        ContainerDetails {
+            container: cref(name),
+            image: "img".into(),
+            labels: labels(&[]),
+            state,
+            health: Health::None,
+            health_failing_streak: 0,
+            exit_code: 0,
+            oom_killed: false,
+            restart_count: 0,
+            restart_policy: String::new(),
+            started_at: None,
+            finished_at: None,
+            memory_limit: 0,
+        }
+    }
+
+    fn sweep(at_ms: i64, containers: Vec<ContainerDetails>) -> Observation {
+        Observation::Sweep(Sweep {
+            at: t(at_ms),
+            containers,
+            stats: BTreeMap::new(),
+        })
+    }
+
+    fn active(signals: &[Signal], kind: SignalKind) -> Vec<Signal> {
+        signals
+            .iter()
+            .filter(|s| s.kind == kind && s.active)
+            .cloned()
+            .collect()
+    }
+
+    fn has_active(signals: &[Signal], kind: SignalKind) -> bool {
+        !active(signals, kind).is_empty()
+    }
+
+    fn has_inactive(signals: &[Signal], kind: SignalKind) -> bool {
+        signals.iter().any(|s| s.kind == kind && !s.active)
+    }
+
+    /// Feeds observations in order (each at its own time), collecting every signal.
+    fn feed(tr: &mut Tracker, obs: Vec<(i64, Observation)>) -> Vec<Signal> {
+        let mut out = Vec::new();
+        for (at, o) in obs {
+            out.extend(tr.observe(&o, t(at)));
+        }
+        out
+    }
+
+    #[test]
+    fn unhealthy_from_event_and_sweep_and_back() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(
+            &event(
+                "shop-web-1",
+                EventAction::HealthStatus(Health::Unhealthy),
+                0,
+            ),
+            t(0),
+        );
+        let a = active(&out, SignalKind::ContainerUnhealthy);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "container_unhealthy/shop/web/shop-web-1");
+
+        let mut d = details("shop-web-1", RunState::Running);
+        d.health = Health::Unhealthy;
+        d.health_failing_streak = 3;
+        let out = tr.observe(&sweep(10 * S, vec![d.clone()]), t(10 * S));
+        let a = active(&out, SignalKind::ContainerUnhealthy);
+        assert_eq!(a[0].detail, "health check failing (3 consecutive failures)");
+
+        let out = tr.observe(
+            &event(
+                "shop-web-1",
+                EventAction::HealthStatus(Health::Healthy),
+                20 * S,
+            ),
+            t(20 * S),
+        );
+        assert!(has_inactive(&out, SignalKind::ContainerUnhealthy));
+        assert!(!has_active(&out, SignalKind::ContainerUnhealthy));
+    }
+
+    #[test]
+    fn starting_is_not_unhealthy() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(
+            &event("shop-web-1", EventAction::HealthStatus(Health::Starting), 0),
+            t(0),
+        );
+        assert!(!has_active(&out, SignalKind::ContainerUnhealthy));
+        let mut d = details("shop-web-1", RunState::Running);
+        d.health = Health::Starting;
+        d.health_failing_streak = 2;
+        let out = tr.observe(&sweep(S, vec![d]), t(S));
+        assert!(!has_active(&out, SignalKind::ContainerUnhealthy), "{out:?}");
+        assert!(has_inactive(&out, SignalKind::ContainerUnhealthy));
+    }
+
+    #[test]
+    fn unhealthy_clears_on_operator_stop_and_destroy() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(
+            &event(
+                "shop-web-1",
+                EventAction::HealthStatus(Health::Unhealthy),
+                0,
+            ),
+            t(0),
+        );
+        let out = feed(
+            &mut tr,
+            vec![
+                (
+                    S,
+                    event("shop-web-1", EventAction::Kill { signal: Some(15) }, S),
+                ),
+                (2 * S, die("shop-web-1", 143, 2 * S)),
+            ],
+        );
+        assert!(has_inactive(&out, SignalKind::ContainerUnhealthy));
+        let out = tr.observe(&event("shop-web-1", EventAction::Destroy, 3 * S), t(3 * S));
+        assert!(has_inactive(&out, SignalKind::ContainerUnhealthy));
+        assert!(has_inactive(&out, SignalKind::ContainerRestartLoop));
+        assert_eq!(
+            tr.tracked_containers(),
+            0,
+            "destroy drops the container's memory"
+        );
+    }
+
+    #[test]
+    fn exit_with_nonzero_code_alerts_once() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(&die("shop-job-1", 3, 0), t(0));
+        let a = active(&out, SignalKind::ContainerExited);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].detail, "exited with code 3");
+        assert_eq!(a[0].occurrence, Some(0));
+        // The sweep sees the same exit: same occurrence, not a new one.
+        let mut d = details("shop-job-1", RunState::Exited);
+        d.exit_code = 3;
+        d.finished_at = Some(t(3));
+        let out = tr.observe(&sweep(5 * S, vec![d]), t(5 * S));
+        let a = active(&out, SignalKind::ContainerExited);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].occurrence, Some(0));
+        // Exit 0 is not a failure.
+        let out = tr.observe(&die("shop-other-1", 0, 6 * S), t(6 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited));
+    }
+
+    #[test]
+    fn operator_stop_is_not_a_failure() {
+        // docker kill: kill (9) then die 137.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = feed(
+            &mut tr,
+            vec![
+                (
+                    0,
+                    event("shop-web-1", EventAction::Kill { signal: Some(9) }, 0),
+                ),
+                (10, die("shop-web-1", 137, 10)),
+            ],
+        );
+        let out2 = tr.tick(t(10 * S));
+        for s in out.iter().chain(&out2) {
+            assert!(!s.active, "operator kill raised {s:?}");
+        }
+        // stop then die 143.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = feed(
+            &mut tr,
+            vec![
+                (0, event("shop-web-1", EventAction::Stop, 0)),
+                (S, die("shop-web-1", 143, S)),
+            ],
+        );
+        assert!(out.iter().all(|s| !s.active), "{out:?}");
+        // The real `docker stop` order: kill 15, die 143, stop; and a later sweep of the
+        // exited container still says nothing.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = feed(
+            &mut tr,
+            vec![
+                (
+                    0,
+                    event("shop-web-1", EventAction::Kill { signal: Some(15) }, 0),
+                ),
+                (10 * S, die("shop-web-1", 137, 10 * S)),
+                (
+                    10 * S + 5,
+                    event("shop-web-1", EventAction::Stop, 10 * S + 5),
+                ),
+            ],
+        );
+        let mut d = details("shop-web-1", RunState::Exited);
+        d.exit_code = 137;
+        d.finished_at = Some(t(10 * S));
+        let mut all = out;
+        all.extend(tr.observe(&sweep(30 * S, vec![d]), t(30 * S)));
+        all.extend(tr.tick(t(60 * S)));
+        assert!(all.iter().all(|s| !s.active), "{all:?}");
+        // A kill long before the die is not intent for it.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = feed(
+            &mut tr,
+            vec![
+                (
+                    0,
+                    event("shop-web-1", EventAction::Kill { signal: Some(1) }, 0),
+                ),
+                (5 * MIN, die("shop-web-1", 2, 5 * MIN)),
+            ],
+        );
+        assert!(has_active(&out, SignalKind::ContainerExited));
+    }
+
+    #[test]
+    fn oom_kill_is_not_also_an_exit() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-web-1", RunState::Running);
+        d.memory_limit = 16 * 1024 * 1024;
+        tr.observe(&sweep(0, vec![d]), t(0));
+        let mut out = feed(
+            &mut tr,
+            vec![
+                (S, event("shop-web-1", EventAction::Oom, S)),
+                (S + 3, die("shop-web-1", 137, S + 3)),
+            ],
+        );
+        out.extend(tr.tick(t(30 * S)));
+        let oom = active(&out, SignalKind::ContainerOomKilled);
+        assert_eq!(oom.len(), 1, "{out:?}");
+        assert_eq!(oom[0].detail, "OOM-killed (memory limit 16 MiB)");
+        assert_eq!(oom[0].occurrence, Some(S * 1_000_000));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "{out:?}");
+    }
+
+    #[test]
+    fn die_137_then_oom_event_is_an_oom() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut out = tr.observe(&die("shop-web-1", 137, 0), t(0));
+        assert!(
+            out.iter().all(|s| !s.active),
+            "held until OOM evidence or the grace: {out:?}"
+        );
+        out.extend(tr.observe(&event("shop-web-1", EventAction::Oom, 5), t(5)));
+        out.extend(tr.tick(t(10 * S)));
+        assert_eq!(active(&out, SignalKind::ContainerOomKilled).len(), 1);
+        assert!(!has_active(&out, SignalKind::ContainerExited));
+    }
+
+    #[test]
+    fn die_137_without_kill_or_oom_is_an_exit_after_the_grace() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(&die("shop-web-1", 137, 0), t(0));
+        assert!(tr.tick(t(S)).iter().all(|s| !s.active));
+        let out = tr.tick(t(3 * S));
+        let a = active(&out, SignalKind::ContainerExited);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].detail, "exited with code 137");
+    }
+
+    #[test]
+    fn oom_found_by_sweep() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-web-1", RunState::Exited);
+        d.exit_code = 137;
+        d.oom_killed = true;
+        d.finished_at = Some(t(500));
+        let out = tr.observe(&sweep(S, vec![d.clone()]), t(S));
+        let oom = active(&out, SignalKind::ContainerOomKilled);
+        assert_eq!(oom.len(), 1);
+        assert_eq!(oom[0].occurrence, Some(500 * 1_000_000));
+        assert!(!has_active(&out, SignalKind::ContainerExited));
+        // The next sweep repeats the same occurrence, not a new one.
+        let out = tr.observe(&sweep(16 * S, vec![d]), t(16 * S));
+        let oom = active(&out, SignalKind::ContainerOomKilled);
+        assert_eq!(oom.len(), 1);
+        assert_eq!(oom[0].occurrence, Some(500 * 1_000_000));
+    }
+
+    #[test]
+    fn exit_found_by_sweep_once_per_finish_and_never_after_operator_stop() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-job-1", RunState::Exited);
+        d.exit_code = 2;
+        d.finished_at = Some(t(100));
+        let out = tr.observe(&sweep(S, vec![d.clone()]), t(S));
+        let a = active(&out, SignalKind::ContainerExited);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].occurrence, Some(100 * 1_000_000));
+        // Started again, the same old finish must not come back as active.
+        let mut running = details("shop-job-1", RunState::Running);
+        running.finished_at = Some(t(100));
+        let out = tr.observe(&sweep(16 * S, vec![running]), t(16 * S));
+        assert!(has_inactive(&out, SignalKind::ContainerExited));
+        // An exit 143 found by a sweep is someone's stop.
+        let mut d = details("shop-api-1", RunState::Exited);
+        d.exit_code = 143;
+        d.finished_at = Some(t(100));
+        let out = tr.observe(&sweep(31 * S, vec![d]), t(31 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited));
+        // A container the tracker saw stopped by an operator is never reported by a sweep.
+        let mut tr = Tracker::new(EvalSettings::default());
+        feed(
+            &mut tr,
+            vec![
+                (0, event("shop-web-1", EventAction::Stop, 0)),
+                (S, die("shop-web-1", 1, S)),
+            ],
+        );
+        let mut d = details("shop-web-1", RunState::Exited);
+        d.exit_code = 1;
+        d.finished_at = Some(t(S));
+        let out = tr.observe(&sweep(20 * S, vec![d]), t(20 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "{out:?}");
+    }
+
+    #[test]
+    fn restart_loop_counted_from_die_start_cycles() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut out = Vec::new();
+        for i in 0..5 {
+            let at = i * 20 * S;
+            out.extend(tr.observe(&die("shop-web-1", 1, at), t(at)));
+            out.extend(tr.observe(&event("shop-web-1", EventAction::Start, at + S), t(at + S)));
+        }
+        let loops = active(&out, SignalKind::ContainerRestartLoop);
+        let keys: BTreeSet<&str> = loops.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys.len(), 1, "exactly one restart-loop key: {keys:?}");
+        assert!(
+            loops[0].detail.starts_with("restarted 3 times in"),
+            "{}",
+            loops[0].detail
+        );
+        // First exit alerted, later ones folded into the loop.
+        let exits: BTreeSet<Option<i64>> = active(&out, SignalKind::ContainerExited)
+            .iter()
+            .map(|s| s.occurrence)
+            .collect();
+        assert_eq!(exits.len(), 1, "{exits:?}");
+        // Still looping: no expiry while dies keep coming.
+        assert!(
+            tr.tick(t(5 * MIN))
+                .iter()
+                .all(|s| s.kind != SignalKind::ContainerRestartLoop)
+        );
+        // Quiet for a full window after the last die (at 80 s): inactive.
+        let out = tr.tick(t(80 * S + 10 * MIN));
+        assert!(has_inactive(&out, SignalKind::ContainerRestartLoop));
+        // The next crash is a fresh exit.
+        let out = tr.observe(&die("shop-web-1", 1, 30 * MIN), t(30 * MIN));
+        assert_eq!(active(&out, SignalKind::ContainerExited).len(), 1);
+    }
+
+    #[test]
+    fn operator_restarts_are_not_a_loop() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut out = Vec::new();
+        for i in 0..5 {
+            let at = i * 20 * S;
+            out.extend(feed(
+                &mut tr,
+                vec![
+                    (
+                        at,
+                        event("shop-web-1", EventAction::Kill { signal: Some(15) }, at),
+                    ),
+                    (at + 10, die("shop-web-1", 143, at + 10)),
+                    (at + 20, event("shop-web-1", EventAction::Stop, at + 20)),
+                    (at + 30, event("shop-web-1", EventAction::Start, at + 30)),
+                ],
+            ));
+        }
+        assert!(out.iter().all(|s| !s.active), "{out:?}");
+    }
+
+    #[test]
+    fn restart_loop_from_restart_count_growth() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut out = Vec::new();
+        for (i, count) in [0u64, 1, 3, 4].into_iter().enumerate() {
+            let at = i as i64 * 15 * S;
+            let mut d = details("shop-web-1", RunState::Running);
+            d.restart_count = count;
+            out = tr.observe(&sweep(at, vec![d]), t(at));
+            if count < 3 {
+                assert!(
+                    !has_active(&out, SignalKind::ContainerRestartLoop),
+                    "count {count}"
+                );
+            }
+        }
+        let a = active(&out, SignalKind::ContainerRestartLoop);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].detail, "restarted 4 times in 45s");
+        // No growth for a full window: inactive.
+        let mut d = details("shop-web-1", RunState::Running);
+        d.restart_count = 4;
+        let out = tr.observe(&sweep(45 * S + 10 * MIN, vec![d]), t(45 * S + 10 * MIN));
+        assert!(has_inactive(&out, SignalKind::ContainerRestartLoop));
+        assert!(!has_active(&out, SignalKind::ContainerRestartLoop));
+    }
+
+    fn stats(at_ms: i64, cpu_total: u64, system: u64, mem: u64, limit: u64) -> StatsSample {
+        StatsSample {
+            read_at: t(at_ms),
+            cpu_total,
+            system_cpu: system,
+            online_cpus: 1,
+            memory_usage: mem,
+            memory_limit: limit,
+            inactive_file: 0,
+        }
+    }
+
+    fn stats_sweep(at_ms: i64, d: &ContainerDetails, s: StatsSample) -> Observation {
+        let mut m = BTreeMap::new();
+        m.insert(d.container.id.clone(), s);
+        Observation::Sweep(Sweep {
+            at: t(at_ms),
+            containers: vec![d.clone()],
+            stats: m,
+        })
+    }
+
+    #[test]
+    fn cpu_tiers_from_consecutive_samples() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let d = details("shop-web-1", RunState::Running);
+        let out = tr.observe(&stats_sweep(0, &d, stats(0, 0, 0, 0, 0)), t(0));
+        assert!(
+            !out.iter().any(|s| s.kind == SignalKind::ContainerCpuHigh),
+            "one sample has no CPU %"
+        );
+        let out = tr.observe(
+            &stats_sweep(15 * S, &d, stats(15 * S, 931, 1000, 0, 0)),
+            t(15 * S),
+        );
+        let a = active(&out, SignalKind::ContainerCpuHigh);
+        assert_eq!(a[0].severity, Severity::High);
+        assert_eq!(a[0].detail, "CPU 93.1% (threshold 85%)");
+        let out = tr.observe(
+            &stats_sweep(30 * S, &d, stats(30 * S, 931 + 700, 2000, 0, 0)),
+            t(30 * S),
+        );
+        assert_eq!(
+            active(&out, SignalKind::ContainerCpuHigh)[0].severity,
+            Severity::Medium
+        );
+        let out = tr.observe(
+            &stats_sweep(45 * S, &d, stats(45 * S, 1631 + 990, 3000, 0, 0)),
+            t(45 * S),
+        );
+        assert_eq!(
+            active(&out, SignalKind::ContainerCpuHigh)[0].severity,
+            Severity::Critical
+        );
+        let out = tr.observe(
+            &stats_sweep(60 * S, &d, stats(60 * S, 2621 + 100, 4000, 0, 0)),
+            t(60 * S),
+        );
+        assert!(has_inactive(&out, SignalKind::ContainerCpuHigh));
+    }
+
+    #[test]
+    fn memory_against_the_containers_limit() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-web-1", RunState::Running);
+        d.memory_limit = 1000;
+        let mut s = stats(0, 0, 0, 900, 1000);
+        s.inactive_file = 50;
+        let out = tr.observe(&stats_sweep(0, &d, s), t(0));
+        let a = active(&out, SignalKind::ContainerMemoryHigh);
+        assert_eq!(a[0].severity, Severity::High, "85% > 80%");
+        // Unlimited containers: no memory signal (host memory covers them).
+        let d2 = details("shop-api-1", RunState::Running);
+        let out = tr.observe(&stats_sweep(S, &d2, stats(S, 0, 0, 990, 1000)), t(S));
+        assert!(!has_active(&out, SignalKind::ContainerMemoryHigh));
+    }
+
+    #[test]
+    fn label_opt_out_and_threshold_override() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut ignored = details("shop-web-1", RunState::Running);
+        ignored.labels = labels(&[(LABEL_IGNORE, "true")]);
+        ignored.health = Health::Unhealthy;
+        let mut unmonitored = details("shop-api-1", RunState::Exited);
+        unmonitored.labels = labels(&[(LABEL_MONITOR, "false")]);
+        unmonitored.exit_code = 1;
+        unmonitored.finished_at = Some(t(0));
+        let out = tr.observe(&sweep(S, vec![ignored, unmonitored]), t(S));
+        assert!(out.is_empty(), "{out:?}");
+        let mut ev = ContainerEvent {
+            container: cref("shop-web-1"),
+            action: EventAction::Die { exit_code: Some(1) },
+            labels: labels(&[(LABEL_IGNORE, "true")]),
+            time_nano: 2_000_000_000,
+        };
+        assert!(
+            tr.observe(&Observation::Event(ev.clone()), t(2 * S))
+                .is_empty()
+        );
+        ev.labels = labels(&[]);
+        ev.container = cref("shop-db-1");
+        assert!(!tr.observe(&Observation::Event(ev), t(2 * S)).is_empty());
+
+        // vigil.cpu_threshold=50 makes 60% high instead of nothing.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-web-1", RunState::Running);
+        d.labels = labels(&[(LABEL_CPU_THRESHOLD, "50"), (LABEL_MEMORY_THRESHOLD, "95")]);
+        d.memory_limit = 1000;
+        tr.observe(&stats_sweep(0, &d, stats(0, 0, 0, 900, 1000)), t(0));
+        let out = tr.observe(
+            &stats_sweep(15 * S, &d, stats(15 * S, 600, 1000, 900, 1000)),
+            t(15 * S),
+        );
+        let cpu = active(&out, SignalKind::ContainerCpuHigh);
+        assert_eq!(cpu[0].severity, Severity::High);
+        assert_eq!(cpu[0].detail, "CPU 60% (threshold 50%)");
+        // Memory 90% with threshold 95: medium only (> 76%), not high.
+        assert_eq!(
+            active(&out, SignalKind::ContainerMemoryHigh)[0].severity,
+            Severity::Medium
+        );
+    }
+
+    #[test]
+    fn scope_label_and_projects() {
+        let settings = EvalSettings {
+            scope_label: Some("team=core".into()),
+            scope_projects: vec!["shop".into()],
+            ..EvalSettings::default()
+        };
+        assert!(settings.watches(&labels(&[("team", "core")])));
+        assert!(!settings.watches(&labels(&[("team", "other")])));
+        assert!(!settings.watches(&labels(&[])));
+        let mut other_project = BTreeMap::new();
+        other_project.insert("team".to_string(), "core".to_string());
+        other_project.insert(
+            vigil_shared::docker::LABEL_PROJECT.to_string(),
+            "blog".to_string(),
+        );
+        assert!(!settings.watches(&other_project));
+        let key_only = EvalSettings {
+            scope_label: Some("watched".into()),
+            ..EvalSettings::default()
+        };
+        assert!(key_only.watches(&labels(&[("watched", "")])));
+    }
+
+    #[test]
+    fn container_missing_for_expected_services() {
+        let settings = EvalSettings {
+            expected_services: vec!["shop/web".into(), "shop/db".into()],
+            ..EvalSettings::default()
+        };
+        let mut tr = Tracker::new(settings);
+        let out = tr.observe(
+            &sweep(0, vec![details("shop-web-1", RunState::Running)]),
+            t(0),
+        );
+        let missing = active(&out, SignalKind::ContainerMissing);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].key, "container_missing/shop/db");
+        assert!(
+            out.iter()
+                .any(|s| s.key == "container_missing/shop/web" && !s.active)
+        );
+    }
+
+    #[test]
+    fn docker_unreachable_is_debounced() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let fail = |at| Observation::Source {
+            source: SourceId::DockerEvents,
+            at: t(at),
+            ok: false,
+            detail: "connection refused".into(),
+        };
+        assert!(tr.observe(&fail(0), t(0)).is_empty());
+        assert!(tr.tick(t(5 * S)).is_empty());
+        assert!(tr.observe(&fail(9 * S), t(9 * S)).is_empty());
+        let out = tr.tick(t(10 * S));
+        let a = active(&out, SignalKind::DockerUnreachable);
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            a[0].detail,
+            "Docker engine unreachable for 10s: connection refused"
+        );
+        assert!(
+            tr.tick(t(11 * S)).is_empty(),
+            "one active signal, not one per tick"
+        );
+        let ok = Observation::Source {
+            source: SourceId::DockerEvents,
+            at: t(12 * S),
+            ok: true,
+            detail: String::new(),
+        };
+        let out = tr.observe(&ok, t(12 * S));
+        assert!(has_inactive(&out, SignalKind::DockerUnreachable));
+        // A short blip never fires.
+        tr.observe(&fail(20 * S), t(20 * S));
+        let out = tr.observe(&ok, t(25 * S));
+        assert!(!has_active(&out, SignalKind::DockerUnreachable));
+        assert!(tr.tick(t(60 * S)).is_empty());
+    }
+
+    #[test]
+    fn no_missing_storm_and_no_loop_expiry_while_docker_fails() {
+        let settings = EvalSettings {
+            expected_services: vec!["shop/web".into()],
+            ..EvalSettings::default()
+        };
+        let mut tr = Tracker::new(settings);
+        for i in 0..3 {
+            let at = i * 10 * S;
+            tr.observe(&die("shop-web-1", 1, at), t(at));
+            tr.observe(&event("shop-web-1", EventAction::Start, at + S), t(at + S));
+        }
+        let fail = Observation::Source {
+            source: SourceId::DockerSweep,
+            at: t(MIN),
+            ok: false,
+            detail: "timeout".into(),
+        };
+        tr.observe(&fail, t(MIN));
+        let out = tr.tick(t(30 * MIN));
+        assert!(
+            !has_inactive(&out, SignalKind::ContainerRestartLoop),
+            "{out:?}"
+        );
+        let partial = Sweep {
+            at: t(30 * MIN),
+            containers: vec![],
+            stats: BTreeMap::new(),
+        };
+        // A sweep arriving proves the sweep source works, but the event source may still fail.
+        let ev_fail = Observation::Source {
+            source: SourceId::DockerEvents,
+            at: t(30 * MIN),
+            ok: false,
+            detail: "eof".into(),
+        };
+        tr.observe(&ev_fail, t(30 * MIN));
+        let out = tr.observe(&Observation::Sweep(partial), t(30 * MIN));
+        assert!(!has_active(&out, SignalKind::ContainerMissing), "{out:?}");
+    }
+
+    #[test]
+    fn stale_sweep_does_not_undo_newer_events() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(
+            &event(
+                "shop-web-1",
+                EventAction::HealthStatus(Health::Healthy),
+                10 * S,
+            ),
+            t(10 * S),
+        );
+        let mut d = details("shop-web-1", RunState::Running);
+        d.health = Health::Unhealthy;
+        let out = tr.observe(&sweep(9 * S, vec![d]), t(11 * S));
+        assert!(!has_active(&out, SignalKind::ContainerUnhealthy), "{out:?}");
+    }
+
+    #[test]
+    fn destroyed_containers_resolve_their_keys() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(&die("shop-job-1", 3, 0), t(0));
+        let out = tr.observe(&event("shop-job-1", EventAction::Destroy, S), t(S));
+        assert!(has_inactive(&out, SignalKind::ContainerExited));
+        assert!(has_inactive(&out, SignalKind::ContainerOomKilled));
+        // Vanished from a sweep without a destroy event: forgotten too.
+        tr.observe(
+            &sweep(2 * S, vec![details("shop-web-1", RunState::Running)]),
+            t(2 * S),
+        );
+        let out = tr.observe(&sweep(3 * S, vec![]), t(3 * S));
+        assert!(has_inactive(&out, SignalKind::ContainerUnhealthy));
+        assert_eq!(tr.tracked_containers(), 0);
+    }
+
+    #[test]
+    fn host_memory_and_disk_tiers() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let gib = 1024 * 1024 * 1024;
+        let h = HostSample {
+            at: t(0),
+            mem_total_bytes: 20 * gib,
+            mem_available_bytes: gib,
+            disks: vec![
+                DiskUsage {
+                    path: "/".into(),
+                    total_bytes: 100 * gib,
+                    available_bytes: 25 * gib,
+                },
+                DiskUsage {
+                    path: "/data".into(),
+                    total_bytes: 100 * gib,
+                    available_bytes: 3 * gib,
+                },
+            ],
+        };
+        let out = tr.observe(&Observation::Host(h), t(0));
+        let hm = active(&out, SignalKind::HostMemoryHigh);
+        assert_eq!(hm[0].severity, Severity::High, "95% > 90% but not > 95%");
+        assert_eq!(
+            hm[0].detail,
+            "host memory 95% used (1 GiB of 20 GiB available, threshold 90%)"
+        );
+        let disks = active(&out, SignalKind::DiskHigh);
+        assert_eq!(disks.len(), 2);
+        assert_eq!(disks[0].severity, Severity::Medium, "75% > 72%");
+        assert_eq!(disks[1].severity, Severity::Critical, "97% > 95%");
+        assert_eq!(disks[1].key, "disk_high//data");
+    }
+
+    #[test]
+    fn dependency_down_per_probe() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let probe = |ok| {
+            Observation::Dependency(DependencyProbe {
+                at: t(0),
+                name: "db".into(),
+                ok,
+                detail: if ok {
+                    String::new()
+                } else {
+                    "connect timeout".into()
+                },
+            })
+        };
+        let out = tr.observe(&probe(false), t(0));
+        assert_eq!(
+            active(&out, SignalKind::DependencyDown)[0].key,
+            "dependency_down/db"
+        );
+        assert!(has_inactive(
+            &tr.observe(&probe(true), t(S)),
+            SignalKind::DependencyDown
+        ));
+    }
+
+    #[test]
+    fn app_down_after_consecutive_failures() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let probe = |ok| {
+            Observation::App(AppProbe {
+                at: t(0),
+                ok,
+                detail: "timeout".into(),
+                samples: BTreeMap::new(),
+            })
+        };
+        assert!(tr.observe(&probe(false), t(0)).is_empty());
+        assert!(tr.observe(&probe(false), t(0)).is_empty());
+        assert!(
+            has_inactive(&tr.observe(&probe(true), t(0)), SignalKind::AppDown),
+            "one hiccup resets"
+        );
+        tr.observe(&probe(false), t(0));
+        tr.observe(&probe(false), t(0));
+        let out = tr.observe(&probe(false), t(0));
+        assert!(has_active(&out, SignalKind::AppDown));
+    }
+
+    #[test]
+    fn two_ooms_far_apart_are_two_occurrences() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut out = tr.observe(&event("shop-web-1", EventAction::Oom, 0), t(0));
+        out.extend(tr.observe(&event("shop-web-1", EventAction::Start, S), t(S)));
+        out.extend(tr.observe(
+            &event("shop-web-1", EventAction::Oom, 20 * MIN),
+            t(20 * MIN),
+        ));
+        let occ: BTreeSet<Option<i64>> = active(&out, SignalKind::ContainerOomKilled)
+            .iter()
+            .map(|s| s.occurrence)
+            .collect();
+        assert_eq!(occ.len(), 2);
+    }
+}

@@ -2,14 +2,20 @@
 //!
 //! # Layout
 //! - `transport`: one HTTP/1 client over a unix socket (hyperlocal) or TCP. Its only request
-//!   builder takes a path and produces a GET (or HEAD) with an empty body: there is no way to
-//!   name another method through this crate.
+//!   builders are `get(path)` and `head(path)`, producing a request with an empty body: there is
+//!   no way to name another method through this crate.
 //! - `api`: Engine API types as the engine sends them (`Option` fields, serde renames, unknown
-//!   enum fallbacks), API version pinned and negotiated (minimum 1.41).
+//!   enum fallbacks), API version pinned and negotiated (minimum 1.41), converted to `model`.
 //! - `model`: the domain types the rest of Vigil sees, converted at the boundary.
-//! - `client`: [`DockerClient`]: ping, version, list, inspect, one-shot stats, events.
-//! - `events`: incremental parsing of the `/events` JSON stream.
+//! - `events`: incremental, pure parsing of the `/events` newline-delimited JSON stream.
+//! - `client`: [`DockerClient`]: ping, version, list, inspect, one-shot stats, events, and
+//!   [`DockerError`], the one error type of this module.
 
+pub mod api;
+pub mod client;
+pub mod events;
 pub mod model;
+pub mod transport;
 
+pub use client::{DockerClient, DockerError, EventStream};
 pub use model::*;

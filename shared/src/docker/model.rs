@@ -100,7 +100,8 @@ impl StatsSample {
 
     /// Memory use as a percentage of the limit; `None` without a limit.
     pub fn memory_percent(&self) -> Option<f64> {
-        (self.memory_limit > 0).then(|| self.working_set() as f64 * 100.0 / self.memory_limit as f64)
+        (self.memory_limit > 0)
+            .then(|| self.working_set() as f64 * 100.0 / self.memory_limit as f64)
     }
 
     /// CPU % between `prev` and `self`, scaled like `docker stats` (100 % = one CPU fully busy
@@ -121,10 +122,14 @@ impl StatsSample {
 pub enum EventAction {
     Start,
     /// `die`, with `exitCode` when the engine sent one.
-    Die { exit_code: Option<i64> },
+    Die {
+        exit_code: Option<i64>,
+    },
     Oom,
     /// `kill`, with the signal number when present (operator or engine intent).
-    Kill { signal: Option<i32> },
+    Kill {
+        signal: Option<i32>,
+    },
     Stop,
     Destroy,
     Restart,
@@ -161,7 +166,10 @@ pub struct EngineVersion {
 
 /// Labels → (project, service) from compose's labels.
 pub fn compose_identity(labels: &BTreeMap<String, String>) -> (Option<String>, Option<String>) {
-    (labels.get(LABEL_PROJECT).cloned(), labels.get(LABEL_SERVICE).cloned())
+    (
+        labels.get(LABEL_PROJECT).cloned(),
+        labels.get(LABEL_SERVICE).cloned(),
+    )
 }
 
 #[cfg(test)]
@@ -170,19 +178,41 @@ mod tests {
 
     #[test]
     fn cpu_percent_scales_by_online_cpus() {
-        let prev = StatsSample { cpu_total: 1_000, system_cpu: 10_000, online_cpus: 2, ..Default::default() };
-        let now = StatsSample { cpu_total: 2_000, system_cpu: 20_000, online_cpus: 2, ..Default::default() };
+        let prev = StatsSample {
+            cpu_total: 1_000,
+            system_cpu: 10_000,
+            online_cpus: 2,
+            ..Default::default()
+        };
+        let now = StatsSample {
+            cpu_total: 2_000,
+            system_cpu: 20_000,
+            online_cpus: 2,
+            ..Default::default()
+        };
         let pct = now.cpu_percent_since(&prev).unwrap();
         assert!((pct - 20.0).abs() < 1e-9, "{pct}");
-        assert_eq!(prev.cpu_percent_since(&now), None, "counters going backwards give no value");
+        assert_eq!(
+            prev.cpu_percent_since(&now),
+            None,
+            "counters going backwards give no value"
+        );
     }
 
     #[test]
     fn memory_excludes_inactive_file() {
-        let s = StatsSample { memory_usage: 900, inactive_file: 100, memory_limit: 1000, ..Default::default() };
+        let s = StatsSample {
+            memory_usage: 900,
+            inactive_file: 100,
+            memory_limit: 1000,
+            ..Default::default()
+        };
         assert_eq!(s.working_set(), 800);
         assert_eq!(s.memory_percent(), Some(80.0));
-        let unlimited = StatsSample { memory_limit: 0, ..s };
+        let unlimited = StatsSample {
+            memory_limit: 0,
+            ..s
+        };
         assert_eq!(unlimited.memory_percent(), None);
     }
 }

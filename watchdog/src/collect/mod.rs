@@ -8,6 +8,12 @@
 //! - `deps`: HTTP GET (2xx) or TCP connect probes.
 //! - `app`: the watched application's Prometheus text endpoint.
 
+pub mod app;
+pub mod deps;
+pub mod events;
+pub mod host;
+pub mod sweep;
+
 use std::collections::BTreeMap;
 use vigil_shared::docker::{ContainerDetails, ContainerEvent, StatsSample};
 use vigil_shared::time::Timestamp;
@@ -86,5 +92,79 @@ pub enum Observation {
     App(AppProbe),
     /// A source's own health: `ok = false` with the error after a failure, `ok = true` once it
     /// works again. Docker sources failing is what `docker_unreachable` is made of.
-    Source { source: SourceId, at: Timestamp, ok: bool, detail: String },
+    Source {
+        source: SourceId,
+        at: Timestamp,
+        ok: bool,
+        detail: String,
+    },
+}
+
+/// Tracks one source's health so a failure is reported once per outage (not once per retry) and
+/// a recovery once when it ends.
+#[derive(Debug)]
+pub(crate) struct SourceHealth {
+    source: SourceId,
+    failing: bool,
+}
+
+impl SourceHealth {
+    pub(crate) fn new(source: SourceId) -> Self {
+        SourceHealth {
+            source,
+            failing: false,
+        }
+    }
+
+    /// The `ok = false` observation to send, only on the first failure of an outage.
+    pub(crate) fn failed(&mut self, detail: impl Into<String>) -> Option<Observation> {
+        if self.failing {
+            return None;
+        }
+        self.failing = true;
+        Some(Observation::Source {
+            source: self.source,
+            at: Timestamp::now(),
+            ok: false,
+            detail: detail.into(),
+        })
+    }
+
+    /// The `ok = true` observation to send, only when an outage ends.
+    pub(crate) fn recovered(&mut self) -> Option<Observation> {
+        if !self.failing {
+            return None;
+        }
+        self.failing = false;
+        Some(Observation::Source {
+            source: self.source,
+            at: Timestamp::now(),
+            ok: true,
+            detail: String::new(),
+        })
+    }
+}
+
+/// Sends one observation unless shutdown comes first. Returns false when the source should stop
+/// (cancelled, or the consumer is gone).
+pub(crate) async fn emit(
+    tx: &tokio::sync::mpsc::Sender<Observation>,
+    cancel: &tokio_util::sync::CancellationToken,
+    observation: Observation,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        sent = tx.send(observation) => sent.is_ok(),
+    }
+}
+
+/// Sleeps for `period` unless shutdown comes first. Returns false when cancelled.
+pub(crate) async fn pause(
+    cancel: &tokio_util::sync::CancellationToken,
+    period: std::time::Duration,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(period) => true,
+    }
 }

@@ -1,0 +1,145 @@
+//! A real `redis-server` per test, on a free loopback port, with no persistence.
+//!
+//! It installs nothing: `scripts/setup-test.sh` does. A missing `redis-server` is a loud
+//! failure, never a skipped test.
+
+use crate::ports::free_port;
+use crate::process::ChildProcess;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const BIND_ATTEMPTS: usize = 5;
+
+/// Options for [`RedisServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// An ACL file (`user ... on >password ~keys +@cmds`), passed as `--aclfile`.
+    pub aclfile: Option<PathBuf>,
+    /// Extra `redis-server` arguments, e.g. `["--maxmemory", "10mb"]`.
+    pub extra_args: Vec<String>,
+}
+
+/// A running `redis-server` bound to 127.0.0.1, killed on drop.
+pub struct RedisServer {
+    port: u16,
+    process: ChildProcess,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with default options and waits until it answers PING.
+    pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server with `options` and waits until it answers PING (an ACL file that turns
+    /// the default user off makes PING answer NOAUTH, which also counts as up).
+    pub fn start_with(options: RedisOptions) -> Self {
+        let binary = find_redis_server();
+        let mut last_output = String::new();
+        for _ in 0..BIND_ATTEMPTS {
+            let dir = tempfile::Builder::new()
+                .prefix("vigil-redis-")
+                .tempdir()
+                .expect("creating a temp dir for redis-server");
+            let port = free_port();
+            let mut cmd = Command::new(&binary);
+            cmd.args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .args(["--daemonize", "no"])
+                .args(["--protected-mode", "yes"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(["--logfile", ""]);
+            if let Some(aclfile) = &options.aclfile {
+                cmd.arg("--aclfile").arg(aclfile);
+            }
+            cmd.args(&options.extra_args);
+            let mut process = ChildProcess::spawn("redis-server", cmd);
+            if wait_until_up(port, &mut process) {
+                return RedisServer { port, process, dir };
+            }
+            last_output = process.transcript();
+        }
+        panic!(
+            "redis-server did not come up after {BIND_ATTEMPTS} attempts; last output:\n{last_output}"
+        );
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/` (no credentials).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// `redis://<user>:<password>@127.0.0.1:<port>/` for ACL users.
+    pub fn url_for(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.transcript()
+    }
+
+    /// Kills the server now (to test what clients do when Redis goes away).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+fn find_redis_server() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "redis-server is not on PATH: run scripts/setup-test.sh (it installs redis-server)"
+            )
+        })
+}
+
+/// Polls PING until the server answers (`+PONG`, or `-NOAUTH` when the default user is off) or
+/// the process exits (typically: the port was taken in the meantime).
+fn wait_until_up(port: u16, process: &mut ChildProcess) -> bool {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if process.try_status().is_some() {
+            return false;
+        }
+        if let Some(reply) = ping(port)
+            && (reply.starts_with("+PONG") || reply.starts_with("-NOAUTH"))
+        {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    process.kill();
+    false
+}
+
+fn ping(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"PING\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line)
+}

@@ -1,0 +1,170 @@
+//! The watchdog's Docker sources against the machine's real engine: a sweep finds a labelled
+//! running container with its stats, and the events source forwards its `die` after a kill.
+//! No engine is a failure, not a skip.
+
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vigil_shared::docker::{DockerClient, EventAction, RunState};
+use vigil_tests::docker::{Container, RunningContainer, require_engine};
+use vigil_watchdog::collect::{Observation, SourceId, events, sweep};
+
+const SOCKET: &str = "unix:///var/run/docker.sock";
+/// A label only this test run's container carries, so sweeps see nothing else.
+const RUN_LABEL: &str = "vigil.test.run";
+
+/// A sleeping test container (labelled `vigil.test=1`, removed on drop) with a unique
+/// `vigil.test.run` label; returns the container and the `key=value` filter selecting it.
+fn start_sleeper() -> (RunningContainer, String) {
+    let run = uuid::Uuid::new_v4().to_string();
+    let container = Container::new()
+        .name_hint("collect")
+        .label(RUN_LABEL, &run)
+        .command(&["sleep", "60"])
+        .start();
+    (container, format!("{RUN_LABEL}={run}"))
+}
+
+async fn client() -> DockerClient {
+    require_engine();
+    let client = DockerClient::new(SOCKET, Duration::from_secs(5)).expect("docker client");
+    client
+        .negotiate()
+        .await
+        .expect("the real Docker engine must answer at /var/run/docker.sock");
+    client
+}
+
+#[tokio::test]
+async fn sweep_once_finds_a_labelled_running_container_with_stats() {
+    let client = client().await;
+    let (container, label) = start_sleeper();
+
+    let sweep = sweep::sweep_once(&client, Some(&label), 4)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        sweep.containers.len(),
+        1,
+        "only the labelled container: {:?}",
+        sweep.containers
+    );
+    let details = &sweep.containers[0];
+    assert_eq!(details.container.id, container.id());
+    assert_eq!(details.state, RunState::Running);
+    assert_eq!(
+        details.labels.get("vigil.test").map(String::as_str),
+        Some("1")
+    );
+    let stats = sweep
+        .stats
+        .get(container.id())
+        .expect("a stats sample for the running container");
+    assert!(stats.memory_usage > 0, "{stats:?}");
+    assert!(stats.cpu_total > 0, "{stats:?}");
+
+    // Killed, it is still swept (all=true) but has no stats sample.
+    container.kill();
+    let sweep = sweep::sweep_once(&client, Some(&label), 4)
+        .await
+        .expect("sweep after kill");
+    assert_eq!(sweep.containers.len(), 1);
+    assert_eq!(sweep.containers[0].state, RunState::Exited);
+    assert_eq!(sweep.containers[0].exit_code, 137);
+    assert!(sweep.stats.is_empty(), "{:?}", sweep.stats);
+}
+
+#[tokio::test]
+async fn sweep_task_sends_a_sweep_at_once() {
+    let client = client().await;
+    let (container, label) = start_sleeper();
+    let (tx, mut rx) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(sweep::run(
+        client,
+        Some(label),
+        Duration::from_secs(60),
+        4,
+        tx,
+        cancel.clone(),
+    ));
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the first sweep runs at once")
+        .expect("a sweep");
+    match first {
+        Observation::Sweep(s) => {
+            assert_eq!(s.containers.len(), 1);
+            assert_eq!(s.containers[0].container.id, container.id());
+        }
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+    cancel.cancel();
+    task.await.expect("the sweep task ends on cancel");
+}
+
+#[tokio::test]
+async fn events_task_forwards_the_die_of_a_killed_container() {
+    let client = client().await;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(events::run(client, tx, cancel.clone()));
+
+    // Give the task a moment to subscribe, then prove it did: our own `start` must arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (container, _label) = start_sleeper();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let obs = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the start event within 10 s of docker run")
+            .expect("the events task is running");
+        match obs {
+            Observation::Event(e)
+                if e.container.id == container.id() && e.action == EventAction::Start =>
+            {
+                assert_eq!(e.labels.get("vigil.test").map(String::as_str), Some("1"));
+                break;
+            }
+            Observation::Source {
+                source: SourceId::DockerEvents,
+                ok: false,
+                detail,
+                ..
+            } => {
+                panic!("event stream failed: {detail}")
+            }
+            _ => {}
+        }
+    }
+    container.kill();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut saw_kill = false;
+    let exit = loop {
+        let obs = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("a die event within 10 s of docker kill")
+            .expect("the events task is running");
+        match obs {
+            Observation::Event(e) if e.container.id == container.id() => match e.action {
+                EventAction::Kill { .. } => saw_kill = true,
+                EventAction::Die { exit_code } => break exit_code,
+                _ => {}
+            },
+            Observation::Source {
+                source: SourceId::DockerEvents,
+                ok: false,
+                detail,
+                ..
+            } => {
+                panic!("event stream failed: {detail}")
+            }
+            _ => {}
+        }
+    };
+    assert!(saw_kill, "the kill event precedes the die");
+    assert_eq!(exit, Some(137));
+    cancel.cancel();
+    task.await.expect("the events task ends on cancel");
+}
