@@ -45,11 +45,13 @@ bash "$REPO_ROOT/scripts/setup-test.sh"
 remove_leftover_test_containers
 trap remove_leftover_test_containers EXIT
 
+NEXTEST=(cargo nextest run --tool-config-file "vigil:$REPO_ROOT/scripts/nextest.toml" --no-fail-fast)
+
 status=0
 if [[ $# -gt 0 ]]; then
   # Extra arguments choose what to run; both runners take `-p <crate> --test <name>`.
   runner=(cargo test --no-fail-fast)
-  cargo nextest --version >/dev/null 2>&1 && runner=(cargo nextest run --no-fail-fast)
+  cargo nextest --version >/dev/null 2>&1 && runner=("${NEXTEST[@]}")
   log "running: ${runner[*]} $*"
   "${runner[@]}" "$@" || status=$?
 elif cargo nextest --version >/dev/null 2>&1; then
@@ -57,7 +59,7 @@ elif cargo nextest --version >/dev/null 2>&1; then
   log "running: cargo test --doc --workspace"
   cargo test --doc --workspace || status=$?
   log "running: cargo nextest run --workspace --all-targets --no-fail-fast"
-  cargo nextest run --workspace --all-targets --no-fail-fast || status=$?
+  "${NEXTEST[@]}" --workspace --all-targets || status=$?
 else
   log "cargo-nextest not found; running: cargo test --workspace --no-fail-fast"
   cargo test --workspace --no-fail-fast || status=$?

@@ -172,19 +172,25 @@ pub enum AuditError {
     },
     #[error("line {line}: not an audit record: {detail}")]
     Malformed { line: usize, detail: String },
-    #[error("line {line}: expected record #{expected}, found #{found} (a record was deleted, reordered or inserted)")]
+    #[error(
+        "line {line}: expected record #{expected}, found #{found} (a record was deleted, reordered or inserted)"
+    )]
     Sequence {
         line: usize,
         expected: u64,
         found: u64,
     },
-    #[error("line {line}: record #{seq} does not link to the record before it (prev_hash mismatch)")]
+    #[error(
+        "line {line}: record #{seq} does not link to the record before it (prev_hash mismatch)"
+    )]
     BrokenLink { line: usize, seq: u64 },
     #[error("line {line}: record #{seq} was altered (hash mismatch)")]
     HashMismatch { line: usize, seq: u64 },
     #[error("line {line}: the last record is incomplete (no newline; torn write or truncation)")]
     TornTail { line: usize },
-    #[error("log ends at record #{last_seq}, but record #{expected_seq} was seen before: the tail was truncated")]
+    #[error(
+        "log ends at record #{last_seq}, but record #{expected_seq} was seen before: the tail was truncated"
+    )]
     Truncated { expected_seq: u64, last_seq: u64 },
     #[error("record #{seq} differs from the known head (hash mismatch)")]
     HeadMismatch { seq: u64 },
@@ -468,7 +474,12 @@ mod tests {
                 service: None,
             }),
             decision,
-            reason: if decision == Decision::Executed { "ok" } else { "bad_signature" }.into(),
+            reason: if decision == Decision::Executed {
+                "ok"
+            } else {
+                "bad_signature"
+            }
+            .into(),
             result: Some("restarted".into()),
             duration_ms: 120 + i,
         }
@@ -480,7 +491,11 @@ mod tests {
         let mut content = Vec::new();
         let mut recs = Vec::new();
         for i in 1..=n {
-            let decision = if i % 2 == 0 { Decision::Rejected } else { Decision::Executed };
+            let decision = if i % 2 == 0 {
+                Decision::Rejected
+            } else {
+                Decision::Executed
+            };
             let (rec, line) = chain.seal(entry(i, decision));
             content.extend_from_slice(line.as_bytes());
             content.push(b'\n');
@@ -517,7 +532,12 @@ mod tests {
         assert_eq!(recs[0].prev_hash, GENESIS_HASH);
         assert_eq!(recs[1].prev_hash, recs[0].hash);
         let head = Some((3, recs[2].hash.as_str()));
-        assert_eq!(verify_chain(&content, head).expect("older head is fine").head_seq, 5);
+        assert_eq!(
+            verify_chain(&content, head)
+                .expect("older head is fine")
+                .head_seq,
+            5
+        );
         let empty = verify_chain(b"", None).expect("empty");
         assert_eq!((empty.records, empty.head_hash.as_str()), (0, GENESIS_HASH));
     }
@@ -530,7 +550,10 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(first), via_serde);
         assert_eq!(recs[0].to_line(), via_serde);
         assert!(via_serde.starts_with(r#"{"seq":1,"ts":"#), "{via_serde}");
-        assert!(via_serde.contains(r#""decision":"executed""#), "{via_serde}");
+        assert!(
+            via_serde.contains(r#""decision":"executed""#),
+            "{via_serde}"
+        );
         // The hash is reproducible from the documented formula.
         let body = format!("{}}}", &via_serde[..via_serde.len() - HASH_SUFFIX_LEN]);
         let mut h = Sha256::new();
@@ -544,7 +567,10 @@ mod tests {
     #[test]
     fn one_edited_byte_is_caught_anywhere_in_a_record() {
         let (content, _) = log(4);
-        let third_start = lines(&content)[..2].iter().map(|l| l.len() + 1).sum::<usize>();
+        let third_start = lines(&content)[..2]
+            .iter()
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
         let third_len = lines(&content)[2].len();
         for offset in 0..third_len {
             let mut tampered = content.clone();
@@ -574,7 +600,10 @@ mod tests {
         let text = String::from_utf8(content).expect("utf8");
         let tampered = text.replacen("web-2", "web-9", 1);
         let err = verify_chain(tampered.as_bytes(), None).expect_err("detected");
-        assert!(matches!(err, AuditError::HashMismatch { line: 2, seq: 2 }), "{err}");
+        assert!(
+            matches!(err, AuditError::HashMismatch { line: 2, seq: 2 }),
+            "{err}"
+        );
         assert!(err.to_string().contains("record #2"), "{err}");
     }
 
@@ -585,7 +614,14 @@ mod tests {
         ls.remove(2);
         let err = verify_chain(&join(&ls), None).expect_err("detected");
         assert!(
-            matches!(err, AuditError::Sequence { line: 3, expected: 3, found: 4 }),
+            matches!(
+                err,
+                AuditError::Sequence {
+                    line: 3,
+                    expected: 3,
+                    found: 4
+                }
+            ),
             "{err}"
         );
     }
@@ -597,7 +633,14 @@ mod tests {
         ls.swap(1, 2);
         let err = verify_chain(&join(&ls), None).expect_err("detected");
         assert!(
-            matches!(err, AuditError::Sequence { line: 2, expected: 2, found: 3 }),
+            matches!(
+                err,
+                AuditError::Sequence {
+                    line: 2,
+                    expected: 2,
+                    found: 3
+                }
+            ),
             "{err}"
         );
     }
@@ -609,9 +652,14 @@ mod tests {
         let mut ls = lines(&content);
         ls.remove(2);
         let text = String::from_utf8(ls[2].clone()).expect("utf8");
-        ls[2] = text.replacen(r#"{"seq":4,"#, r#"{"seq":3,"#, 1).into_bytes();
+        ls[2] = text
+            .replacen(r#"{"seq":4,"#, r#"{"seq":3,"#, 1)
+            .into_bytes();
         let err = verify_chain(&join(&ls), None).expect_err("detected");
-        assert!(matches!(err, AuditError::BrokenLink { line: 3, seq: 3 }), "{err}");
+        assert!(
+            matches!(err, AuditError::BrokenLink { line: 3, seq: 3 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -620,10 +668,21 @@ mod tests {
         let ls = lines(&content);
         let truncated = join(&ls[..3]);
         // Without a known head, a cleanly truncated log is indistinguishable from a short one.
-        assert_eq!(verify_chain(&truncated, None).expect("prefix is a valid chain").head_seq, 3);
+        assert_eq!(
+            verify_chain(&truncated, None)
+                .expect("prefix is a valid chain")
+                .head_seq,
+            3
+        );
         let err = verify_chain(&truncated, Some((5, recs[4].hash.as_str()))).expect_err("caught");
         assert!(
-            matches!(err, AuditError::Truncated { expected_seq: 5, last_seq: 3 }),
+            matches!(
+                err,
+                AuditError::Truncated {
+                    expected_seq: 5,
+                    last_seq: 3
+                }
+            ),
             "{err}"
         );
         // A torn last line (cut mid-record) is caught without a head.
@@ -682,6 +741,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read");
         std::fs::write(&path, text.replacen("req-2", "req-7", 1)).expect("write");
         let err = AuditLog::open(&path).expect_err("refuses a tampered log");
-        assert!(matches!(err, AuditError::HashMismatch { line: 2, seq: 2 }), "{err}");
+        assert!(
+            matches!(err, AuditError::HashMismatch { line: 2, seq: 2 }),
+            "{err}"
+        );
     }
 }

@@ -113,7 +113,10 @@ mod tests {
 
     fn verifier() -> Verifier {
         let s = signer();
-        Verifier::new(VerifyKeys::from([("wd1".to_string(), s.verifying_key())]), "prod")
+        Verifier::new(
+            VerifyKeys::from([("wd1".to_string(), s.verifying_key())]),
+            "prod",
+        )
     }
 
     fn payload(deployment: &str, issued: Timestamp) -> Payload {
@@ -145,16 +148,23 @@ mod tests {
     #[test]
     fn rejections_carry_what_the_audit_needs() {
         let p = payload("staging", NOW);
-        let r = verifier().verify(&raw(&p), NOW).expect_err("wrong deployment");
+        let r = verifier()
+            .verify(&raw(&p), NOW)
+            .expect_err("wrong deployment");
         assert_eq!(r.reason(), "wrong_deployment");
         assert_eq!(r.key_id.as_deref(), Some("wd1"));
         assert_eq!(r.request_id, Some(p.id.to_string()));
 
         let other = Signer::new("stranger", SigningKey::from_bytes(&[4; 32])).expect("id");
         let env = other.sign(&payload("prod", NOW)).expect("signs").to_json();
-        let r = verifier().verify(env.as_bytes(), NOW).expect_err("unknown key");
+        let r = verifier()
+            .verify(env.as_bytes(), NOW)
+            .expect_err("unknown key");
         assert_eq!(r.reason(), "unknown_key");
-        assert_eq!((r.key_id.as_deref(), r.request_id), (Some("stranger"), None));
+        assert_eq!(
+            (r.key_id.as_deref(), r.request_id),
+            (Some("stranger"), None)
+        );
 
         let r = verifier().verify(b"garbage", NOW).expect_err("not json");
         assert_eq!((r.reason(), r.key_id), ("not_json", None));
@@ -164,9 +174,17 @@ mod tests {
     fn default_limits_are_30s_skew_and_5min_ttl() {
         let v = verifier();
         let issued_ahead = payload("prod", NOW.plus(Duration::from_secs(31)));
-        assert_eq!(v.verify(&raw(&issued_ahead), NOW).expect_err("future").reason(), "from_future");
+        assert_eq!(
+            v.verify(&raw(&issued_ahead), NOW)
+                .expect_err("future")
+                .reason(),
+            "from_future"
+        );
         let long = payload("prod", NOW).with_ttl(Duration::from_secs(301));
-        assert_eq!(v.verify(&raw(&long), NOW).expect_err("window").reason(), "bad_window");
+        assert_eq!(
+            v.verify(&raw(&long), NOW).expect_err("window").reason(),
+            "bad_window"
+        );
         let max = payload("prod", NOW).with_ttl(Duration::from_secs(300));
         v.verify(&raw(&max), NOW).expect("5 min is allowed");
         // The latest accepted request (issued skew ahead, max ttl) is still reserved at its end.

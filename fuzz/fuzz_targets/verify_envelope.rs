@@ -22,9 +22,8 @@ const NOW: Timestamp = Timestamp(1_000_000);
 const SKEW: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(300);
 
-static SIGNER: LazyLock<Signer> = LazyLock::new(|| {
-    Signer::new("fuzz", SigningKey::from_bytes(&[42; 32])).expect("valid key id")
-});
+static SIGNER: LazyLock<Signer> =
+    LazyLock::new(|| Signer::new("fuzz", SigningKey::from_bytes(&[42; 32])).expect("valid key id"));
 static KEYS: LazyLock<VerifyKeys> =
     LazyLock::new(|| VerifyKeys::from([("fuzz".to_string(), SIGNER.verifying_key())]));
 
@@ -41,15 +40,17 @@ fuzz_target!(|data: &[u8]| {
         Ok(verified) => {
             assert_eq!(verified.key_id, "fuzz");
             assert_eq!(verified.payload.deployment, DEPLOYMENT);
-            verified.payload.validate().expect("accepted payloads are valid");
+            verified
+                .payload
+                .validate()
+                .expect("accepted payloads are valid");
             // Re-serialising may grow a payload by a few bytes (`0` becomes `0.0`), so one at
             // the size cap may not re-sign; anything else must.
             match SIGNER.sign(&verified.payload) {
                 Ok(again) => {
                     let again = again.to_json();
-                    let back =
-                        verify_envelope(again.as_bytes(), &KEYS, DEPLOYMENT, NOW, SKEW, TTL)
-                            .expect("a re-signed accepted payload verifies");
+                    let back = verify_envelope(again.as_bytes(), &KEYS, DEPLOYMENT, NOW, SKEW, TTL)
+                        .expect("a re-signed accepted payload verifies");
                     assert_eq!(back.payload, verified.payload);
                 }
                 Err(e) => assert!(e.to_string().contains("byte cap"), "{e}"),

@@ -166,7 +166,11 @@ impl Reason {
         detail: impl Into<String>,
         confidence: f64,
     ) -> Reason {
-        let confidence = if confidence.is_nan() { 0.0 } else { confidence.clamp(0.0, 1.0) };
+        let confidence = if confidence.is_nan() {
+            0.0
+        } else {
+            confidence.clamp(0.0, 1.0)
+        };
         Reason {
             signal: truncate_chars(signal.into(), MAX_NAME_LEN),
             severity: truncate_chars(severity.into(), MAX_NAME_LEN),
@@ -242,8 +246,16 @@ impl Payload {
         non_empty_capped("deployment", &self.deployment, MAX_NAME_LEN)?;
         non_empty_capped("target.id", &self.target.id, MAX_NAME_LEN)?;
         non_empty_capped("target.name", &self.target.name, MAX_NAME_LEN)?;
-        capped("target.project", self.target.project.as_deref(), MAX_NAME_LEN)?;
-        capped("target.service", self.target.service.as_deref(), MAX_NAME_LEN)?;
+        capped(
+            "target.project",
+            self.target.project.as_deref(),
+            MAX_NAME_LEN,
+        )?;
+        capped(
+            "target.service",
+            self.target.service.as_deref(),
+            MAX_NAME_LEN,
+        )?;
         non_empty_capped("reason.signal", &self.reason.signal, MAX_NAME_LEN)?;
         capped("reason.severity", Some(&self.reason.severity), MAX_NAME_LEN)?;
         capped("reason.detail", Some(&self.reason.detail), MAX_DETAIL_LEN)?;
@@ -282,9 +294,15 @@ pub enum Rejection {
     #[error("request is for deployment {got:?}")]
     WrongDeployment { got: String },
     #[error("request expired at {expires_at} (now {now})", expires_at = expires_at.0, now = now.0)]
-    Expired { expires_at: Timestamp, now: Timestamp },
+    Expired {
+        expires_at: Timestamp,
+        now: Timestamp,
+    },
     #[error("request issued at {issued_at}, in the future (now {now})", issued_at = issued_at.0, now = now.0)]
-    FromFuture { issued_at: Timestamp, now: Timestamp },
+    FromFuture {
+        issued_at: Timestamp,
+        now: Timestamp,
+    },
     #[error("validity window {issued_at}..{expires_at} is empty or too long", issued_at = issued_at.0, expires_at = expires_at.0)]
     BadWindow {
         issued_at: Timestamp,
@@ -401,16 +419,18 @@ pub fn parse_payload(bytes: &[u8]) -> Result<Payload, Rejection> {
     match obj.get("action") {
         Some(Value::String(a)) if Action::parse(a).is_some() => {}
         Some(Value::String(a)) => {
-            return Err(Rejection::UnknownAction {
-                action: echo(a),
-            });
+            return Err(Rejection::UnknownAction { action: echo(a) });
         }
         _ => return Err(Rejection::BadPayload("action must be a string".into())),
     }
     // Only the hyphenated form (36 chars, as every UUID library writes it) is accepted.
     match obj.get("id") {
         Some(Value::String(id)) if id.len() == 36 => {}
-        _ => return Err(Rejection::BadPayload("id must be a hyphenated UUID string".into())),
+        _ => {
+            return Err(Rejection::BadPayload(
+                "id must be a hyphenated UUID string".into(),
+            ));
+        }
     }
     // Typed parse of the bytes (not the `Value`), so duplicate keys are rejected too.
     let payload: Payload =
@@ -445,7 +465,8 @@ pub fn is_key_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_KEY_ID_LEN
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// The allowed field set of one JSON object level.
@@ -546,7 +567,10 @@ mod tests {
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.id, b.id);
         assert_eq!(a.expires_at.0 - a.issued_at.0, 60_000);
-        assert_eq!(a.clone().with_ttl(Duration::from_secs(5)).expires_at.0 - a.issued_at.0, 5_000);
+        assert_eq!(
+            a.clone().with_ttl(Duration::from_secs(5)).expires_at.0 - a.issued_at.0,
+            5_000
+        );
         a.validate().expect("a fresh payload is valid");
     }
 
@@ -579,23 +603,51 @@ mod tests {
     fn payload_rejections_have_distinct_reasons() {
         let mut v = sample_value();
         v["extra"] = Value::Bool(true);
-        assert_eq!(reject(v), Rejection::UnknownField { field: "extra".into() });
+        assert_eq!(
+            reject(v),
+            Rejection::UnknownField {
+                field: "extra".into()
+            }
+        );
 
         let mut v = sample_value();
         v["target"]["image"] = "x".into();
-        assert_eq!(reject(v), Rejection::UnknownField { field: "target.image".into() });
+        assert_eq!(
+            reject(v),
+            Rejection::UnknownField {
+                field: "target.image".into()
+            }
+        );
 
         let mut v = sample_value();
         v.as_object_mut().expect("object").remove("nonce");
-        assert_eq!(reject(v), Rejection::MissingField { field: "nonce".into() });
+        assert_eq!(
+            reject(v),
+            Rejection::MissingField {
+                field: "nonce".into()
+            }
+        );
 
         let mut v = sample_value();
-        v["reason"].as_object_mut().expect("object").remove("confidence");
-        assert_eq!(reject(v), Rejection::MissingField { field: "reason.confidence".into() });
+        v["reason"]
+            .as_object_mut()
+            .expect("object")
+            .remove("confidence");
+        assert_eq!(
+            reject(v),
+            Rejection::MissingField {
+                field: "reason.confidence".into()
+            }
+        );
 
         let mut v = sample_value();
         v["action"] = "remove".into();
-        assert_eq!(reject(v), Rejection::UnknownAction { action: "remove".into() });
+        assert_eq!(
+            reject(v),
+            Rejection::UnknownAction {
+                action: "remove".into()
+            }
+        );
 
         let mut v = sample_value();
         v["v"] = 2.into();
@@ -630,9 +682,16 @@ mod tests {
     #[test]
     fn duplicate_keys_are_rejected() {
         let p = serde_json::to_string(&sample()).expect("serialises");
-        let dup = p.replacen(r#""action":"restart""#, r#""action":"stop","action":"restart""#, 1);
+        let dup = p.replacen(
+            r#""action":"restart""#,
+            r#""action":"stop","action":"restart""#,
+            1,
+        );
         assert_ne!(dup, p);
-        assert_eq!(parse_payload(dup.as_bytes()).map_err(|r| r.reason()), Err("bad_payload"));
+        assert_eq!(
+            parse_payload(dup.as_bytes()).map_err(|r| r.reason()),
+            Err("bad_payload")
+        );
         assert_eq!(
             Envelope::parse(br#"{"v":1,"key_id":"a","key_id":"b","payload":"","sig":""}"#)
                 .map_err(|r| r.reason()),
@@ -644,7 +703,10 @@ mod tests {
     fn envelope_parse_distinguishes_not_json_from_bad_shape() {
         assert_eq!(Envelope::parse(b"{not json"), Err(Rejection::NotJson));
         assert_eq!(Envelope::parse(b"\xff\xfe"), Err(Rejection::NotJson));
-        assert_eq!(Envelope::parse(b"[1,2]").map_err(|r| r.reason()), Err("bad_envelope"));
+        assert_eq!(
+            Envelope::parse(b"[1,2]").map_err(|r| r.reason()),
+            Err("bad_envelope")
+        );
         assert_eq!(
             Envelope::parse(br#"{"v":1,"key_id":"k","payload":"","sig":"","x":1}"#),
             Err(Rejection::UnknownField { field: "x".into() })
@@ -659,7 +721,10 @@ mod tests {
             Err("bad_envelope")
         );
         let big = vec![b' '; MAX_ENVELOPE_BYTES + 1];
-        assert_eq!(Envelope::parse(&big).map_err(|r| r.reason()), Err("too_large"));
+        assert_eq!(
+            Envelope::parse(&big).map_err(|r| r.reason()),
+            Err("too_large")
+        );
     }
 
     #[test]
@@ -676,10 +741,17 @@ mod tests {
             Rejection::TooLarge { size: 1, max: 0 },
             Rejection::NotJson,
             Rejection::BadSignature,
-            Rejection::Expired { expires_at: Timestamp(0), now: Timestamp(1) },
+            Rejection::Expired {
+                expires_at: Timestamp(0),
+                now: Timestamp(1),
+            },
         ];
         for r in samples {
-            assert!(Rejection::ALL_REASONS.contains(&r.reason()), "{}", r.reason());
+            assert!(
+                Rejection::ALL_REASONS.contains(&r.reason()),
+                "{}",
+                r.reason()
+            );
         }
     }
 

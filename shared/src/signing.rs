@@ -115,10 +115,12 @@ impl Signer {
         // Strings, integers, a UUID and a finite f64 always serialise.
         let bytes = serde_json::to_vec(payload).expect("a payload always serialises");
         if bytes.len() > MAX_PAYLOAD_BYTES {
-            return Err(SigningError::InvalidPayload(Rejection::BadPayload(format!(
-                "payload is {} bytes, over the {MAX_PAYLOAD_BYTES}-byte cap",
-                bytes.len()
-            ))));
+            return Err(SigningError::InvalidPayload(Rejection::BadPayload(
+                format!(
+                    "payload is {} bytes, over the {MAX_PAYLOAD_BYTES}-byte cap",
+                    bytes.len()
+                ),
+            )));
         }
         Ok(self.sign_raw_payload(&bytes))
     }
@@ -163,10 +165,13 @@ pub fn authenticate(raw: &[u8], keys: &VerifyKeys) -> Result<Authenticated, Reje
     let sig_bytes = BASE64
         .decode(env.sig.as_bytes())
         .map_err(|_| Rejection::BadEncoding { field: "sig" })?;
-    let sig_array: [u8; SIGNATURE_LENGTH] = sig_bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| Rejection::BadSignatureLength { len: sig_bytes.len() })?;
+    let sig_array: [u8; SIGNATURE_LENGTH] =
+        sig_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Rejection::BadSignatureLength {
+                len: sig_bytes.len(),
+            })?;
     let sig = Signature::from_bytes(&sig_array);
     key.verify_strict(&signed_message(&payload_bytes), &sig)
         .map_err(|_| Rejection::BadSignature)?;
@@ -433,13 +438,20 @@ mod tests {
     }
 
     fn signed(p: &Payload) -> Vec<u8> {
-        signer("wd1", 1).sign(p).expect("signs").to_json().into_bytes()
+        signer("wd1", 1)
+            .sign(p)
+            .expect("signs")
+            .to_json()
+            .into_bytes()
     }
 
     /// Signs arbitrary payload JSON with the trusted key.
     fn signed_value(v: &Value) -> Vec<u8> {
         let bytes = serde_json::to_vec(v).expect("serialises");
-        signer("wd1", 1).sign_raw_payload(&bytes).to_json().into_bytes()
+        signer("wd1", 1)
+            .sign_raw_payload(&bytes)
+            .to_json()
+            .into_bytes()
     }
 
     fn envelope_value(raw: &[u8]) -> Value {
@@ -467,8 +479,13 @@ mod tests {
         let sig = Signature::from_slice(&sig).expect("64 bytes");
         let mut msg = b"vigil/request/v1\0".to_vec();
         msg.extend_from_slice(&bytes);
-        s.verifying_key().verify_strict(&msg, &sig).expect("tagged message verifies");
-        assert!(s.verifying_key().verify_strict(&bytes, &sig).is_err(), "untagged must not");
+        s.verifying_key()
+            .verify_strict(&msg, &sig)
+            .expect("tagged message verifies");
+        assert!(
+            s.verifying_key().verify_strict(&bytes, &sig).is_err(),
+            "untagged must not"
+        );
     }
 
     #[test]
@@ -485,7 +502,9 @@ mod tests {
 
         // One flipped payload byte.
         let mut env = envelope_value(&good);
-        let mut bytes = BASE64.decode(env["payload"].as_str().expect("str")).expect("b64");
+        let mut bytes = BASE64
+            .decode(env["payload"].as_str().expect("str"))
+            .expect("b64");
         bytes[10] ^= 0x01;
         env["payload"] = BASE64.encode(&bytes).into();
         assert_eq!(reason(env.to_string().as_bytes()), "bad_signature");
@@ -603,7 +622,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let files = write_keypair(dir.path(), "wd-2024").expect("keygen");
-        let mode = fs::metadata(&files.private).expect("meta").permissions().mode() & 0o777;
+        let mode = fs::metadata(&files.private)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert!(matches!(
             write_keypair(dir.path(), "wd-2024"),
@@ -627,8 +650,11 @@ mod tests {
         fs::create_dir(dir.path().join("sub.pem")).expect("mkdir");
         assert_eq!(load_verify_keys(dir.path()).expect("loads").len(), 1);
 
-        fs::write(dir.path().join("broken.pem"), "-----BEGIN PUBLIC KEY-----\nxx\n")
-            .expect("write");
+        fs::write(
+            dir.path().join("broken.pem"),
+            "-----BEGIN PUBLIC KEY-----\nxx\n",
+        )
+        .expect("write");
         let err = load_verify_keys(dir.path()).expect_err("bad file");
         assert!(err.to_string().contains("broken.pem"), "{err}");
         fs::remove_file(dir.path().join("broken.pem")).expect("rm");
@@ -646,6 +672,9 @@ mod tests {
         ));
 
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(load_verify_keys(empty.path()), Err(SigningError::NoKeys { .. })));
+        assert!(matches!(
+            load_verify_keys(empty.path()),
+            Err(SigningError::NoKeys { .. })
+        ));
     }
 }

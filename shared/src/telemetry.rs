@@ -3,6 +3,7 @@
 //! Logs go to stderr, as human text (default) or one JSON object per line. Field names are stable
 //! and dotted (`container.name`, `request.id`, `policy.rule`); no secret is ever a field.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `level` is a tracing filter (`info`, `vigil_watchdog=debug`);
@@ -15,7 +16,8 @@ pub fn init(json: bool, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = if json {
         builder.json().flatten_event(true).try_init().is_ok()
     } else {

@@ -50,7 +50,14 @@ fn openssl_generated_keys_sign_and_verify() {
     std::fs::create_dir(&keys_dir).expect("mkdir");
     let public = keys_dir.join("ops-2025.pem");
     openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&private)]);
-    openssl(&["pkey", "-in", path(&private), "-pubout", "-out", path(&public)]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path(&private),
+        "-pubout",
+        "-out",
+        path(&public),
+    ]);
 
     let signer = Signer::from_key_file("ops-2025", &private).expect("openssl PKCS#8 key loads");
     let keys = load_verify_keys(&keys_dir).expect("openssl SPKI key loads");
@@ -61,8 +68,8 @@ fn openssl_generated_keys_sign_and_verify() {
     let env = signer.sign(&p).expect("signs");
     let skew = Duration::from_secs(30);
     let ttl = Duration::from_secs(300);
-    let got = verify_envelope(env.to_json().as_bytes(), &keys, "prod", now, skew, ttl)
-        .expect("verifies");
+    let got =
+        verify_envelope(env.to_json().as_bytes(), &keys, "prod", now, skew, ttl).expect("verifies");
     assert_eq!(got.payload, p);
 }
 
@@ -73,7 +80,14 @@ fn openssl_verifies_signatures_from_keygen_keys() {
 
     // openssl derives the same public key from our private key file.
     let derived = dir.path().join("derived.pub");
-    openssl(&["pkey", "-in", path(&files.private), "-pubout", "-out", path(&derived)]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path(&files.private),
+        "-pubout",
+        "-out",
+        path(&derived),
+    ]);
     assert_eq!(
         std::fs::read_to_string(&derived).expect("read"),
         std::fs::read_to_string(&files.public).expect("read")
@@ -81,15 +95,25 @@ fn openssl_verifies_signatures_from_keygen_keys() {
 
     // And it accepts our signature over tag || NUL || payload with our public key file.
     let signer = Signer::from_key_file("wd", &files.private).expect("loads");
-    let env = signer.sign(&payload(Timestamp(1_700_000_000_000))).expect("signs");
+    let env = signer
+        .sign(&payload(Timestamp(1_700_000_000_000)))
+        .expect("signs");
     let payload_bytes = BASE64.decode(&env.payload).expect("base64");
     let msg = dir.path().join("msg.bin");
     let sig = dir.path().join("sig.bin");
     std::fs::write(&msg, signed_message(&payload_bytes)).expect("write");
     std::fs::write(&sig, BASE64.decode(&env.sig).expect("base64")).expect("write");
     openssl(&[
-        "pkeyutl", "-verify", "-pubin", "-inkey", path(&files.public), "-rawin", "-in", path(&msg),
-        "-sigfile", path(&sig),
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        path(&files.public),
+        "-rawin",
+        "-in",
+        path(&msg),
+        "-sigfile",
+        path(&sig),
     ]);
 
     // A flipped message byte makes openssl refuse it, so the check above is real.
@@ -98,8 +122,16 @@ fn openssl_verifies_signatures_from_keygen_keys() {
     std::fs::write(&msg, tampered).expect("write");
     let status = Command::new("openssl")
         .args([
-            "pkeyutl", "-verify", "-pubin", "-inkey", path(&files.public), "-rawin", "-in",
-            path(&msg), "-sigfile", path(&sig),
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            path(&files.public),
+            "-rawin",
+            "-in",
+            path(&msg),
+            "-sigfile",
+            path(&sig),
         ])
         .output()
         .expect("openssl runs")

@@ -110,7 +110,10 @@ fn vector_file_is_reproducible() {
         std::fs::write(vector_path(), &built).expect("write vector");
     }
     let stored = std::fs::read_to_string(vector_path()).expect("vector file exists");
-    assert_eq!(stored, built, "the vector file differs from what the code produces");
+    assert_eq!(
+        stored, built,
+        "the vector file differs from what the code produces"
+    );
 }
 
 #[test]
@@ -135,11 +138,16 @@ fn vector_verifies_from_the_file_alone() {
     assert_eq!(verified.payload, payload());
     let payload_json = v["payload_json"].as_str().expect("payload json");
     let env: Value = serde_json::from_str(envelope).expect("envelope JSON");
-    let signed = BASE64.decode(env["payload"].as_str().expect("payload")).expect("base64");
+    let signed = BASE64
+        .decode(env["payload"].as_str().expect("payload"))
+        .expect("base64");
     assert_eq!(signed, payload_json.as_bytes());
     let mut msg = b"vigil/request/v1\0".to_vec();
     msg.extend_from_slice(&signed);
-    assert_eq!(hex::encode(msg), v["signed_message_hex"].as_str().expect("hex"));
+    assert_eq!(
+        hex::encode(msg),
+        v["signed_message_hex"].as_str().expect("hex")
+    );
 
     let rejections = v["rejections"].as_array().expect("rejections");
     assert_eq!(rejections.len(), 5);

@@ -201,7 +201,7 @@ fn child_process_captures_lines_and_stops_on_sigterm() {
     let mut cmd = Command::new("sh");
     cmd.args([
         "-c",
-        "echo first; echo second >&2; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done",
+        "trap 'echo bye; exit 0' TERM; echo first; echo second >&2; while :; do sleep 0.1; done",
     ]);
     let mut child = ChildProcess::spawn("sh", cmd);
     child.expect_line("first", |l| l == "first", Duration::from_secs(5));
