@@ -1149,8 +1149,12 @@ fn events_response(
         return streaming_response(rx, api);
     }
     let filters = parse_filters(query.get("filters"));
-    let since = query.get("since").and_then(|s| parse_timestamp_nanos(s));
     let until = query.get("until").and_then(|s| parse_timestamp_nanos(s));
+    // With only `until`, the engine replays its buffer up to then.
+    let since = query
+        .get("since")
+        .and_then(|s| parse_timestamp_nanos(s))
+        .or(until.map(|_| 0));
     // Subscribe and snapshot under the lock push_event holds, so nothing is missed or doubled.
     let (mut live, replay) = {
         let state = shared.lock();

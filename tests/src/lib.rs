@@ -18,7 +18,7 @@
 //!   captures a child's output lines for assertions.
 //! - [`fake_docker`]: [`fake_docker::FakeDocker`], a scriptable Engine API 1.41 on a unix
 //!   socket, with fault modes and a log of every request.
-//! - `fakes`: local fakes of the internet services (Telegram, Slack, webhooks, LLM).
+//! - [`fakes`]: local fakes of the internet services (Telegram, Slack, webhooks).
 
 pub mod docker;
 pub mod fake_docker;
