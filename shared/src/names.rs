@@ -22,7 +22,9 @@ impl Default for Names {
 
 impl Names {
     pub fn new(prefix: &str) -> Self {
-        Names { prefix: prefix.to_string() }
+        Names {
+            prefix: prefix.to_string(),
+        }
     }
     pub fn prefix(&self) -> &str {
         &self.prefix

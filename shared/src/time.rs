@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -62,7 +64,10 @@ mod tests {
     #[test]
     fn since_saturates_at_zero() {
         assert_eq!(Timestamp(5).since(Timestamp(10)), Duration::ZERO);
-        assert_eq!(Timestamp(1500).since(Timestamp(500)), Duration::from_secs(1));
+        assert_eq!(
+            Timestamp(1500).since(Timestamp(500)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

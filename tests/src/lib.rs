@@ -26,6 +26,7 @@ pub mod fakes;
 pub mod ports;
 pub mod process;
 pub mod redis_server;
+pub mod watchdog_proc;
 
 use std::path::PathBuf;
 

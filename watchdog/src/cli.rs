@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use vigil_shared::config::{ConfigErrors, EXIT_CONFIG, ProcessEnv};
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil-watchdog", version, about = "Vigil watchdog: watches Docker read-only, alerts, plans remediation")]
+#[command(
+    name = "vigil-watchdog",
+    version,
+    about = "Vigil watchdog: watches Docker read-only, alerts, plans remediation"
+)]
 struct Cli {
     /// TOML config file (optional; embedded defaults otherwise).
     #[arg(long, short, env = "WATCHDOG_CONFIG", global = true)]
@@ -45,7 +49,10 @@ pub fn main() -> i32 {
 }
 
 fn report_config_errors(errors: &ConfigErrors) -> i32 {
-    eprintln!("vigil-watchdog: invalid configuration ({} error(s)):\n{errors}", errors.len());
+    eprintln!(
+        "vigil-watchdog: invalid configuration ({} error(s)):\n{errors}",
+        errors.len()
+    );
     EXIT_CONFIG
 }
 

@@ -58,7 +58,8 @@ impl Core {
     /// Alert states to restore after a restart (from Redis), so a restart does not re-page.
     pub fn restore(&mut self, saved: Vec<(Signal, AlertState)>) {
         for (last, state) in saved {
-            self.alerts.insert(last.key.clone(), Tracked { last, state });
+            self.alerts
+                .insert(last.key.clone(), Tracked { last, state });
         }
     }
 
@@ -79,11 +80,18 @@ impl Core {
                 }
                 continue;
             }
-            let timing = self.timings.get(&tracked.last.kind).copied().unwrap_or_else(|| decide::default_timing(tracked.last.kind));
+            let timing = self
+                .timings
+                .get(&tracked.last.kind)
+                .copied()
+                .unwrap_or_else(|| decide::default_timing(tracked.last.kind));
             let (action, next) = decide::decide(&tracked.last, &tracked.state, now, &timing);
             tracked.state = next;
             if action != Action::None {
-                out.push(Decision { action, signal: tracked.last.clone() });
+                out.push(Decision {
+                    action,
+                    signal: tracked.last.clone(),
+                });
             }
         }
         for key in idle {
@@ -101,7 +109,10 @@ impl Core {
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
         for t in self.alerts.values() {
-            if matches!(t.state, AlertState::Firing { .. } | AlertState::Resolving { .. }) {
+            if matches!(
+                t.state,
+                AlertState::Firing { .. } | AlertState::Resolving { .. }
+            ) {
                 *m.entry(t.last.kind).or_insert(0) += 1;
             }
         }
@@ -114,16 +125,33 @@ impl Core {
             if self.disabled.contains(&signal.kind) {
                 continue;
             }
-            let timing = self.timings.get(&signal.kind).copied().unwrap_or_else(|| decide::default_timing(signal.kind));
-            let prev = self.alerts.get(&signal.key).map(|t| t.state.clone()).unwrap_or_default();
+            let timing = self
+                .timings
+                .get(&signal.kind)
+                .copied()
+                .unwrap_or_else(|| decide::default_timing(signal.kind));
+            let prev = self
+                .alerts
+                .get(&signal.key)
+                .map(|t| t.state)
+                .unwrap_or_default();
             if !signal.active && prev == AlertState::Inactive {
                 continue;
             }
             let (action, next) = decide::decide(&signal, &prev, now, &timing);
             if action != Action::None {
-                out.push(Decision { action, signal: signal.clone() });
+                out.push(Decision {
+                    action,
+                    signal: signal.clone(),
+                });
             }
-            self.alerts.insert(signal.key.clone(), Tracked { last: signal, state: next });
+            self.alerts.insert(
+                signal.key.clone(),
+                Tracked {
+                    last: signal,
+                    state: next,
+                },
+            );
         }
         out
     }
@@ -195,7 +223,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
     let mut sources = tokio::task::JoinSet::new();
     let label = cfg.scope.label.clone();
-    sources.spawn(collect::events::run(docker.clone(), tx.clone(), cancel.clone()));
+    sources.spawn(collect::events::run(
+        docker.clone(),
+        tx.clone(),
+        cancel.clone(),
+    ));
     sources.spawn(collect::sweep::run(
         docker.clone(),
         label,
@@ -204,7 +236,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tx.clone(),
         cancel.clone(),
     ));
-    sources.spawn(collect::host::run(cfg.host.clone(), cfg.interval, tx.clone(), cancel.clone()));
+    sources.spawn(collect::host::run(
+        cfg.host.clone(),
+        cfg.interval,
+        tx.clone(),
+        cancel.clone(),
+    ));
     sources.spawn(collect::deps::run(
         cfg.dependencies.clone(),
         cfg.interval,
@@ -212,7 +249,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     if let Some(app) = cfg.app.clone() {
-        sources.spawn(collect::app::run(app, cfg.interval, tx.clone(), cancel.clone()));
+        sources.spawn(collect::app::run(
+            app,
+            cfg.interval,
+            tx.clone(),
+            cancel.clone(),
+        ));
     }
     drop(tx);
 
@@ -275,7 +317,11 @@ fn dispatch(notifier: &Notifier, d: Decision) {
 
 fn note_source_health(health: &Arc<Health>, obs: &Observation) {
     match obs {
-        Observation::Source { source: SourceId::DockerEvents | SourceId::DockerSweep, ok, .. } => {
+        Observation::Source {
+            source: SourceId::DockerEvents | SourceId::DockerSweep,
+            ok,
+            ..
+        } => {
             health.docker_ok.store(*ok, Ordering::Relaxed);
         }
         Observation::Sweep(_) | Observation::Event(_) => {
@@ -288,14 +334,14 @@ fn note_source_health(health: &Arc<Health>, obs: &Observation) {
 /// SIGTERM and SIGINT in one place: both cancel the token.
 fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot install the SIGTERM handler.");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot install the SIGTERM handler.");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received."),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),

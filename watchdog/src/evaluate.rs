@@ -253,6 +253,10 @@ struct ContainerMemory {
     labels: BTreeMap<String, String>,
     /// `HostConfig.Memory` from the last sweep (0: unlimited or unknown).
     memory_limit: u64,
+    /// `HostConfig.RestartPolicy.Name` from the last sweep.
+    restart_policy: String,
+    /// Working-set samples while running, oldest first (the planner's memory trend).
+    memory_samples: VecDeque<(Timestamp, u64)>,
     /// Newest event time, to tell a stale sweep.
     last_event_at: Option<Timestamp>,
     /// Last `kill`/`stop` event (operator or engine intent); cleared on `start`.
@@ -326,6 +330,11 @@ impl ContainerMemory {
     }
 }
 
+/// Memory samples kept per container for the planner's trend (one per sweep).
+const MEMORY_SAMPLES_KEPT: usize = 12;
+/// The executor heartbeat is refreshed every 5 s with a 30 s expiry: older means down.
+pub const EXECUTOR_HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
+
 /// Observations → signals, with all the memory that takes.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -334,6 +343,9 @@ pub struct Tracker {
     /// Docker sources currently failing: since when, and the last error.
     docker_failing: BTreeMap<SourceId, (Timestamp, String)>,
     docker_unreachable: bool,
+    /// Redis failing since when, and the last error (debounced like Docker).
+    redis_failing: Option<(Timestamp, String)>,
+    redis_unreachable: bool,
     app_failures: u32,
 }
 
@@ -344,6 +356,8 @@ impl Tracker {
             containers: HashMap::new(),
             docker_failing: BTreeMap::new(),
             docker_unreachable: false,
+            redis_failing: None,
+            redis_unreachable: false,
             app_failures: 0,
         }
     }
@@ -355,6 +369,19 @@ impl Tracker {
     /// The labels last seen on a tracked container (for the planner's opt-in check).
     pub fn labels_of(&self, container_id: &str) -> Option<&BTreeMap<String, String>> {
         self.containers.get(container_id).map(|m| &m.labels)
+    }
+
+    /// What the planner needs to know about a tracked container.
+    pub fn history_of(&self, container_id: &str) -> Option<crate::plan::ContainerHistory> {
+        let mem = self.containers.get(container_id)?;
+        Some(crate::plan::ContainerHistory {
+            labels: mem.labels.clone(),
+            restart_loop_active: mem.loop_active,
+            stopped_by_operator: mem.stopped_by_operator,
+            restart_policy: mem.restart_policy.clone(),
+            memory_limit: mem.memory_limit,
+            memory_samples: mem.memory_samples.iter().copied().collect(),
+        })
     }
 
     /// Containers the tracker currently remembers.
@@ -393,6 +420,10 @@ impl Tracker {
                         self.check_docker_debounce(now.max(*at), &mut out);
                     }
                 }
+                SourceId::Redis => self.on_redis(*at, *ok, detail, now, &mut out),
+                // The link only reports the executor while Redis answers: a heartbeat read
+                // from a reachable Redis is missing or stale.
+                SourceId::Executor => out.push(executor_signal(*ok, detail, *at)),
                 // Other sources report their failures through their own observations
                 // (a failed probe), which is where their signals come from.
                 SourceId::Host | SourceId::Dependencies | SourceId::App => {}
@@ -404,6 +435,7 @@ impl Tracker {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Signal> {
         let mut out = Vec::new();
         self.check_docker_debounce(now, &mut out);
+        self.check_redis_debounce(now, &mut out);
         let docker_ok = self.docker_failing.is_empty();
         let settings = &self.settings;
         let mut ids: Vec<String> = self.containers.keys().cloned().collect();
@@ -456,6 +488,45 @@ impl Tracker {
                 human_duration(now.since(*since))
             );
             out.push(docker_signal(true, Severity::Critical, detail, now));
+        }
+    }
+
+    // ---- Redis reachability --------------------------------------------------------------
+
+    fn on_redis(
+        &mut self,
+        at: Timestamp,
+        ok: bool,
+        detail: &str,
+        now: Timestamp,
+        out: &mut Vec<Signal>,
+    ) {
+        if ok {
+            self.redis_failing = None;
+            self.redis_unreachable = false;
+            // Every good probe says so: it also resolves an alert restored after a restart.
+            out.push(redis_signal(false, Severity::Info, String::new(), at));
+            return;
+        }
+        self.redis_failing
+            .get_or_insert_with(|| (at, String::new()))
+            .1 = detail.to_string();
+        self.check_redis_debounce(now.max(at), out);
+    }
+
+    fn check_redis_debounce(&mut self, now: Timestamp, out: &mut Vec<Signal>) {
+        if self.redis_unreachable {
+            return;
+        }
+        if let Some((since, error)) = &self.redis_failing
+            && now.since(*since) >= self.settings.docker_unreachable_after
+        {
+            self.redis_unreachable = true;
+            let detail = format!(
+                "Redis unreachable for {}: {error}; no remediation can be requested",
+                human_duration(now.since(*since))
+            );
+            out.push(redis_signal(true, Severity::Critical, detail, now));
         }
     }
 
@@ -563,6 +634,7 @@ impl Tracker {
             mem.container = c.container.clone();
             mem.labels = c.labels.clone();
             mem.memory_limit = c.memory_limit;
+            mem.restart_policy.clone_from(&c.restart_policy);
             note_restart_count(mem, settings, at, c.restart_count);
             let stale = mem.last_event_at.is_some_and(|t| t > at);
             if !stale {
@@ -713,6 +785,30 @@ fn docker_signal(active: bool, severity: Severity, detail: String, at: Timestamp
     )
 }
 
+fn redis_signal(active: bool, severity: Severity, detail: String, at: Timestamp) -> Signal {
+    Signal::new(
+        SignalKind::RedisUnreachable,
+        active,
+        severity,
+        Subject::named("redis"),
+        detail,
+        at,
+    )
+}
+
+fn executor_signal(ok: bool, detail: &str, at: Timestamp) -> Signal {
+    let subject = Subject::named("executor");
+    if ok {
+        return Signal::new(SignalKind::ExecutorDown, false, Severity::Info, subject, "", at);
+    }
+    let detail = if detail.is_empty() {
+        "no executor heartbeat".to_string()
+    } else {
+        detail.to_string()
+    };
+    Signal::new(SignalKind::ExecutorDown, true, Severity::High, subject, detail, at)
+}
+
 fn on_dependency(p: &DependencyProbe, out: &mut Vec<Signal>) {
     let subject = Subject::named(p.name.clone());
     let sig = if p.ok {
@@ -783,6 +879,7 @@ fn health_detail(streak: u64) -> String {
 /// The container is not running any more: health and load no longer apply.
 fn clear_running_levels(mem: &mut ContainerMemory, at: Timestamp, out: &mut Vec<Signal>) {
     mem.prev_stats = None;
+    mem.memory_samples.clear();
     mem.health_streak = 0;
     for kind in [
         SignalKind::ContainerUnhealthy,
@@ -1011,7 +1108,10 @@ fn evaluate_loop(
     }
     if mem.loop_active {
         let span = first.map_or(Duration::ZERO, |f| now.since(f));
-        let detail = format!("restarted {count} times in {}", human_duration(span));
+        let detail = format!(
+            "restarted {count} times in {}; manual action needed",
+            human_duration(span)
+        );
         Some(mem.signal(
             SignalKind::ContainerRestartLoop,
             true,
@@ -1154,9 +1254,16 @@ fn sweep_stats(
     let Some(sample) = sample.filter(|_| c.state == RunState::Running) else {
         if c.state != RunState::Running {
             mem.prev_stats = None;
+            mem.memory_samples.clear();
         }
         return;
     };
+    if c.memory_limit > 0 {
+        if mem.memory_samples.len() >= MEMORY_SAMPLES_KEPT {
+            mem.memory_samples.pop_front();
+        }
+        mem.memory_samples.push_back((at, sample.working_set()));
+    }
     let cpu_threshold =
         label_percent(&c.labels, LABEL_CPU_THRESHOLD).unwrap_or(settings.cpu_percent);
     if let Some(prev) = mem.prev_stats
@@ -1651,7 +1758,10 @@ mod tests {
         }
         let a = active(&out, SignalKind::ContainerRestartLoop);
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].detail, "restarted 4 times in 45s");
+        assert_eq!(
+            a[0].detail,
+            "restarted 4 times in 45s; manual action needed"
+        );
         // No growth for a full window: inactive.
         let mut d = details("shop-web-1", RunState::Running);
         d.restart_count = 4;

@@ -18,6 +18,8 @@ pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod evaluate;
+pub mod metrics;
 pub mod notify;
+pub mod plan;
 pub mod serve;
 pub mod signals;

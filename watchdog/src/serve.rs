@@ -48,7 +48,10 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Binds `addr` and serves until `cancel`. Returns the bound address (port 0 picks one).
@@ -58,8 +61,12 @@ pub async fn serve(
     metrics: Option<MetricsRender>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
     let handle = tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -96,7 +103,11 @@ fn route(
     metrics: Option<&MetricsRender>,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "text/plain");
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n",
+            "text/plain",
+        );
     }
     match (req.uri().path(), metrics) {
         ("/healthz", _) => text(StatusCode::OK, &health.body(), "application/json"),

@@ -71,7 +71,10 @@ impl SignalKind {
 
     /// Edge kinds fire on each new occurrence (an exit, an OOM kill) rather than on a held level.
     pub fn is_edge(self) -> bool {
-        matches!(self, SignalKind::ContainerExited | SignalKind::ContainerOomKilled)
+        matches!(
+            self,
+            SignalKind::ContainerExited | SignalKind::ContainerOomKilled
+        )
     }
 
     /// Kinds about one container (they carry a container in their subject).
@@ -144,7 +147,10 @@ impl Subject {
     }
 
     pub fn named(name: impl Into<String>) -> Subject {
-        Subject { name: Some(name.into()), ..Subject::default() }
+        Subject {
+            name: Some(name.into()),
+            ..Subject::default()
+        }
     }
 
     /// The key part after the kind: `<project>/<service>/<name>` for containers (`-` for a
@@ -226,7 +232,14 @@ mod tests {
             Timestamp(0),
         );
         assert_eq!(s.key, "container_unhealthy/shop/web/shop-web-1");
-        let d = Signal::new(SignalKind::DiskHigh, true, Severity::High, Subject::named("/"), "", Timestamp(0));
+        let d = Signal::new(
+            SignalKind::DiskHigh,
+            true,
+            Severity::High,
+            Subject::named("/"),
+            "",
+            Timestamp(0),
+        );
         assert_eq!(d.key, "disk_high//");
     }
 

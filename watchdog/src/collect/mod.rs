@@ -26,6 +26,10 @@ pub enum SourceId {
     Host,
     Dependencies,
     App,
+    /// The Redis link (`redis_unreachable`, debounced like Docker).
+    Redis,
+    /// The executor's heartbeat, read through Redis (`executor_down`).
+    Executor,
 }
 
 impl SourceId {
@@ -36,6 +40,8 @@ impl SourceId {
             SourceId::Host => "host",
             SourceId::Dependencies => "dependencies",
             SourceId::App => "app",
+            SourceId::Redis => "redis",
+            SourceId::Executor => "executor",
         }
     }
 }
