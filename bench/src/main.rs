@@ -1,1 +1,318 @@
-fn main() {}
+//! `vigil-bench`: measures Vigil on the real Docker engine and a real Redis and prints one
+//! markdown table against the targets of DESIGN.md section 8. Run it through `scripts/bench.sh`,
+//! which prepares the machine and builds the release binaries it measures.
+//!
+//! ```text
+//! vigil-bench [--quick] [--incidents N] [--bin-dir DIR]
+//! ```
+//!
+//! # Layout (in the order the run goes)
+//! - [`interrupt`]: Ctrl-C/SIGTERM unwind the run through its guards.
+//! - [`fleet`]: benchmark containers, created in parallel and removed by label.
+//! - [`daemon`]: the release `vigil-watchdog`/`vigil-executor` processes under measurement.
+//! - [`latency`]: event-to-alert and event-to-restart-issued latency.
+//! - [`sweep`]: sweep wall time at growing container counts.
+//! - [`footprint`]: memory and idle CPU of both daemons; the forged-request flood.
+//! - [`procfs`]: `/proc` readings; [`report`]: the table.
+
+mod daemon;
+mod fleet;
+mod footprint;
+mod interrupt;
+mod latency;
+mod procfs;
+mod report;
+mod sweep;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vigil_shared::docker::DockerClient;
+use vigil_shared::names::{DEFAULT_PREFIX, Names};
+use vigil_tests::redis_server::RedisServer;
+
+/// `WATCHDOG_DEPLOYMENT` and `EXECUTOR_DEPLOYMENT` of every daemon the benchmark starts.
+pub const DEPLOYMENT: &str = "bench";
+/// The signing key id.
+const KEY_ID: &str = "bench";
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    incidents: usize,
+    sweep_sizes: Vec<usize>,
+    sweep_reps: usize,
+    /// Wait before reading memory (the watchdog sweeps at start, then every 15 s).
+    settle: Duration,
+    idle_window: Duration,
+    flood: usize,
+    flood_timeout: Duration,
+    bin_dir: Option<PathBuf>,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            quick: false,
+            incidents: 60,
+            sweep_sizes: vec![10, 50, 200],
+            sweep_reps: 5,
+            settle: Duration::from_secs(35),
+            idle_window: Duration::from_secs(60),
+            flood: 5000,
+            flood_timeout: Duration::from_secs(300),
+            bin_dir: None,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            quick: true,
+            incidents: 20,
+            sweep_sizes: vec![10, 50],
+            sweep_reps: 3,
+            settle: Duration::from_secs(5),
+            idle_window: Duration::from_secs(10),
+            flood: 500,
+            flood_timeout: Duration::from_secs(60),
+            bin_dir: None,
+        }
+    }
+
+    fn from_args(args: impl Iterator<Item = String>) -> Result<Plan> {
+        let args: Vec<String> = args.collect();
+        let mut plan = if args.iter().any(|a| a == "--quick") {
+            Plan::quick()
+        } else {
+            Plan::full()
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--quick" => {}
+                "--incidents" => {
+                    let n = it.next().context("--incidents needs a number")?;
+                    plan.incidents = n
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .with_context(|| format!("--incidents {n:?}: expected a number >= 1"))?;
+                }
+                "--bin-dir" => {
+                    plan.bin_dir = Some(PathBuf::from(it.next().context("--bin-dir needs a path")?));
+                }
+                "-h" | "--help" => {
+                    println!(
+                        "vigil-bench [--quick] [--incidents N] [--bin-dir DIR]\n\n\
+                         Measures the release vigil-watchdog and vigil-executor (from DIR, default \
+                         target/release) on the real Docker engine and a real redis-server, and \
+                         prints a markdown table. Run it through scripts/bench.sh."
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// The benchmark's Redis.
+pub struct RedisCtx {
+    pub url: String,
+    pub names: Names,
+    pub conn: redis::aio::MultiplexedConnection,
+    _server: RedisServer,
+}
+
+/// What every phase shares. Field order is drop order: containers and Redis go before the
+/// runtime and the work directory.
+pub struct Bench {
+    pub guard: fleet::RunGuard,
+    redis: Option<RedisCtx>,
+    pub client: DockerClient,
+    pub watchdog_bin: PathBuf,
+    pub executor_bin: PathBuf,
+    /// Holds `<KEY_ID>.key` and `<KEY_ID>.pub` (the executor's `EXECUTOR_VERIFY_KEYS`).
+    pub keys_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub key_id: String,
+    pub work: PathBuf,
+    pub rt: tokio::runtime::Runtime,
+    _work: tempfile::TempDir,
+}
+
+impl Bench {
+    pub fn redis(&self) -> Result<&RedisCtx> {
+        self.redis.as_ref().context("Redis is not running")
+    }
+
+    /// The watchdog's environment: scope `scope_label`, `WATCHDOG_INTERVAL=15s`, grouping off
+    /// (`0s`), the webhook at `webhook_url` (through a file) as the only remote sink, host signals
+    /// off (they are about the machine, not the benchmark), and with `with_redis` the Redis URL
+    /// and signing key.
+    pub fn watchdog_env(
+        &self,
+        scope_label: &str,
+        webhook_url: &str,
+        with_redis: bool,
+    ) -> Result<Vec<(String, String)>> {
+        let url_file = self
+            .work
+            .join(format!("webhook-{}.url", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&url_file, format!("{webhook_url}\n")).context("writing the webhook URL")?;
+        let port = vigil_tests::ports::free_port();
+        let mut env = vec![
+            ("WATCHDOG_INTERVAL", "15s".to_string()),
+            ("WATCHDOG_NOTIFY__GROUP_WINDOW", "0s".to_string()),
+            ("WATCHDOG_SCOPE__LABEL", scope_label.to_string()),
+            ("WATCHDOG_WEBHOOK_URL_FILE", url_file.display().to_string()),
+            ("WATCHDOG_LISTEN", format!("127.0.0.1:{port}")),
+            ("WATCHDOG_ALERTS__DISABLED", "host_memory_high,disk_high".to_string()),
+            ("WATCHDOG_DEPLOYMENT", DEPLOYMENT.to_string()),
+        ];
+        if with_redis {
+            env.push(("WATCHDOG_REDIS_URL", self.redis()?.url.clone()));
+            env.push(("WATCHDOG_SIGNING_KEY_FILE", self.key_file.display().to_string()));
+            env.push(("WATCHDOG_KEY_ID", self.key_id.clone()));
+        }
+        Ok(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+fn main() {
+    let code = match run() {
+        Ok(all_ok) => {
+            if all_ok {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("vigil-bench: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Runs every phase; Ok(false) when some phase failed (its rows say why).
+fn run() -> Result<bool> {
+    let plan = Plan::from_args(std::env::args().skip(1))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    interrupt::install(&rt);
+
+    let bin_dir = daemon::bin_dir(plan.bin_dir.as_deref());
+    let watchdog_bin = daemon::binary(&bin_dir, "vigil-watchdog")?;
+    let executor_bin = daemon::binary(&bin_dir, "vigil-executor")?;
+    let machine = procfs::machine()?;
+
+    vigil_tests::docker::require_engine();
+    let client = DockerClient::new("unix:///var/run/docker.sock", Duration::from_secs(10))
+        .context("building the Docker client")?;
+    let engine = rt
+        .block_on(client.negotiate())
+        .context("asking the Docker engine for its version")?;
+    vigil_tests::docker::TestImage::ensure();
+
+    let work = tempfile::Builder::new()
+        .prefix("vigil-bench-")
+        .tempdir()
+        .context("creating the work directory")?;
+    let keys_dir = work.path().join("keys");
+    let keys = vigil_shared::signing::write_keypair(&keys_dir, KEY_ID)
+        .context("writing the signing key pair")?;
+
+    let mut bench = Bench {
+        guard: fleet::RunGuard::new(),
+        redis: None,
+        client,
+        watchdog_bin,
+        executor_bin,
+        keys_dir,
+        key_file: keys.private,
+        key_id: KEY_ID.to_string(),
+        work: work.path().to_path_buf(),
+        rt,
+        _work: work,
+    };
+    bench.redis = Some(start_redis(&bench.rt)?);
+
+    let mut report = report::Report::new(&machine, &engine, &bin_dir, plan.quick);
+
+    let alert = latency::run(&bench, latency::Measure::Alert, plan.incidents);
+    report.latency("Event-to-alert latency", &alert, None, Some(50.0));
+    interrupt::check()?;
+    let request = latency::run(&bench, latency::Measure::Request, plan.incidents);
+    report.latency("Event-to-restart-issued latency", &request, None, Some(100.0));
+    interrupt::check()?;
+
+    let sweep_group = bench.guard.group();
+    let sweeps = sweep::run(&bench, &sweep_group, &plan.sweep_sizes, plan.sweep_reps);
+    report.sweeps(&sweeps, plan.sweep_reps);
+    interrupt::check()?;
+    let in_scope = plan.sweep_sizes.iter().copied().max().unwrap_or(0);
+
+    match footprint::start_executor(&bench) {
+        Ok(mut executor) => {
+            let fp = footprint::footprint(
+                &bench,
+                &mut executor,
+                &sweep_group,
+                in_scope,
+                plan.settle,
+                plan.idle_window,
+            );
+            report.footprint(&fp);
+            interrupt::check()?;
+            if let Err(e) = sweep_group.remove() {
+                eprintln!("bench: removing the sweep containers failed: {e:#}");
+            }
+            let flood = footprint::flood(&bench, &mut executor, plan.flood, plan.flood_timeout);
+            report.flood(&flood);
+        }
+        Err(e) => {
+            let e = e.context("starting the executor");
+            report.footprint(&Err(anyhow::anyhow!("{e:#}")));
+            report.flood(&Err(e));
+        }
+    }
+    let _ = sweep_group.remove();
+
+    println!("{}", report.render());
+    Ok(report.all_ok())
+}
+
+fn start_redis(rt: &tokio::runtime::Runtime) -> Result<RedisCtx> {
+    let server = RedisServer::start();
+    let url = server.url();
+    let conn = rt
+        .block_on(async {
+            redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await
+        })
+        .context("connecting to the benchmark's redis-server")?;
+    Ok(RedisCtx {
+        url,
+        names: Names::new(DEFAULT_PREFIX),
+        conn,
+        _server: server,
+    })
+}
+
+/// The path relative to the current directory when it is inside it (for the report).
+pub fn display_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}

@@ -1,8 +1,31 @@
-//! Vigil executor.
+//! Vigil executor: the privileged, minimal process that is the only writer to Docker and to the
+//! audit log. It reads signed requests from Redis, checks them, applies its own policy, acts, and
+//! records every decision in a hash-chained log.
 //!
 //! # Layout
+//! In data-flow order, `request -> verify -> policy -> act -> audit`:
+//! - [`source`]: the request source: the Redis requests stream (consumer group, reclaim,
+//!   dead-letter) and the Redis side of the pipeline (nonces, pause key, audit stream).
+//! - [`pipeline`]: one request end to end, over the `Broker` and `Engine` traits; exactly-once
+//!   handling of re-delivered entries.
 //! - [`verify`]: the pure request check (signature, deployment, time window) with executor limits.
-//! - [`audit`]: the hash-chained audit log (pure chain plus the append-only file).
+//! - [`policy`]: the pure safety policy: `evaluate` returns a `Permit` or a `Denied` naming its
+//!   rule; state rebuilt from the audit log.
+//! - [`act`]: the writing Docker client (POST restart/start/stop), usable only with a `Permit`.
+//! - [`audit`]: the hash-chained audit log (pure chain plus the append-only, fsynced file).
+//!
+//! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
+//! Redis), [`serve`] (`/healthz`), [`cli`] (the tool commands), and [`gate`] (the read-only
+//! Docker gate the watchdog reads through; its own binary, `vigil-gate`).
 
+pub mod act;
 pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod gate;
+pub mod heartbeat;
+pub mod pipeline;
+pub mod policy;
+pub mod serve;
+pub mod source;
 pub mod verify;

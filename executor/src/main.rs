@@ -1,1 +1,146 @@
-fn main() {}
+//! `vigil-executor`: trace, config, build, spawn, wait for SIGTERM/SIGINT, drain with a deadline.
+
+use anyhow::Context;
+use clap::Parser;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use vigil_executor::act::{DockerEngine, DockerWriter};
+use vigil_executor::cli::{self, Cli};
+use vigil_executor::config::{self, Config, LogFormat};
+use vigil_executor::pipeline::{Pipeline, PipelineOptions};
+use vigil_executor::serve::Health;
+use vigil_executor::source::{self, RedisSource, SourceOptions};
+use vigil_executor::verify::Verifier;
+use vigil_executor::{heartbeat, serve};
+use vigil_shared::config::ProcessEnv;
+use vigil_shared::docker::DockerClient;
+use vigil_shared::names::Names;
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(code) = cli::run_tool(&cli) {
+        std::process::exit(code);
+    }
+    let cfg = match config::load(cli.config.as_deref(), &ProcessEnv) {
+        Ok(cfg) => cfg,
+        Err(errors) => std::process::exit(cli::report_config_errors(&errors)),
+    };
+    vigil_shared::telemetry::init(cfg.log_format == LogFormat::Json, &cfg.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let code = match runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cfg)))
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Executor stopped with an error.");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!(summary = %cfg.summary(), "Starting the executor.");
+    if !cfg.enabled {
+        tracing::warn!("EXECUTOR_ENABLED=false: every request will be audited as refused.");
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+
+    let reader = DockerClient::new(&cfg.docker_host, cfg.docker_timeout)
+        .context("building the Docker client")?;
+    let writer = DockerWriter::new(&cfg.docker_host, cfg.docker_timeout, cfg.stop_timeout)
+        .context("building the Docker writer")?;
+    let names = Names::new(&cfg.prefix);
+    let health = Health::new(cfg.enabled, cfg.dry_run);
+
+    let mut tasks = Vec::new();
+    if let Some(addr) = cfg.listen {
+        let (bound, handle) = serve::serve(addr, health.clone(), cancel.clone()).await?;
+        tracing::info!(listen = %bound, "Serving /healthz.");
+        tasks.push(handle);
+    }
+
+    let Some(conn) = source::connect(&cfg.redis_url, &cancel).await else {
+        return Ok(());
+    };
+    let source = RedisSource::new(
+        conn.clone(),
+        SourceOptions {
+            names: names.clone(),
+            consumer: cfg.consumer.clone(),
+            reclaim_idle: cfg.reclaim_idle,
+            max_deliveries: cfg.max_deliveries,
+        },
+    );
+    let verifier = Verifier::new(cfg.verify_keys.clone(), cfg.deployment.clone())
+        .with_limits(cfg.policy.max_skew, cfg.policy.max_ttl);
+    let pipeline = Pipeline::open(
+        PipelineOptions {
+            verifier,
+            policy: cfg.policy.clone(),
+            enabled: cfg.enabled,
+            dry_run: cfg.dry_run,
+            crash_after_reserve: cfg.test_crash_after_read,
+        },
+        &cfg.audit_file,
+        Arc::new(DockerEngine::new(reader, writer)),
+        Arc::new(source.clone()),
+    )
+    .with_context(|| format!("opening the audit log {}", cfg.audit_file.display()))?;
+    tracing::info!(
+        audit.seq = pipeline.audit_head().0,
+        audit.file = %cfg.audit_file.display(),
+        "Audit log verified; policy state rebuilt from it."
+    );
+
+    let heartbeat = tokio::spawn(heartbeat::run(conn, names, health.clone(), cancel.clone()));
+    let consumer = tokio::spawn(source::consume(source, pipeline, health, cancel.clone()));
+
+    cancel.cancelled().await;
+    tracing::info!(
+        deadline_ms = cfg.shutdown_timeout.as_millis() as u64,
+        "Shutting down: finishing the request in flight."
+    );
+    let drain = async {
+        let _ = consumer.await;
+        let _ = heartbeat.await;
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(cfg.shutdown_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Shutdown deadline passed; exiting with work in flight (it stays pending and is retried)."
+        );
+    }
+    Ok(())
+}
+
+/// Cancels `cancel` on the first SIGTERM or SIGINT.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM received."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),
+    }
+    // A second signal during the drain is not special: the drain deadline bounds it.
+    cancel.cancel();
+}

@@ -3,11 +3,19 @@
 //! [`Core`] is the synchronous heart (observation or tick in, decisions out; it never reads a
 //! clock). [`run`] is the async shell around it: it starts the sources, feeds the core from one
 //! channel, hands decisions to the notifier, and shuts everything down on SIGTERM/SIGINT.
+//!
+//! With Redis configured, `run` also restores the alert states saved before a restart, saves
+//! every state change ([`crate::alert_store`]), sends a signed request for each alert the
+//! planner has a remediation for ([`crate::plan`], [`crate::request`]), probes Redis and the
+//! executor's heartbeat ([`crate::redis_link`]) and tells people what the executor did
+//! ([`crate::audit_feed`]). All of that hangs off bounded channels: none of it can hold up
+//! detection.
 
 use crate::collect::{Observation, SourceId};
 use crate::config::Config;
 use crate::decide::{self, Action, AlertState, Timing};
 use crate::evaluate::{EvalSettings, Tracker};
+use crate::plan::{self, Remediation};
 use crate::signals::{Signal, SignalKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,6 +26,18 @@ use vigil_shared::time::Timestamp;
 pub struct Decision {
     pub action: Action,
     pub signal: Signal,
+}
+
+/// A key whose alert state changed, for the alert store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChange {
+    /// The key's state (not `Inactive`) and its latest signal.
+    Put {
+        signal: Box<Signal>,
+        state: AlertState,
+    },
+    /// The key went back to `Inactive`.
+    Remove { key: String },
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +52,8 @@ pub struct Core {
     alerts: BTreeMap<String, Tracked>,
     timings: BTreeMap<SignalKind, Timing>,
     disabled: BTreeSet<SignalKind>,
+    /// Keys whose state changed since the last [`Core::take_changes`].
+    changed: BTreeSet<String>,
 }
 
 impl Core {
@@ -52,6 +74,7 @@ impl Core {
             alerts: BTreeMap::new(),
             timings,
             disabled: cfg.alerts.disabled.iter().copied().collect(),
+            changed: BTreeSet::new(),
         }
     }
 
@@ -86,6 +109,9 @@ impl Core {
                 .copied()
                 .unwrap_or_else(|| decide::default_timing(tracked.last.kind));
             let (action, next) = decide::decide(&tracked.last, &tracked.state, now, &timing);
+            if next != tracked.state {
+                self.changed.insert(key.clone());
+            }
             tracked.state = next;
             if action != Action::None {
                 out.push(Decision {
@@ -103,6 +129,41 @@ impl Core {
     /// Keys whose alert state changed since the last call are persisted by the caller.
     pub fn state_of(&self, key: &str) -> Option<&AlertState> {
         self.alerts.get(key).map(|t| &t.state)
+    }
+
+    /// Every key whose alert state changed since the last call, as the store should see it.
+    /// States restored by [`Core::restore`] are not changes.
+    pub fn take_changes(&mut self) -> Vec<StateChange> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|key| match self.alerts.get(&key) {
+                Some(t) if t.state != AlertState::Inactive => StateChange::Put {
+                    signal: Box::new(t.last.clone()),
+                    state: t.state,
+                },
+                _ => StateChange::Remove { key },
+            })
+            .collect()
+    }
+
+    /// The remediation to request for a decision: only for an `Alert` (never a re-alert or a
+    /// recovery) about a container the tracker knows, and only what the planner proposes.
+    pub fn remediation_for(&self, decision: &Decision) -> Option<Remediation> {
+        if decision.action != Action::Alert || !decision.signal.kind.is_container() {
+            return None;
+        }
+        let id = decision.signal.subject.container_id.as_deref()?;
+        let history = self.tracker.history_of(id)?;
+        plan::plan(&decision.signal, &history)
+    }
+
+    /// When the condition behind a key started, while it is pending, firing or resolving.
+    pub fn since_of(&self, key: &str) -> Option<Timestamp> {
+        match self.alerts.get(key)?.state {
+            AlertState::Pending { since } | AlertState::Firing { since, .. } => Some(since),
+            AlertState::Resolving { firing_since, .. } => Some(firing_since),
+            AlertState::Inactive => None,
+        }
     }
 
     /// Signals currently firing, by kind (for metrics).
@@ -139,6 +200,9 @@ impl Core {
                 continue;
             }
             let (action, next) = decide::decide(&signal, &prev, now, &timing);
+            if next != prev {
+                self.changed.insert(signal.key.clone());
+            }
             if action != Action::None {
                 out.push(Decision {
                     action,
@@ -157,14 +221,21 @@ impl Core {
     }
 }
 
+use crate::alert_store::{self, AlertStore};
+use crate::audit_feed;
 use crate::collect;
+use crate::config::RedisConfig;
 use crate::notify::{Notifier, Occasion};
+use crate::redis_link::{self, RedisLink};
+use crate::request::{RequestJob, Requester, SentRequests};
 use crate::serve::{self, Health};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::docker::DockerClient;
+use vigil_shared::signing::Signer;
 
 /// How often time-driven transitions are evaluated. Cheap: no I/O.
 const TICK: Duration = Duration::from_millis(500);
@@ -173,6 +244,103 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Observations in flight between the sources and the core. Sources wait when it is full; the
 /// core only does in-memory work per observation, so it drains far faster than the engine emits.
 const OBSERVATION_BUFFER: usize = 4096;
+/// How long start-up waits for the saved alert states before going on without them.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest wait of the audit feed's blocking read, plus slack.
+const AUDIT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything that needs Redis: the alert store, the request publisher, the audit feed and the
+/// Redis/executor probe. Only exists when Redis is configured.
+struct Remote {
+    store: AlertStore,
+    /// None when no signing key is configured (then nothing is requested).
+    requester: Option<Requester>,
+    /// The store's writer, the publisher and the audit feed.
+    tasks: JoinSet<()>,
+    /// Stops the store's writer once the core's last changes are queued.
+    store_cancel: CancellationToken,
+}
+
+impl Remote {
+    /// Connects (lazily), restores the saved alert states into `core`, and starts the tasks.
+    /// The probe is a source, so it joins `sources`.
+    async fn start(
+        cfg: &Config,
+        redis: &RedisConfig,
+        core: &mut Core,
+        notifier: &Notifier,
+        tx: &mpsc::Sender<Observation>,
+        sources: &mut JoinSet<()>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Remote> {
+        let link = Arc::new(RedisLink::new(redis)?);
+        match tokio::time::timeout(RESTORE_DEADLINE, alert_store::load(&link)).await {
+            Ok(Ok(saved)) => {
+                tracing::info!(
+                    alerts.restored = saved.len(),
+                    "Alert state restored from Redis."
+                );
+                core.restore(saved);
+            }
+            Ok(Err(e)) => tracing::warn!(
+                error = %e,
+                "Alert state not restored from Redis: what fired before the restart may alert again."
+            ),
+            Err(_) => tracing::warn!(
+                deadline_s = RESTORE_DEADLINE.as_secs(),
+                "Alert state not restored from Redis in time: what fired before the restart may \
+                 alert again."
+            ),
+        }
+        let mut tasks = JoinSet::new();
+        let store_cancel = CancellationToken::new();
+        let (store, writer) = AlertStore::start(link.clone(), store_cancel.clone());
+        tasks.spawn(async move {
+            let _ = writer.await;
+        });
+        let sent = Arc::new(SentRequests::default());
+        let requester = match &cfg.signing {
+            Some(signing) => {
+                let signer = Signer::from_key_file(signing.key_id.clone(), &signing.key_file)?;
+                let (requester, publisher) = Requester::start(
+                    link.clone(),
+                    signer,
+                    cfg.deployment.clone(),
+                    sent.clone(),
+                    cancel.clone(),
+                );
+                tasks.spawn(async move {
+                    let _ = publisher.await;
+                });
+                Some(requester)
+            }
+            None => {
+                tracing::warn!(
+                    "No signing key configured: remediation is planned but not requested."
+                );
+                None
+            }
+        };
+        tasks.spawn(audit_feed::run(
+            link.dedicated(AUDIT_READ_TIMEOUT),
+            notifier.clone(),
+            sent,
+            cancel.clone(),
+        ));
+        sources.spawn(redis_link::probe(
+            link,
+            cfg.interval,
+            tx.clone(),
+            cancel.clone(),
+        ));
+        Ok(Remote {
+            store,
+            requester,
+            tasks,
+            store_cancel,
+        })
+    }
+}
 
 /// Runs the watchdog until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -221,7 +389,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (notifier, notify_task) =
         Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
-    let mut sources = tokio::task::JoinSet::new();
+    let mut sources = JoinSet::new();
+    let mut core = Core::new(&cfg);
+    let mut remote = match &cfg.redis {
+        Some(redis) => Some(
+            Remote::start(
+                &cfg,
+                redis,
+                &mut core,
+                &notifier,
+                &tx,
+                &mut sources,
+                &cancel,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let label = cfg.scope.label.clone();
     sources.spawn(collect::events::run(
         docker.clone(),
@@ -258,7 +442,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     drop(tx);
 
-    let mut core = Core::new(&cfg);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -279,14 +462,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         };
         for d in decisions {
+            request_remediation(&core, remote.as_ref(), &d);
             dispatch(&notifier, d);
         }
+        save_changes(&mut core, remote.as_ref());
     }
 
     tracing::info!("Shutting down: stopping sources and draining notifications.");
     cancel.cancel();
+    save_changes(&mut core, remote.as_ref());
     let drain = async {
         while sources.join_next().await.is_some() {}
+        if let Some(remote) = remote.as_mut() {
+            remote.store_cancel.cancel();
+            while remote.tasks.join_next().await.is_some() {}
+        }
         let _ = notify_task.await;
         if let Some(h) = server {
             let _ = h.await;
@@ -299,6 +489,43 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Plans a remediation for an alert and, when requests are possible, asks for it.
+fn request_remediation(core: &Core, remote: Option<&Remote>, d: &Decision) {
+    let Some(remediation) = core.remediation_for(d) else {
+        return;
+    };
+    let requester = remote.and_then(|r| r.requester.as_ref());
+    tracing::info!(
+        signal.key = %d.signal.key,
+        plan.action = %remediation.action,
+        plan.confidence = remediation.confidence,
+        plan.reason = %remediation.reason,
+        "{}",
+        if requester.is_some() {
+            "Remediation planned; requesting it."
+        } else {
+            "Remediation planned; alert-only mode, nothing is requested."
+        }
+    );
+    if let Some(requester) = requester {
+        requester.request(RequestJob {
+            remediation,
+            signal: d.signal.clone(),
+            since: core.since_of(&d.signal.key),
+        });
+    }
+}
+
+/// Hands the core's state changes to the alert store (dropped in alert-only mode).
+fn save_changes(core: &mut Core, remote: Option<&Remote>) {
+    let changes = core.take_changes();
+    if let Some(remote) = remote {
+        for change in changes {
+            remote.store.save(change);
+        }
+    }
 }
 
 fn dispatch(notifier: &Notifier, d: Decision) {
@@ -348,4 +575,161 @@ fn spawn_signal_handler(cancel: CancellationToken) {
         }
         cancel.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::Sweep;
+    use crate::evaluate::LABEL_REMEDIATE;
+    use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
+    use vigil_shared::protocol::Action as RequestAction;
+
+    const S: i64 = 1000;
+
+    fn container(name: &str, health: Health, opted_in: bool) -> ContainerDetails {
+        let mut labels = BTreeMap::new();
+        if opted_in {
+            labels.insert(LABEL_REMEDIATE.to_string(), "true".to_string());
+        }
+        ContainerDetails {
+            container: ContainerRef {
+                id: format!("id-{name}"),
+                name: name.to_string(),
+                project: Some("shop".into()),
+                service: Some("web".into()),
+            },
+            image: "img".into(),
+            labels,
+            state: RunState::Running,
+            health,
+            health_failing_streak: 0,
+            exit_code: 0,
+            oom_killed: false,
+            restart_count: 0,
+            restart_policy: String::new(),
+            started_at: None,
+            finished_at: None,
+            memory_limit: 0,
+        }
+    }
+
+    fn sweep(at: i64, containers: Vec<ContainerDetails>) -> Observation {
+        Observation::Sweep(Sweep {
+            at: Timestamp(at),
+            containers,
+            stats: BTreeMap::new(),
+        })
+    }
+
+    fn core() -> Core {
+        Core::new(&Config::with_hostname("test"))
+    }
+
+    fn alerts(decisions: &[Decision]) -> Vec<&Decision> {
+        decisions
+            .iter()
+            .filter(|d| d.action == Action::Alert)
+            .collect()
+    }
+
+    #[test]
+    fn an_opted_in_unhealthy_alert_plans_a_restart_once() {
+        let mut c = core();
+        let ds = c.observe(
+            &sweep(0, vec![container("shop-web-1", Health::Unhealthy, true)]),
+            Timestamp(0),
+        );
+        let a = alerts(&ds);
+        assert_eq!(a.len(), 1);
+        let r = c.remediation_for(a[0]).expect("a remediation");
+        assert_eq!(r.action, RequestAction::Restart);
+        assert_eq!(c.since_of(&a[0].signal.key), Some(Timestamp(0)));
+        // Still unhealthy an hour later: a re-alert, never a second request.
+        let later = c.tick(Timestamp(3600 * S));
+        assert!(
+            later.iter().any(|d| d.action == Action::Realert),
+            "{later:?}"
+        );
+        assert!(later.iter().all(|d| c.remediation_for(d).is_none()));
+    }
+
+    #[test]
+    fn no_label_no_plan() {
+        let mut c = core();
+        let ds = c.observe(
+            &sweep(0, vec![container("shop-web-1", Health::Unhealthy, false)]),
+            Timestamp(0),
+        );
+        let a = alerts(&ds);
+        assert_eq!(a.len(), 1);
+        assert_eq!(c.remediation_for(a[0]), None);
+    }
+
+    #[test]
+    fn changes_are_reported_once_and_restored_state_does_not_re_alert() {
+        let mut c = core();
+        let unhealthy = sweep(0, vec![container("shop-web-1", Health::Unhealthy, true)]);
+        c.observe(&unhealthy, Timestamp(0));
+        let changes = c.take_changes();
+        let saved: Vec<(Signal, AlertState)> = changes
+            .iter()
+            .filter_map(|ch| match ch {
+                StateChange::Put { signal, state } => Some((signal.as_ref().clone(), *state)),
+                StateChange::Remove { .. } => None,
+            })
+            .collect();
+        assert_eq!(saved.len(), 1, "{changes:?}");
+        assert!(matches!(saved[0].1, AlertState::Firing { .. }));
+        assert!(c.take_changes().is_empty(), "taken once");
+        // Same state again: no change to store.
+        c.observe(
+            &sweep(
+                2 * S,
+                vec![container("shop-web-1", Health::Unhealthy, true)],
+            ),
+            Timestamp(2 * S),
+        );
+        assert!(c.take_changes().is_empty());
+
+        // A new process with the saved state: the same observation alerts nothing.
+        let mut after = core();
+        after.restore(saved.clone());
+        assert!(after.take_changes().is_empty(), "restoring is not a change");
+        let ds = after.observe(
+            &sweep(
+                5 * S,
+                vec![container("shop-web-1", Health::Unhealthy, true)],
+            ),
+            Timestamp(5 * S),
+        );
+        assert!(alerts(&ds).is_empty(), "{ds:?}");
+        // Without it, it would have alerted.
+        let mut fresh = core();
+        let ds = fresh.observe(
+            &sweep(
+                5 * S,
+                vec![container("shop-web-1", Health::Unhealthy, true)],
+            ),
+            Timestamp(5 * S),
+        );
+        assert_eq!(alerts(&ds).len(), 1);
+
+        // Healthy again: recovery, and the key is removed from the store.
+        let ds = after.observe(
+            &sweep(9 * S, vec![container("shop-web-1", Health::Healthy, true)]),
+            Timestamp(9 * S),
+        );
+        assert!(
+            ds.iter()
+                .any(|d| matches!(d.action, Action::Recovery { .. })),
+            "{ds:?}"
+        );
+        assert_eq!(
+            after.take_changes(),
+            vec![StateChange::Remove {
+                key: saved[0].0.key.clone()
+            }]
+        );
+    }
 }

@@ -799,14 +799,28 @@ fn redis_signal(active: bool, severity: Severity, detail: String, at: Timestamp)
 fn executor_signal(ok: bool, detail: &str, at: Timestamp) -> Signal {
     let subject = Subject::named("executor");
     if ok {
-        return Signal::new(SignalKind::ExecutorDown, false, Severity::Info, subject, "", at);
+        return Signal::new(
+            SignalKind::ExecutorDown,
+            false,
+            Severity::Info,
+            subject,
+            "",
+            at,
+        );
     }
     let detail = if detail.is_empty() {
         "no executor heartbeat".to_string()
     } else {
         detail.to_string()
     };
-    Signal::new(SignalKind::ExecutorDown, true, Severity::High, subject, detail, at)
+    Signal::new(
+        SignalKind::ExecutorDown,
+        true,
+        Severity::High,
+        subject,
+        detail,
+        at,
+    )
 }
 
 fn on_dependency(p: &DependencyProbe, out: &mut Vec<Signal>) {
@@ -2148,5 +2162,139 @@ mod tests {
             .map(|s| s.occurrence)
             .collect();
         assert_eq!(occ.len(), 2);
+    }
+
+    fn source(source: SourceId, ok: bool, at_ms: i64, detail: &str) -> Observation {
+        Observation::Source {
+            source,
+            at: t(at_ms),
+            ok,
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn redis_unreachable_is_debounced_like_docker() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let fail = |at| source(SourceId::Redis, false, at, "connection refused");
+        assert!(!has_active(
+            &tr.observe(&fail(0), t(0)),
+            SignalKind::RedisUnreachable
+        ));
+        assert!(tr.tick(t(5 * S)).is_empty());
+        assert!(!has_active(
+            &tr.observe(&fail(8 * S), t(8 * S)),
+            SignalKind::RedisUnreachable
+        ));
+        let out = tr.tick(t(10 * S));
+        let a = active(&out, SignalKind::RedisUnreachable);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "redis_unreachable/redis");
+        assert_eq!(a[0].severity, Severity::Critical);
+        assert!(
+            a[0].detail
+                .starts_with("Redis unreachable for 10s: connection refused"),
+            "{}",
+            a[0].detail
+        );
+        assert!(
+            tr.tick(t(11 * S)).is_empty(),
+            "one active signal per outage"
+        );
+        assert!(!has_active(
+            &tr.observe(&fail(12 * S), t(12 * S)),
+            SignalKind::RedisUnreachable
+        ));
+        let out = tr.observe(&source(SourceId::Redis, true, 13 * S, ""), t(13 * S));
+        assert!(has_inactive(&out, SignalKind::RedisUnreachable));
+        // A blip shorter than the debounce never fires, and the debounce restarts after it.
+        tr.observe(&fail(20 * S), t(20 * S));
+        tr.observe(&source(SourceId::Redis, true, 25 * S, ""), t(25 * S));
+        tr.observe(&fail(26 * S), t(26 * S));
+        assert!(!has_active(
+            &tr.tick(t(35 * S)),
+            SignalKind::RedisUnreachable
+        ));
+        assert!(has_active(
+            &tr.tick(t(36 * S)),
+            SignalKind::RedisUnreachable
+        ));
+        // Redis failing says nothing about Docker.
+        assert!(!has_active(
+            &tr.tick(t(60 * S)),
+            SignalKind::DockerUnreachable
+        ));
+    }
+
+    #[test]
+    fn every_good_redis_probe_reports_inactive() {
+        // After a restart the alert state may come back from Redis as firing: the first good
+        // probe must be able to resolve it.
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(&source(SourceId::Redis, true, 0, ""), t(0));
+        assert!(has_inactive(&out, SignalKind::RedisUnreachable));
+        let out = tr.observe(&source(SourceId::Redis, true, S, ""), t(S));
+        assert!(has_inactive(&out, SignalKind::RedisUnreachable));
+    }
+
+    #[test]
+    fn executor_down_follows_the_heartbeat() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(
+            &source(
+                SourceId::Executor,
+                false,
+                0,
+                "no heartbeat (vigil:heartbeat:executor missing)",
+            ),
+            t(0),
+        );
+        let a = active(&out, SignalKind::ExecutorDown);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].key, "executor_down/executor");
+        assert_eq!(
+            a[0].detail,
+            "no heartbeat (vigil:heartbeat:executor missing)"
+        );
+        let out = tr.observe(&source(SourceId::Executor, false, S, ""), t(S));
+        assert_eq!(
+            active(&out, SignalKind::ExecutorDown)[0].detail,
+            "no executor heartbeat"
+        );
+        let out = tr.observe(&source(SourceId::Executor, true, 2 * S, ""), t(2 * S));
+        assert!(has_inactive(&out, SignalKind::ExecutorDown));
+        // The executor's state is not Redis's: neither implies the other.
+        assert!(!has_active(&out, SignalKind::RedisUnreachable));
+    }
+
+    #[test]
+    fn history_for_the_planner() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let mut d = details("shop-web-1", RunState::Running);
+        d.labels = labels(&[(LABEL_REMEDIATE, "true")]);
+        d.restart_policy = "unless-stopped".into();
+        d.memory_limit = 1000;
+        for i in 0..3 {
+            let s = stats(i * 15 * S, 0, 0, 500 + i as u64 * 100, 1000);
+            tr.observe(&stats_sweep(i * 15 * S, &d, s), t(i * 15 * S));
+        }
+        let h = tr.history_of("id-shop-web-1").unwrap();
+        assert_eq!(h.restart_policy, "unless-stopped");
+        assert_eq!(h.memory_limit, 1000);
+        assert!(label_is_true(&h.labels, LABEL_REMEDIATE));
+        assert!(!h.restart_loop_active && !h.stopped_by_operator);
+        let bytes: Vec<u64> = h.memory_samples.iter().map(|(_, b)| *b).collect();
+        assert_eq!(bytes.len(), 3);
+        assert!(bytes.windows(2).all(|w| w[1] > w[0]), "{bytes:?}");
+        assert_eq!(tr.history_of("id-unknown"), None);
+        // A stop by the operator shows; the trend restarts when the container stops.
+        tr.observe(
+            &event("shop-web-1", EventAction::Kill { signal: Some(15) }, 50 * S),
+            t(50 * S),
+        );
+        tr.observe(&die("shop-web-1", 143, 50 * S + 100), t(50 * S + 100));
+        let h = tr.history_of("id-shop-web-1").unwrap();
+        assert!(h.stopped_by_operator);
+        assert!(h.memory_samples.is_empty());
     }
 }

@@ -8,10 +8,17 @@
 //! - [`signals`]: signal types; [`evaluate`]: the pure tracker turning observations into signals.
 //! - [`decide`]: the pure alert state machine `decide(signal, prev, now, timing)`.
 //! - [`notify`]: message formatting, per-project grouping, the bounded delivery queue, sinks.
+//! - [`plan`]: the pure remediation planner (a firing container signal and its history in, at
+//!   most one action out); [`request`]: signing and publishing requests to the executor.
+//! - [`redis_link`]: the Redis connection and the Redis/executor-heartbeat probe;
+//!   [`alert_store`]: alert states kept in Redis across restarts; [`audit_feed`]: the executor's
+//!   audit stream told to people.
 //! - [`engine`]: the runtime that wires sources, evaluation, decide and notify together.
 //! - [`serve`]: `/healthz` (and later `/metrics`) on `WATCHDOG_LISTEN`.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
+pub mod alert_store;
+pub mod audit_feed;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -21,5 +28,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod redis_link;
+pub mod request;
 pub mod serve;
 pub mod signals;

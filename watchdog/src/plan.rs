@@ -144,13 +144,13 @@ pub fn plan(signal: &Signal, history: &ContainerHistory) -> Option<Remediation> 
                 ),
             ))
         }
-        SignalKind::ContainerCpuHigh if history.label(LABEL_REMEDIATE_CPU) => Some(
-            Remediation::new(
+        SignalKind::ContainerCpuHigh if history.label(LABEL_REMEDIATE_CPU) => {
+            Some(Remediation::new(
                 Action::Restart,
                 CONFIDENCE_CPU,
                 with_detail("high CPU", &signal.detail),
-            ),
-        ),
+            ))
+        }
         _ => None,
     }
 }
@@ -173,7 +173,9 @@ pub fn memory_time_to_limit(history: &ContainerHistory) -> Option<Duration> {
     if history.memory_limit == 0 || samples.len() < MEMORY_TREND_MIN_SAMPLES {
         return None;
     }
-    let rising = samples.windows(2).all(|w| w[1].1 >= w[0].1 && w[1].0 > w[0].0);
+    let rising = samples
+        .windows(2)
+        .all(|w| w[1].1 >= w[0].1 && w[1].0 > w[0].0);
     let (first, last) = (samples.first()?, samples.last()?);
     if !rising || last.1 <= first.1 {
         return None;
@@ -194,7 +196,10 @@ pub fn memory_time_to_limit(history: &ContainerHistory) -> Option<Duration> {
 fn slope_bytes_per_ms(samples: &[(Timestamp, u64)]) -> Option<f64> {
     let t0 = samples.first()?.0.as_millis();
     let n = samples.len() as f64;
-    let xs: Vec<f64> = samples.iter().map(|(t, _)| (t.as_millis() - t0) as f64).collect();
+    let xs: Vec<f64> = samples
+        .iter()
+        .map(|(t, _)| (t.as_millis() - t0) as f64)
+        .collect();
     let ys: Vec<f64> = samples.iter().map(|(_, b)| *b as f64).collect();
     let mean_x = xs.iter().sum::<f64>() / n;
     let mean_y = ys.iter().sum::<f64>() / n;
@@ -255,7 +260,8 @@ mod tests {
     /// Samples every 15 s from `start` MiB growing by `step` MiB, against a `limit` MiB limit.
     fn growing(start: u64, step: u64, n: usize, limit: u64) -> ContainerHistory {
         with(|h| {
-            h.labels.insert(LABEL_REMEDIATE_MEMORY.into(), "true".into());
+            h.labels
+                .insert(LABEL_REMEDIATE_MEMORY.into(), "true".into());
             h.memory_limit = limit * MIB;
             h.memory_samples = (0..n)
                 .map(|i| {
@@ -310,13 +316,19 @@ mod tests {
 
     #[test]
     fn confidence_and_reasons() {
-        let r = plan(&sig(SignalKind::ContainerUnhealthy, "health check failing"), &opted_in())
-            .unwrap();
+        let r = plan(
+            &sig(SignalKind::ContainerUnhealthy, "health check failing"),
+            &opted_in(),
+        )
+        .unwrap();
         assert_eq!(r.confidence, CONFIDENCE_UNHEALTHY);
         assert_eq!(r.reason, "unhealthy: health check failing");
 
         let r = plan(
-            &sig(SignalKind::ContainerOomKilled, "OOM-killed (memory limit 64 MiB)"),
+            &sig(
+                SignalKind::ContainerOomKilled,
+                "OOM-killed (memory limit 64 MiB)",
+            ),
             &opted_in(),
         )
         .unwrap();
@@ -324,8 +336,11 @@ mod tests {
         assert!(r.reason.contains("memory limit is too low"), "{}", r.reason);
         assert!(r.reason.contains("64 MiB"), "{}", r.reason);
 
-        let r = plan(&sig(SignalKind::ContainerExited, "exited with code 3"), &opted_in())
-            .unwrap();
+        let r = plan(
+            &sig(SignalKind::ContainerExited, "exited with code 3"),
+            &opted_in(),
+        )
+        .unwrap();
         assert_eq!((r.action, r.confidence), (Action::Start, CONFIDENCE_EXITED));
         assert!(r.reason.starts_with("exited with code 3"), "{}", r.reason);
 

@@ -1,0 +1,326 @@
+//! The printed result: the machine, then one markdown table of measurement, value, target
+//! (DESIGN.md section 8) and whether the value meets it.
+
+use crate::footprint::{Flood, Footprint};
+use crate::latency::{Latencies, percentile};
+use crate::procfs::Machine;
+use crate::sweep::SweepPoint;
+use anyhow::Result;
+use std::path::Path;
+use std::time::Duration;
+use vigil_shared::docker::EngineVersion;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// DESIGN.md section 8.
+const SWEEP_200_TARGET: Duration = Duration::from_secs(1);
+const WATCHDOG_RSS_TARGET_MIB: f64 = 20.0;
+const EXECUTOR_RSS_TARGET_MIB: f64 = 10.0;
+
+struct Row {
+    what: String,
+    value: String,
+    target: String,
+    /// None: no target.
+    meets: Option<bool>,
+    failed: bool,
+}
+
+pub struct Report {
+    header: Vec<String>,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let line = text.lines().next().unwrap_or_default();
+    let mut short: String = line.chars().take(160).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    short.replace('|', "/")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB
+}
+
+impl Report {
+    pub fn new(machine: &Machine, engine: &EngineVersion, bin_dir: &Path, quick: bool) -> Report {
+        let header = vec![
+            format!(
+                "Machine: {} cores ({}), {:.1} GiB memory, Linux {}",
+                machine.cores,
+                machine.cpu_model,
+                machine.memory_bytes as f64 / (MIB * 1024.0),
+                machine.kernel
+            ),
+            format!(
+                "Docker Engine {} (API {}, {}/{})",
+                engine.version, engine.api_version, engine.os, engine.arch
+            ),
+            format!(
+                "Measured: vigil-watchdog and vigil-executor from {} (release profile: thin LTO, \
+                 codegen-units 4); benchmark driver built {}{}",
+                crate::display_path(bin_dir),
+                if cfg!(debug_assertions) {
+                    "in debug (numbers still come from the release daemons)"
+                } else {
+                    "in release"
+                },
+                if quick {
+                    "; QUICK run (--quick): fewer incidents and sizes, short windows"
+                } else {
+                    ""
+                }
+            ),
+        ];
+        Report {
+            header,
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, what: impl Into<String>, value: impl Into<String>, target: &str, meets: Option<bool>) {
+        self.rows.push(Row {
+            what: what.into(),
+            value: value.into(),
+            target: target.to_string(),
+            meets,
+            failed: false,
+        });
+    }
+
+    fn failed(&mut self, what: impl Into<String>, e: &anyhow::Error, target: &str) {
+        self.rows.push(Row {
+            what: what.into(),
+            value: format!("failed: {}", first_line(e)),
+            target: target.to_string(),
+            meets: None,
+            failed: true,
+        });
+    }
+
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// p50 and p99 rows for one latency phase; `p99_target` in ms.
+    pub fn latency(
+        &mut self,
+        what: &str,
+        result: &Result<Latencies>,
+        p50_target: Option<f64>,
+        p99_target: Option<f64>,
+    ) {
+        let target = |t: Option<f64>| t.map_or("—".to_string(), |t| format!("≤ {t:.0} ms"));
+        let lat = match result {
+            Ok(lat) => lat,
+            Err(e) => {
+                self.failed(format!("{what} p50"), e, &target(p50_target));
+                self.failed(format!("{what} p99"), e, &target(p99_target));
+                return;
+            }
+        };
+        let n = lat.samples_ms.len();
+        let missing = if lat.missing > 0 {
+            format!(", {} of {} incidents missing", lat.missing, lat.incidents)
+        } else {
+            String::new()
+        };
+        for (p, t) in [(50.0, p50_target), (99.0, p99_target)] {
+            let label = format!("{what} p{p:.0} ({n} incidents{missing})");
+            match percentile(&lat.samples_ms, p) {
+                Some(v) => {
+                    // Missing incidents never count as meeting a target.
+                    let meets = t.map(|t| v <= t && lat.missing == 0);
+                    self.row(label, format!("{v:.1} ms"), &target(t), meets);
+                }
+                None => {
+                    let e = anyhow::anyhow!("no incident measured");
+                    self.failed(label, &e, &target(t));
+                }
+            }
+        }
+        if lat.missing > 0
+            && let Some(r) = self.rows.last_mut()
+        {
+            r.failed = true;
+        }
+    }
+
+    pub fn sweeps(&mut self, result: &Result<Vec<SweepPoint>>, reps: usize) {
+        let points = match result {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed("Sweep wall time", e, "200 containers: ≤ 1 s");
+                return;
+            }
+        };
+        for p in points {
+            let (target, meets) = if p.containers == 200 {
+                ("≤ 1 s".to_string(), Some(p.median <= SWEEP_200_TARGET))
+            } else {
+                ("—".to_string(), None)
+            };
+            self.row(
+                format!(
+                    "Sweep wall time, {} containers (median of {reps})",
+                    p.containers
+                ),
+                format!(
+                    "{} (range {}–{})",
+                    ms(p.median),
+                    ms(p.runs.iter().min().copied().unwrap_or_default()),
+                    ms(p.runs.iter().max().copied().unwrap_or_default())
+                ),
+                &target,
+                meets,
+            );
+        }
+        if let (Some(first), Some(last)) = (points.first(), points.last())
+            && last.containers > first.containers
+        {
+            let ratio = last.median.as_secs_f64() / first.median.as_secs_f64().max(1e-9);
+            let per = last.median.as_secs_f64() * 1000.0 / last.containers as f64;
+            self.row(
+                format!(
+                    "Sweep time ratio, {} / {} containers ({:.0}x the containers)",
+                    last.containers,
+                    first.containers,
+                    last.containers as f64 / first.containers as f64
+                ),
+                format!("{ratio:.1}x ({per:.1} ms per container)"),
+                "—",
+                None,
+            );
+        }
+    }
+
+    pub fn footprint(&mut self, result: &Result<Footprint>) {
+        let fp = match result {
+            Ok(fp) => fp,
+            Err(e) => {
+                self.failed("Watchdog RSS", e, "≤ 20 MiB");
+                self.failed("Executor RSS", e, "≤ 10 MiB");
+                return;
+            }
+        };
+        let w = mib(fp.watchdog.rss);
+        self.row(
+            format!(
+                "Watchdog RSS, {} containers in scope, after {} s of sweeps every 15 s",
+                fp.containers,
+                (fp.settle + fp.window).as_secs()
+            ),
+            format!("{w:.1} MiB (peak {:.1})", mib(fp.watchdog.peak)),
+            "≤ 20 MiB",
+            Some(w <= WATCHDOG_RSS_TARGET_MIB),
+        );
+        self.row(
+            format!(
+                "Watchdog idle CPU over {} s ({} containers, 15 s interval)",
+                fp.window.as_secs(),
+                fp.containers
+            ),
+            format!("{:.2} % of one core", fp.watchdog_cpu),
+            "—",
+            None,
+        );
+        let e = mib(fp.executor.rss);
+        self.row(
+            "Executor RSS, idle",
+            format!("{e:.1} MiB (peak {:.1})", mib(fp.executor.peak)),
+            "≤ 10 MiB",
+            Some(e <= EXECUTOR_RSS_TARGET_MIB),
+        );
+        self.row(
+            format!("Executor idle CPU over {} s", fp.window.as_secs()),
+            format!("{:.2} % of one core", fp.executor_cpu),
+            "—",
+            None,
+        );
+    }
+
+    pub fn flood(&mut self, result: &Result<Flood>) {
+        let f = match result {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed("Executor rejections per second (forged flood)", e, "—");
+                return;
+            }
+        };
+        let outcomes: Vec<String> = f
+            .outcomes
+            .iter()
+            .map(|(k, n)| format!("{n}× {k}"))
+            .collect();
+        self.row(
+            format!(
+                "Executor rejections per second, {} forged requests (each audited, fsync)",
+                f.requests
+            ),
+            format!(
+                "{:.0} /s ({} in {:.2} s)",
+                f.rate(),
+                f.requests,
+                f.elapsed.as_secs_f64()
+            ),
+            "—",
+            None,
+        );
+        let after = mib(f.after.rss);
+        self.row(
+            "Executor RSS before → after the flood",
+            format!(
+                "{:.1} → {after:.1} MiB (peak {:.1})",
+                mib(f.before.rss),
+                mib(f.after.peak)
+            ),
+            "≤ 10 MiB",
+            Some(after <= EXECUTOR_RSS_TARGET_MIB),
+        );
+        self.note(format!("Flood audit outcomes: {}", outcomes.join(", ")));
+    }
+
+    /// False when a phase failed or incidents went missing.
+    pub fn all_ok(&self) -> bool {
+        !self.rows.iter().any(|r| r.failed)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for h in &self.header {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str("| Measurement | Value | Target (DESIGN.md §8) | Meets target |\n");
+        out.push_str("| --- | --- | --- | --- |\n");
+        for r in &self.rows {
+            let meets = match (r.failed, r.meets) {
+                (true, _) => "no (failed)",
+                (false, Some(true)) => "yes",
+                (false, Some(false)) => "**no**",
+                (false, None) => "—",
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.what, r.value, r.target, meets
+            ));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for n in &self.notes {
+                out.push_str(n);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}

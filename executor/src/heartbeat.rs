@@ -1,0 +1,67 @@
+//! The executor's heartbeat: `SET <prefix>heartbeat:executor <unix ms> PX 30000` every 5 s, so
+//! the watchdog can tell when the executor is gone. Each beat also reads the pause key for
+//! `/healthz` (requests read it themselves, per request).
+
+use crate::serve::Health;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vigil_shared::names::Names;
+use vigil_shared::time::Timestamp;
+
+/// Time between beats.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+/// Lifetime of one beat: six missed beats and the key is gone.
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// Beats until `cancel`; a Redis error is logged (once per outage) and the next beat retries.
+pub async fn run(
+    mut conn: ConnectionManager,
+    names: Names,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) {
+    let key = names.executor_heartbeat();
+    let pause = names.pause();
+    let mut failing = false;
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let beat = async {
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(Timestamp::now().as_millis())
+                .arg("PX")
+                .arg(TTL.as_millis() as u64)
+                .query_async(&mut conn)
+                .await?;
+            let paused: i64 = redis::cmd("EXISTS")
+                .arg(&pause)
+                .query_async(&mut conn)
+                .await?;
+            Ok::<bool, redis::RedisError>(paused > 0)
+        };
+        match beat.await {
+            Ok(paused) => {
+                if failing {
+                    tracing::info!("Heartbeat reaches Redis again.");
+                }
+                failing = false;
+                health.paused.store(paused, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "Cannot write the heartbeat to Redis; retrying every beat.");
+                }
+                failing = true;
+                health.redis_ok.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}

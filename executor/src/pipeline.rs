@@ -1,0 +1,897 @@
+//! One request, start to finish: verify -> reserve the nonce -> switches -> inspect -> policy
+//! -> act -> audit. The caller acknowledges the stream entry once [`Pipeline::handle`] returns
+//! `Ok` (the record is durable by then).
+//!
+//! I/O sits behind two narrow traits so the whole flow runs in unit tests with doubles:
+//! [`Broker`] (nonce reservations, the pause key, the audit stream: Redis in production) and
+//! [`Engine`] (inspect and act: Docker). The audit file is written here, synchronously and with
+//! `fsync`, before anything is acknowledged.
+//!
+//! # Exactly once
+//! The nonce reservation stores the stream entry id (`SET nonce <entry-id> NX`). When the
+//! reservation already exists:
+//! - held by *another* entry: a replay, rejected and audited as `replay`;
+//! - held by *this* entry and this request already has a final record: the executor crashed
+//!   after auditing and before acknowledging; it only acknowledges (no second action, no second
+//!   record);
+//! - held by this entry without a record: the crash happened mid-flight; the request goes on
+//!   through a fresh inspect and policy, whose fresh-state rule refuses a second restart or start
+//!   if the first one happened (the container started after the request was issued).
+//!
+//! Every rejection and refusal is audited with its reason and makes no Docker write; rejections
+//! and the kill switch, pause and allowlist rules make no Docker call at all.
+
+use crate::act::{ActError, Engine};
+use crate::audit::{AuditEntry, AuditError, AuditLog, AuditRecord, Decision};
+use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
+use crate::verify::{Rejected, Verifier};
+use futures_util::future::BoxFuture;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vigil_shared::protocol::{Payload, Target};
+use vigil_shared::time::Timestamp;
+
+/// How long the executor remembers which requests it audited (for re-deliveries): longer than
+/// any nonce reservation.
+const AUDITED_MEMORY: Duration = Duration::from_secs(2 * 3600);
+/// Most audit lines kept for the stream while Redis is away; the file keeps them all and
+/// start-up resynchronises the stream from the file.
+const MAX_BACKLOG: usize = 100_000;
+
+/// A Redis failure (or any broker failure): the entry is left pending and retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("broker: {0}")]
+pub struct BrokerError(pub String);
+
+/// The answer to a nonce reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// This entry now holds the nonce.
+    Reserved,
+    /// The nonce was already held, by the entry with this id.
+    HeldBy(String),
+}
+
+/// What the pipeline needs from Redis.
+pub trait Broker: Send + Sync {
+    /// `SET <prefix>nonce:<nonce> <entry_id> NX PX <ttl>`, reading the holder when it exists.
+    fn reserve_nonce<'a>(
+        &'a self,
+        nonce: &'a str,
+        entry_id: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Reservation, BrokerError>>;
+    /// Whether the runtime pause key exists.
+    fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>>;
+    /// `XADD <prefix>audit * record <line>`.
+    fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// `seq` of the last record on the audit stream (0 when empty).
+    fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
+}
+
+/// Why a request could not be finished; the entry stays pending and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot write the audit log: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// How one entry ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `None` when the entry had been audited before (re-delivery after a crash): nothing new
+    /// was recorded.
+    pub decision: Option<Decision>,
+    /// Rejection reason, policy rule, `ok`, or `already_audited`.
+    pub reason: String,
+    pub request_id: Option<String>,
+    /// The audit record's `seq`, when one was written.
+    pub seq: Option<u64>,
+}
+
+/// Static settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub verifier: Verifier,
+    pub policy: PolicySettings,
+    pub enabled: bool,
+    pub dry_run: bool,
+    /// TEST ONLY ([`crate::config::TEST_CRASH_VAR`]): abort right after the nonce reservation.
+    pub crash_after_reserve: bool,
+}
+
+/// The request pipeline and the state it carries between requests.
+pub struct Pipeline {
+    opts: PipelineOptions,
+    engine: Arc<dyn Engine>,
+    broker: Arc<dyn Broker>,
+    audit: AuditLog,
+    state: PolicyState,
+    /// Requests with a final (non-rejected) record, by id, with the record's time.
+    audited: HashMap<String, Timestamp>,
+    /// Audit lines written to the file but not yet to the stream.
+    backlog: VecDeque<String>,
+}
+
+impl Pipeline {
+    /// Opens (and verifies) the audit log at `audit_path` and rebuilds policy state from it.
+    pub fn open(
+        opts: PipelineOptions,
+        audit_path: &Path,
+        engine: Arc<dyn Engine>,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Pipeline, AuditError> {
+        let mut state = PolicyState::new();
+        let mut audited = HashMap::new();
+        let audit = AuditLog::open_with(audit_path, None, |rec| {
+            state.observe(rec);
+            remember(&mut audited, rec);
+        })?;
+        Ok(Pipeline {
+            opts,
+            engine,
+            broker,
+            audit,
+            state,
+            audited,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// `(seq, hash)` of the audit log's last record.
+    pub fn audit_head(&self) -> (u64, String) {
+        let (seq, hash) = self.audit.head();
+        (seq, hash.to_string())
+    }
+
+    pub fn policy_state(&self) -> &PolicyState {
+        &self.state
+    }
+
+    /// Handles one stream entry. `raw` is its `envelope` field (`None` when the entry has none).
+    pub async fn handle(
+        &mut self,
+        entry_id: &str,
+        raw: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Outcome, PipelineError> {
+        let started = Instant::now();
+        let verified = match raw {
+            None => Err(Rejected {
+                rejection: vigil_shared::protocol::Rejection::BadEnvelope(
+                    "the stream entry has no envelope field".into(),
+                ),
+                key_id: None,
+                request_id: None,
+            }),
+            Some(raw) => self.opts.verifier.verify(raw, now),
+        };
+        let verified = match verified {
+            Ok(v) => v,
+            Err(rejected) => {
+                tracing::warn!(
+                    stream.entry_id = entry_id,
+                    request.id = rejected.request_id.as_deref().unwrap_or("-"),
+                    request.key_id = rejected.key_id.as_deref().unwrap_or("-"),
+                    verify.reason = rejected.reason(),
+                    verify.detail = %rejected.rejection,
+                    "Rejected a request."
+                );
+                let entry = AuditEntry {
+                    ts: now,
+                    request_id: rejected.request_id.clone(),
+                    key_id: rejected.key_id.clone(),
+                    action: None,
+                    target: None,
+                    decision: Decision::Rejected,
+                    reason: rejected.reason().to_string(),
+                    result: Some(rejected.rejection.to_string()),
+                    duration_ms: elapsed_ms(started),
+                };
+                return self.record(entry).await;
+            }
+        };
+        let key_id = verified.key_id;
+        let req = verified.payload;
+        let request_id = req.id.to_string();
+        let ttl = nonce_ttl(&req, now, self.opts.policy.max_skew);
+
+        match self.broker.reserve_nonce(&req.nonce, entry_id, ttl).await? {
+            Reservation::Reserved => {
+                if self.opts.crash_after_reserve {
+                    tracing::error!(
+                        request.id = %request_id,
+                        "EXECUTOR_TEST_CRASH_AFTER_READ is set: aborting after the nonce reservation (test only)."
+                    );
+                    std::process::abort();
+                }
+            }
+            Reservation::HeldBy(holder) if holder == entry_id => {
+                if self.audited.contains_key(&request_id) {
+                    tracing::info!(
+                        stream.entry_id = entry_id,
+                        request.id = %request_id,
+                        "Re-delivered request was already audited; acknowledging only."
+                    );
+                    return Ok(Outcome {
+                        decision: None,
+                        reason: "already_audited".into(),
+                        request_id: Some(request_id),
+                        seq: None,
+                    });
+                }
+                tracing::warn!(
+                    stream.entry_id = entry_id,
+                    request.id = %request_id,
+                    "Re-delivered request was reserved but never audited (crash mid-flight); re-checking it."
+                );
+            }
+            Reservation::HeldBy(holder) => {
+                tracing::warn!(
+                    stream.entry_id = entry_id,
+                    request.id = %request_id,
+                    request.key_id = %key_id,
+                    replay.first_entry = %holder,
+                    "Rejected a replayed request."
+                );
+                let entry = AuditEntry {
+                    ts: now,
+                    request_id: Some(request_id),
+                    key_id: Some(key_id),
+                    action: Some(req.action),
+                    target: Some(req.target.clone()),
+                    decision: Decision::Rejected,
+                    reason: "replay".into(),
+                    result: Some(format!("nonce already used by stream entry {holder}")),
+                    duration_ms: elapsed_ms(started),
+                };
+                return self.record(entry).await;
+            }
+        }
+
+        let switches = Switches {
+            enabled: self.opts.enabled,
+            paused: self.broker.paused().await?,
+            dry_run: self.opts.dry_run,
+        };
+        let base = AuditEntry {
+            ts: now,
+            request_id: Some(request_id.clone()),
+            key_id: Some(key_id.clone()),
+            action: Some(req.action),
+            target: Some(req.target.clone()),
+            decision: Decision::Refused,
+            reason: String::new(),
+            result: None,
+            duration_ms: 0,
+        };
+        if let Err(denied) = policy::precheck(&req, &self.opts.policy, switches) {
+            return self.refuse(base, &req, None, denied, started).await;
+        }
+        let facts = match self.engine.inspect(&req.target.id).await {
+            Ok(facts) => facts,
+            Err(e) => return self.failed(base, None, "inspect_failed", &e, started).await,
+        };
+        let permit = match policy::evaluate(
+            &req,
+            facts.as_ref(),
+            &self.state,
+            &self.opts.policy,
+            switches,
+            now,
+        ) {
+            Ok(permit) => permit,
+            Err(denied) => {
+                return self
+                    .refuse(base, &req, facts.as_ref(), denied, started)
+                    .await;
+            }
+        };
+        let target = resolved_target(&req, facts.as_ref());
+        if permit.is_dry_run() {
+            tracing::info!(
+                request.id = %request_id,
+                request.action = %req.action,
+                container.name = permit.container_name(),
+                "Dry-run: policy permits this request; nothing done."
+            );
+            let entry = AuditEntry {
+                target,
+                decision: Decision::DryRun,
+                reason: "dry_run".into(),
+                result: Some("permitted; dry-run, nothing done".into()),
+                duration_ms: elapsed_ms(started),
+                ..base
+            };
+            return self.record(entry).await;
+        }
+        let result = self.engine.act(&permit).await;
+        self.state.record(permit.container_id(), now);
+        match result {
+            Ok(what) => {
+                tracing::info!(
+                    request.id = %request_id,
+                    request.key_id = %key_id,
+                    request.action = %req.action,
+                    container.id = permit.container_id(),
+                    container.name = permit.container_name(),
+                    result = %what,
+                    "Executed a request."
+                );
+                let entry = AuditEntry {
+                    target,
+                    decision: Decision::Executed,
+                    reason: "ok".into(),
+                    result: Some(what),
+                    duration_ms: elapsed_ms(started),
+                    ..base
+                };
+                self.record(entry).await
+            }
+            Err(e) => self.failed(base, target, "engine_error", &e, started).await,
+        }
+    }
+
+    /// Audits an entry moved to the dead-letter stream after `deliveries` deliveries.
+    pub async fn dead_letter(
+        &mut self,
+        entry_id: &str,
+        deliveries: u64,
+        now: Timestamp,
+    ) -> Result<Outcome, PipelineError> {
+        tracing::warn!(
+            stream.entry_id = entry_id,
+            stream.deliveries = deliveries,
+            "Moved a request to the dead-letter stream."
+        );
+        let entry = AuditEntry {
+            ts: now,
+            request_id: None,
+            key_id: None,
+            action: None,
+            target: None,
+            decision: Decision::Rejected,
+            reason: "dead_letter".into(),
+            result: Some(format!(
+                "stream entry {entry_id} delivered {deliveries} times; moved to the dead-letter stream"
+            )),
+            duration_ms: 0,
+        };
+        self.record(entry).await
+    }
+
+    /// Pushes audit lines the stream lacks (after a Redis outage or a crash between the file
+    /// and the stream). Returns how many were published.
+    pub async fn flush_audit_stream(&mut self) -> Result<usize, BrokerError> {
+        let mut sent = 0;
+        while let Some(line) = self.backlog.front() {
+            self.broker.publish_audit(line).await?;
+            self.backlog.pop_front();
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Queues every file record newer than the stream's last one (start-up, after connecting).
+    pub async fn resync_audit_stream(&mut self) -> Result<usize, PipelineError> {
+        let stream_head = self.broker.audit_stream_head().await?;
+        if stream_head >= self.audit.head().0 {
+            return Ok(self.flush_audit_stream().await?);
+        }
+        let content = std::fs::read(self.audit.path()).map_err(|source| AuditError::Io {
+            path: self.audit.path().to_path_buf(),
+            source,
+        })?;
+        self.backlog.clear();
+        for line in content.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(rec) = serde_json::from_slice::<AuditRecord>(line) else {
+                continue;
+            };
+            if rec.seq > stream_head {
+                self.backlog
+                    .push_back(String::from_utf8_lossy(line).into_owned());
+            }
+        }
+        tracing::info!(
+            audit.stream_head = stream_head,
+            audit.file_head = self.audit.head().0,
+            audit.missing = self.backlog.len(),
+            "Re-publishing audit records the stream lacks."
+        );
+        Ok(self.flush_audit_stream().await?)
+    }
+
+    /// Forgets old policy history and audited ids.
+    pub fn prune(&mut self, now: Timestamp) {
+        self.state.prune(&self.opts.policy, now);
+        let horizon = now.minus(AUDITED_MEMORY);
+        self.audited.retain(|_, t| *t >= horizon);
+    }
+
+    async fn refuse(
+        &mut self,
+        base: AuditEntry,
+        req: &Payload,
+        facts: Option<&TargetFacts>,
+        denied: Denied,
+        started: Instant,
+    ) -> Result<Outcome, PipelineError> {
+        tracing::warn!(
+            request.id = base.request_id.as_deref().unwrap_or("-"),
+            request.key_id = base.key_id.as_deref().unwrap_or("-"),
+            request.action = %req.action,
+            container.name = %req.target.name,
+            policy.rule = denied.rule,
+            policy.detail = %denied.detail,
+            "Refused a request."
+        );
+        if let Some(f) = facts {
+            self.state.observe_denial(&f.id, &denied, base.ts);
+        }
+        let entry = AuditEntry {
+            target: resolved_target(req, facts),
+            decision: Decision::Refused,
+            reason: denied.rule.to_string(),
+            result: Some(denied.detail),
+            duration_ms: elapsed_ms(started),
+            ..base
+        };
+        self.record(entry).await
+    }
+
+    async fn failed(
+        &mut self,
+        base: AuditEntry,
+        target: Option<Target>,
+        reason: &str,
+        error: &ActError,
+        started: Instant,
+    ) -> Result<Outcome, PipelineError> {
+        tracing::error!(
+            request.id = base.request_id.as_deref().unwrap_or("-"),
+            reason,
+            error = %error,
+            "A request failed at the Docker engine."
+        );
+        let entry = AuditEntry {
+            target: target.or(base.target.clone()),
+            decision: Decision::Failed,
+            reason: reason.to_string(),
+            result: Some(error.to_string()),
+            duration_ms: elapsed_ms(started),
+            ..base
+        };
+        self.record(entry).await
+    }
+
+    /// Appends to the file (fsync), then the stream (a stream failure is queued, not fatal).
+    async fn record(&mut self, entry: AuditEntry) -> Result<Outcome, PipelineError> {
+        // One consumer handles entries one at a time, and the record must be durable before the
+        // entry is acknowledged, so the short blocking append (write + fdatasync) happens here.
+        let rec = self.audit.append(entry)?;
+        remember(&mut self.audited, &rec);
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back(rec.to_line());
+        if let Err(e) = self.flush_audit_stream().await {
+            tracing::warn!(
+                error = %e,
+                audit.backlog = self.backlog.len(),
+                "Cannot publish to the audit stream; the record is in the file and will be published later."
+            );
+        }
+        Ok(Outcome {
+            decision: Some(rec.decision),
+            reason: rec.reason,
+            request_id: rec.request_id,
+            seq: Some(rec.seq),
+        })
+    }
+}
+
+/// Requests with a final record: anything but a rejection (a replay record carries the
+/// original's id, and must not make the original look finished).
+fn remember(audited: &mut HashMap<String, Timestamp>, rec: &AuditRecord) {
+    if rec.decision != Decision::Rejected
+        && let Some(id) = &rec.request_id
+    {
+        audited.insert(id.clone(), rec.ts);
+    }
+}
+
+/// The audit's target: the inspected container's full id and name when known.
+fn resolved_target(req: &Payload, facts: Option<&TargetFacts>) -> Option<Target> {
+    Some(match facts {
+        Some(f) => Target {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            project: f.project.clone().or_else(|| req.target.project.clone()),
+            service: f.service.clone().or_else(|| req.target.service.clone()),
+        },
+        None => req.target.clone(),
+    })
+}
+
+/// Outlives the request's acceptance window by a wide margin: `expires_at - now + 2 x skew +
+/// 1 h`.
+pub fn nonce_ttl(req: &Payload, now: Timestamp, max_skew: Duration) -> Duration {
+    let remaining = Duration::from_millis(req.expires_at.0.saturating_sub(now.0).max(0) as u64);
+    remaining + max_skew * 2 + Duration::from_secs(3600)
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{LABEL_REMEDIATE, Permit};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use vigil_shared::docker::{Health, RunState};
+    use vigil_shared::protocol::{Action, Reason};
+    use vigil_shared::signing::{Signer, SigningKey, VerifyKeys};
+
+    const NOW: Timestamp = Timestamp(1_700_000_000_000);
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[derive(Default)]
+    struct FakeBroker {
+        nonces: Mutex<HashMap<String, String>>,
+        paused: Mutex<bool>,
+        down: Mutex<bool>,
+        stream: Mutex<Vec<String>>,
+    }
+
+    impl Broker for FakeBroker {
+        fn reserve_nonce<'a>(
+            &'a self,
+            nonce: &'a str,
+            entry_id: &'a str,
+            _ttl: Duration,
+        ) -> BoxFuture<'a, Result<Reservation, BrokerError>> {
+            Box::pin(async move {
+                if *self.down.lock().expect("lock") {
+                    return Err(BrokerError("down".into()));
+                }
+                let mut n = self.nonces.lock().expect("lock");
+                Ok(match n.get(nonce) {
+                    Some(holder) => Reservation::HeldBy(holder.clone()),
+                    None => {
+                        n.insert(nonce.into(), entry_id.into());
+                        Reservation::Reserved
+                    }
+                })
+            })
+        }
+        fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>> {
+            Box::pin(async move { Ok(*self.paused.lock().expect("lock")) })
+        }
+        fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+            Box::pin(async move {
+                if *self.down.lock().expect("lock") {
+                    return Err(BrokerError("down".into()));
+                }
+                self.stream.lock().expect("lock").push(line.into());
+                Ok(())
+            })
+        }
+        fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>> {
+            Box::pin(async move {
+                let s = self.stream.lock().expect("lock");
+                Ok(s.last()
+                    .and_then(|l| serde_json::from_str::<AuditRecord>(l).ok())
+                    .map_or(0, |r| r.seq))
+            })
+        }
+    }
+
+    struct FakeEngine {
+        facts: Mutex<Option<TargetFacts>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeEngine {
+        fn new(facts: Option<TargetFacts>) -> FakeEngine {
+            FakeEngine {
+                facts: Mutex::new(facts),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().expect("lock").clone()
+        }
+    }
+
+    impl Engine for FakeEngine {
+        fn inspect<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<TargetFacts>, ActError>> {
+            Box::pin(async move {
+                self.calls
+                    .lock()
+                    .expect("lock")
+                    .push(format!("inspect {id}"));
+                Ok(self.facts.lock().expect("lock").clone())
+            })
+        }
+        fn act<'a>(&'a self, permit: &'a Permit) -> BoxFuture<'a, Result<String, ActError>> {
+            Box::pin(async move {
+                self.calls.lock().expect("lock").push(format!(
+                    "{} {}",
+                    permit.action(),
+                    permit.container_id()
+                ));
+                if let Some(f) = self.facts.lock().expect("lock").as_mut() {
+                    f.started_at = Some(Timestamp(i64::MAX / 2));
+                }
+                Ok("restarted".into())
+            })
+        }
+    }
+
+    fn signer() -> Signer {
+        Signer::new("wd1", SigningKey::from_bytes(&[7; 32])).expect("key id")
+    }
+
+    fn facts() -> TargetFacts {
+        TargetFacts {
+            id: ID.into(),
+            name: "web-1".into(),
+            project: None,
+            service: None,
+            labels: BTreeMap::from([(LABEL_REMEDIATE.to_string(), "true".to_string())]),
+            state: RunState::Running,
+            health: Health::Unhealthy,
+            exit_code: 0,
+            oom_killed: false,
+            started_at: Some(NOW.minus(Duration::from_secs(600))),
+        }
+    }
+
+    fn request(issued: Timestamp) -> Vec<u8> {
+        let p = Payload::new(
+            "prod",
+            Action::Restart,
+            Target {
+                id: ID.into(),
+                name: "web-1".into(),
+                project: None,
+                service: None,
+            },
+            Reason::new("container_unhealthy", "high", "x", 0.9),
+            issued,
+        );
+        signer().sign(&p).expect("signs").to_json().into_bytes()
+    }
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        broker: Arc<FakeBroker>,
+        engine: Arc<FakeEngine>,
+    }
+
+    impl Rig {
+        fn new(facts: Option<TargetFacts>) -> Rig {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("audit.jsonl");
+            Rig {
+                _dir: dir,
+                path,
+                broker: Arc::new(FakeBroker::default()),
+                engine: Arc::new(FakeEngine::new(facts)),
+            }
+        }
+        fn pipeline(&self, enabled: bool, dry_run: bool) -> Pipeline {
+            let keys = VerifyKeys::from([("wd1".to_string(), signer().verifying_key())]);
+            let opts = PipelineOptions {
+                verifier: Verifier::new(keys, "prod"),
+                policy: PolicySettings::default(),
+                enabled,
+                dry_run,
+                crash_after_reserve: false,
+            };
+            Pipeline::open(opts, &self.path, self.engine.clone(), self.broker.clone())
+                .expect("opens")
+        }
+        fn reasons(&self) -> Vec<String> {
+            let text = std::fs::read_to_string(&self.path).expect("audit file");
+            text.lines()
+                .map(|l| {
+                    serde_json::from_str::<AuditRecord>(l)
+                        .expect("record")
+                        .reason
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn valid_request_is_executed_and_audited_in_file_and_stream() {
+        let rig = Rig::new(Some(facts()));
+        let mut p = rig.pipeline(true, false);
+        let out = p
+            .handle("1-0", Some(&request(NOW)), NOW)
+            .await
+            .expect("handled");
+        assert_eq!(out.decision, Some(Decision::Executed));
+        assert_eq!(
+            rig.engine.calls(),
+            [format!("inspect {ID}"), format!("restart {ID}")]
+        );
+        assert_eq!(rig.reasons(), ["ok"]);
+        assert_eq!(rig.broker.stream.lock().expect("lock").len(), 1);
+        crate::audit::verify_file(&rig.path, None).expect("valid chain");
+    }
+
+    #[tokio::test]
+    async fn rejections_make_no_docker_call() {
+        let rig = Rig::new(Some(facts()));
+        let mut p = rig.pipeline(true, false);
+        let old = request(NOW.minus(Duration::from_secs(3600)));
+        let out = p.handle("1-0", Some(&old), NOW).await.expect("handled");
+        assert_eq!(
+            (out.decision, out.reason.as_str()),
+            (Some(Decision::Rejected), "expired")
+        );
+        let out = p.handle("2-0", Some(b"nope"), NOW).await.expect("handled");
+        assert_eq!(out.reason, "not_json");
+        let out = p.handle("3-0", None, NOW).await.expect("handled");
+        assert_eq!(out.reason, "bad_envelope");
+        assert!(rig.engine.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn replay_and_redelivery() {
+        let rig = Rig::new(Some(facts()));
+        let mut p = rig.pipeline(true, false);
+        let raw = request(NOW);
+        p.handle("1-0", Some(&raw), NOW).await.expect("first");
+        // The same envelope in another entry: a replay.
+        let out = p.handle("2-0", Some(&raw), NOW).await.expect("replay");
+        assert_eq!(
+            (out.decision, out.reason.as_str()),
+            (Some(Decision::Rejected), "replay")
+        );
+        // The same entry again (crash after audit, before ack): acknowledged only.
+        let out = p.handle("1-0", Some(&raw), NOW).await.expect("redelivery");
+        assert_eq!(
+            (out.decision, out.reason.as_str()),
+            (None, "already_audited")
+        );
+        // After a restart the audited set is rebuilt from the file.
+        drop(p);
+        let mut p = rig.pipeline(true, false);
+        let out = p.handle("1-0", Some(&raw), NOW).await.expect("redelivery");
+        assert_eq!(out.reason, "already_audited");
+        assert_eq!(rig.reasons(), ["ok", "replay"]);
+        assert_eq!(
+            rig.engine
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("restart"))
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn crash_mid_flight_continues_through_policy() {
+        let rig = Rig::new(Some(facts()));
+        let raw = request(NOW);
+        // The nonce was reserved by entry 1-0 before a crash; nothing was audited.
+        rig.broker
+            .nonces
+            .lock()
+            .expect("lock")
+            .insert(signed_nonce(&raw), "1-0".into());
+        let mut p = rig.pipeline(true, false);
+        let out = p.handle("1-0", Some(&raw), NOW).await.expect("handled");
+        assert_eq!(out.decision, Some(Decision::Executed));
+    }
+
+    fn signed_nonce(raw: &[u8]) -> String {
+        let keys = VerifyKeys::from([("wd1".to_string(), signer().verifying_key())]);
+        Verifier::new(keys, "prod")
+            .verify(raw, NOW)
+            .expect("valid")
+            .payload
+            .nonce
+    }
+
+    #[tokio::test]
+    async fn switches_refuse_without_inspecting() {
+        let rig = Rig::new(Some(facts()));
+        let mut p = rig.pipeline(false, false);
+        let out = p
+            .handle("1-0", Some(&request(NOW)), NOW)
+            .await
+            .expect("handled");
+        assert_eq!(
+            (out.decision, out.reason.as_str()),
+            (Some(Decision::Refused), "disabled")
+        );
+        let mut p = rig.pipeline(true, false);
+        *rig.broker.paused.lock().expect("lock") = true;
+        let out = p
+            .handle("2-0", Some(&request(NOW)), NOW)
+            .await
+            .expect("handled");
+        assert_eq!(out.reason, "paused");
+        assert!(rig.engine.calls().is_empty());
+        *rig.broker.paused.lock().expect("lock") = false;
+        let mut p = rig.pipeline(true, true);
+        let out = p
+            .handle("3-0", Some(&request(NOW)), NOW)
+            .await
+            .expect("handled");
+        assert_eq!(
+            (out.decision, out.reason.as_str()),
+            (Some(Decision::DryRun), "dry_run")
+        );
+        assert_eq!(rig.engine.calls(), [format!("inspect {ID}")]);
+    }
+
+    #[tokio::test]
+    async fn missing_target_is_refused() {
+        let rig = Rig::new(None);
+        let mut p = rig.pipeline(true, false);
+        let out = p
+            .handle("1-0", Some(&request(NOW)), NOW)
+            .await
+            .expect("handled");
+        assert_eq!(out.reason, "target_missing");
+    }
+
+    #[tokio::test]
+    async fn broker_outage_leaves_the_entry_pending_and_stream_catches_up() {
+        let rig = Rig::new(Some(facts()));
+        let mut p = rig.pipeline(true, false);
+        *rig.broker.down.lock().expect("lock") = true;
+        assert!(p.handle("1-0", Some(&request(NOW)), NOW).await.is_err());
+        // A rejection is still audited to the file while Redis is down, and queued.
+        let out = p.handle("2-0", Some(b"x"), NOW).await.expect("file works");
+        assert_eq!(out.seq, Some(1));
+        assert!(rig.broker.stream.lock().expect("lock").is_empty());
+        *rig.broker.down.lock().expect("lock") = false;
+        assert_eq!(p.flush_audit_stream().await.expect("flushed"), 1);
+        // A fresh process re-publishes whatever the stream lacks.
+        rig.broker.stream.lock().expect("lock").clear();
+        let mut p = rig.pipeline(true, false);
+        assert_eq!(p.resync_audit_stream().await.expect("resync"), 1);
+        assert_eq!(p.resync_audit_stream().await.expect("resync"), 0);
+    }
+
+    #[test]
+    fn nonce_ttl_outlives_the_window() {
+        let target = Target {
+            id: ID.into(),
+            name: "web-1".into(),
+            project: None,
+            service: None,
+        };
+        let p = Payload::new(
+            "prod",
+            Action::Restart,
+            target,
+            Reason::new("s", "h", "d", 1.0),
+            NOW,
+        );
+        let ttl = nonce_ttl(&p, NOW, Duration::from_secs(30));
+        assert_eq!(ttl, Duration::from_secs(60 + 60 + 3600));
+        let late = nonce_ttl(
+            &p,
+            NOW.plus(Duration::from_secs(600)),
+            Duration::from_secs(30),
+        );
+        assert_eq!(late, Duration::from_secs(60 + 3600));
+    }
+}

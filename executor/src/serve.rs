@@ -1,0 +1,161 @@
+//! The executor's HTTP endpoint on `EXECUTOR_LISTEN`: `GET /healthz` (JSON: enabled, paused,
+//! dry_run, redis_ok, the audit head) and `/metrics` (a placeholder until metrics land).
+//!
+//! It answers whatever the switches say, so a container health check sees a live process even
+//! when the executor is disabled or paused.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Liveness facts; written by the consumer and the heartbeat, read by `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub enabled: AtomicBool,
+    pub dry_run: AtomicBool,
+    /// Whether the pause key was set at the last heartbeat.
+    pub paused: AtomicBool,
+    pub redis_ok: AtomicBool,
+    audit_seq: AtomicU64,
+    audit_hash: Mutex<String>,
+}
+
+impl Health {
+    pub fn new(enabled: bool, dry_run: bool) -> Arc<Health> {
+        let h = Health::default();
+        h.enabled.store(enabled, Ordering::Relaxed);
+        h.dry_run.store(dry_run, Ordering::Relaxed);
+        Arc::new(h)
+    }
+
+    /// Records the audit log's head `(seq, hash)`.
+    pub fn set_audit_head(&self, (seq, hash): (u64, String)) {
+        self.audit_seq.store(seq, Ordering::Relaxed);
+        if let Ok(mut h) = self.audit_hash.lock() {
+            *h = hash;
+        }
+    }
+
+    pub fn body(&self) -> String {
+        let hash = self
+            .audit_hash
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        serde_json::json!({
+            "status": "ok",
+            "enabled": self.enabled.load(Ordering::Relaxed),
+            "paused": self.paused.load(Ordering::Relaxed),
+            "dry_run": self.dry_run.load(Ordering::Relaxed),
+            "redis_ok": self.redis_ok.load(Ordering::Relaxed),
+            "audit": {
+                "seq": self.audit_seq.load(Ordering::Relaxed),
+                "head": hash,
+            },
+        })
+        .to_string()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds `addr` and serves until `cancel`. Returns the bound address (port 0 picks one).
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let handle = tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Accept failed on the health endpoint.");
+                        continue;
+                    }
+                },
+            };
+            let health = health.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let resp = route(&req, &health);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "Health endpoint connection ended with an error.");
+                }
+            });
+        }
+    });
+    Ok((bound, handle))
+}
+
+fn route(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+            "text/plain",
+        );
+    }
+    match req.uri().path() {
+        "/healthz" => reply(StatusCode::OK, health.body(), "application/json"),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "# vigil-executor metrics: not yet exported\n".into(),
+            "text/plain; version=0.0.4",
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+    }
+}
+
+fn reply(status: StatusCode, body: String, content_type: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_body_reports_switches_and_head() {
+        let h = Health::new(false, true);
+        h.set_audit_head((7, "ab".into()));
+        let v: serde_json::Value = serde_json::from_str(&h.body()).expect("json");
+        assert_eq!(v["enabled"], false);
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["paused"], false);
+        assert_eq!(v["audit"]["seq"], 7);
+        assert_eq!(v["audit"]["head"], "ab");
+    }
+}

@@ -1,0 +1,490 @@
+//! Where requests come from: the Redis requests stream, read through the `executors` consumer
+//! group, plus the Redis side of the pipeline ([`Broker`]: nonces, the pause key, the audit
+//! stream).
+//!
+//! # Delivery
+//! - The group is created with `MKSTREAM` from id `0` (requests queued before the first start
+//!   are handled, and rejected as expired if they are old); `BUSYGROUP` is fine.
+//! - On start (and after every reconnect) this consumer first re-reads its own pending entries
+//!   (`XREADGROUP ... 0`): those read before a crash and never acknowledged.
+//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 16 BLOCK 1000 ... >`.
+//! - Periodically `XAUTOCLAIM` takes over entries idle longer than `reclaim_idle` (another
+//!   executor's, or ours that failed on a Redis error).
+//! - A re-delivered entry whose delivery count (`XPENDING`) exceeds `max_deliveries` is copied to
+//!   the dead-letter stream with the reason, audited as `dead_letter` and acknowledged.
+//! - An entry is acknowledged only after its audit record is durable.
+//!
+//! A Redis outage never ends the process: each failed step is logged and retried with backoff.
+
+use crate::pipeline::{Broker, BrokerError, Pipeline, PipelineError, Reservation};
+use crate::serve::Health;
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::{FromRedisValue, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use vigil_shared::config::Secret;
+use vigil_shared::names::{ENVELOPE_FIELD, EXECUTOR_GROUP, Names};
+use vigil_shared::time::Timestamp;
+
+/// Entries read per call.
+pub const READ_COUNT: usize = 16;
+/// How long one `XREADGROUP` blocks.
+pub const BLOCK: Duration = Duration::from_millis(1000);
+/// Audit stream entries kept (approximately).
+const AUDIT_STREAM_MAXLEN: usize = 100_000;
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+impl From<BrokerError> for SourceError {
+    fn from(e: BrokerError) -> Self {
+        SourceError::Pipeline(PipelineError::Broker(e))
+    }
+}
+
+/// One stream entry as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    /// Every field, in no particular order (kept for the dead-letter copy).
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Entry {
+    fn from_stream_id(s: StreamId) -> Entry {
+        let fields = s.map.into_iter().map(|(k, v)| (k, bytes_of(&v))).collect();
+        Entry { id: s.id, fields }
+    }
+
+    /// The `envelope` field.
+    pub fn envelope(&self) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == ENVELOPE_FIELD)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+fn bytes_of(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.clone().into_bytes(),
+        other => Vec::<u8>::from_redis_value(other).unwrap_or_default(),
+    }
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub names: Names,
+    pub consumer: String,
+    pub reclaim_idle: Duration,
+    pub max_deliveries: u64,
+}
+
+/// The requests stream and the pipeline's Redis needs, over one multiplexed connection (the
+/// consumer loop is the only user, so a blocking read never delays another caller).
+#[derive(Clone)]
+pub struct RedisSource {
+    conn: ConnectionManager,
+    opts: SourceOptions,
+}
+
+impl std::fmt::Debug for RedisSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSource")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects, retrying with backoff until it works or `cancel` fires (`None` then). The URL is a
+/// secret and is never logged.
+pub async fn connect(url: &Secret, cancel: &CancellationToken) -> Option<ConnectionManager> {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let attempt = async {
+            let client = redis::Client::open(url.expose())?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Duration::from_secs(3))
+                .set_response_timeout(BLOCK + Duration::from_secs(4))
+                .set_number_of_retries(1);
+            ConnectionManager::new_with_config(client, config).await
+        };
+        match attempt.await {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Cannot connect to Redis; retrying.");
+            }
+        }
+        if sleep_or_cancel(backoff, cancel).await {
+            return None;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Sleeps `d`; true when cancelled first.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+impl RedisSource {
+    pub fn new(conn: ConnectionManager, opts: SourceOptions) -> RedisSource {
+        RedisSource { conn, opts }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// `XGROUP CREATE <requests> executors 0 MKSTREAM`; an existing group is fine.
+    pub async fn ensure_group(&self) -> Result<(), SourceError> {
+        let res: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.opts.names.requests())
+            .arg(EXECUTOR_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_group(
+        &self,
+        id: &str,
+        block: Option<Duration>,
+    ) -> Result<Vec<Entry>, SourceError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(EXECUTOR_GROUP)
+            .arg(&self.opts.consumer)
+            .arg("COUNT")
+            .arg(READ_COUNT);
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(self.opts.names.requests()).arg(id);
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
+        Ok(reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .map(Entry::from_stream_id)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// New entries, blocking up to [`BLOCK`].
+    pub async fn read_new(&self) -> Result<Vec<Entry>, SourceError> {
+        self.read_group(">", Some(BLOCK)).await
+    }
+
+    /// This consumer's own pending entries from `after` on (`0` for all of them).
+    pub async fn read_own_pending(&self, after: &str) -> Result<Vec<Entry>, SourceError> {
+        self.read_group(after, None).await
+    }
+
+    /// `XAUTOCLAIM` of entries idle longer than `reclaim_idle`, at most [`READ_COUNT`] per call.
+    pub async fn reclaim(&self, start: &str) -> Result<(String, Vec<Entry>), SourceError> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(self.opts.names.requests())
+            .arg(EXECUTOR_GROUP)
+            .arg(&self.opts.consumer)
+            .arg(self.opts.reclaim_idle.as_millis() as u64)
+            .arg(start)
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .query_async(&mut self.conn())
+            .await?;
+        let entries = reply
+            .claimed
+            .into_iter()
+            .map(Entry::from_stream_id)
+            .collect();
+        Ok((reply.next_stream_id, entries))
+    }
+
+    /// How often the entry was delivered (`XPENDING`); 0 when it is not pending.
+    pub async fn delivery_count(&self, id: &str) -> Result<u64, SourceError> {
+        let reply: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(self.opts.names.requests())
+            .arg(EXECUTOR_GROUP)
+            .arg(id)
+            .arg(id)
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(reply.ids.first().map_or(0, |p| p.times_delivered as u64))
+    }
+
+    pub async fn ack(&self, id: &str) -> Result<(), SourceError> {
+        let _: i64 = redis::cmd("XACK")
+            .arg(self.opts.names.requests())
+            .arg(EXECUTOR_GROUP)
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Copies the entry to the dead-letter stream with why and how often it was delivered.
+    pub async fn dead_letter(&self, entry: &Entry, deliveries: u64) -> Result<(), SourceError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.opts.names.dead()).arg("*");
+        for (k, v) in &entry.fields {
+            if !matches!(k.as_str(), "reason" | "entry_id" | "deliveries") {
+                cmd.arg(k).arg(v.as_slice());
+            }
+        }
+        cmd.arg("reason")
+            .arg("max_deliveries")
+            .arg("entry_id")
+            .arg(&entry.id)
+            .arg("deliveries")
+            .arg(deliveries);
+        let _: String = cmd.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Handles one entry: dead-letters it when delivered too often, else runs the pipeline;
+    /// acknowledges it once audited.
+    async fn process(
+        &self,
+        pipeline: &mut Pipeline,
+        entry: &Entry,
+        redelivered: bool,
+    ) -> Result<(), SourceError> {
+        if entry.fields.is_empty() {
+            // Trimmed or deleted from the stream while pending: nothing left to do.
+            return self.ack(&entry.id).await;
+        }
+        if redelivered {
+            let deliveries = self.delivery_count(&entry.id).await?;
+            if deliveries > self.opts.max_deliveries {
+                self.dead_letter(entry, deliveries).await?;
+                pipeline
+                    .dead_letter(&entry.id, deliveries, Timestamp::now())
+                    .await?;
+                return self.ack(&entry.id).await;
+            }
+        }
+        pipeline
+            .handle(&entry.id, entry.envelope(), Timestamp::now())
+            .await?;
+        self.ack(&entry.id).await
+    }
+}
+
+impl Broker for RedisSource {
+    fn reserve_nonce<'a>(
+        &'a self,
+        nonce: &'a str,
+        entry_id: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Reservation, BrokerError>> {
+        Box::pin(async move {
+            let key = self.opts.names.nonce(nonce);
+            // Twice: the holder may expire between a failed SET and the GET.
+            for _ in 0..2 {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(entry_id)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(broker_err)?;
+                if set.is_some() {
+                    return Ok(Reservation::Reserved);
+                }
+                let holder: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(broker_err)?;
+                if let Some(holder) = holder {
+                    return Ok(Reservation::HeldBy(holder));
+                }
+            }
+            Err(BrokerError(format!("cannot reserve nonce key {key}")))
+        })
+    }
+
+    fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        Box::pin(async move {
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(self.opts.names.pause())
+                .query_async(&mut self.conn())
+                .await
+                .map_err(broker_err)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let _: String = redis::cmd("XADD")
+                .arg(self.opts.names.audit())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(AUDIT_STREAM_MAXLEN)
+                .arg("*")
+                .arg("record")
+                .arg(line)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(broker_err)?;
+            Ok(())
+        })
+    }
+
+    fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        Box::pin(async move {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(self.opts.names.audit())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(broker_err)?;
+            let seq = reply
+                .ids
+                .first()
+                .and_then(|e| e.get::<String>("record"))
+                .and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+                .unwrap_or(0);
+            Ok(seq)
+        })
+    }
+}
+
+fn broker_err(e: redis::RedisError) -> BrokerError {
+    BrokerError(e.to_string())
+}
+
+/// The consumer loop: runs until `cancel`, never returns early on a Redis error. An entry being
+/// processed is always finished (audited and acknowledged) before the loop looks at `cancel`.
+pub async fn consume(
+    source: RedisSource,
+    mut pipeline: Pipeline,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) {
+    let reclaim_every = source.opts.reclaim_idle.min(Duration::from_secs(10));
+    let mut backoff = BACKOFF_START;
+    let mut needs_setup = true;
+    let mut last_reclaim = Instant::now();
+    health.set_audit_head(pipeline.audit_head());
+    while !cancel.is_cancelled() {
+        let step = async {
+            if needs_setup {
+                source.ensure_group().await?;
+                pipeline.resync_audit_stream().await?;
+                let mut after = "0".to_string();
+                loop {
+                    let pending = source.read_own_pending(&after).await?;
+                    let Some(last) = pending.last() else { break };
+                    after = last.id.clone();
+                    run_batch(&source, &mut pipeline, &health, &pending, true, &cancel).await?;
+                    if cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                }
+                needs_setup = false;
+                tracing::info!(
+                    redis.consumer = %source.opts.consumer,
+                    "Consuming the requests stream."
+                );
+            }
+            if last_reclaim.elapsed() >= reclaim_every {
+                let mut start = "0-0".to_string();
+                for _ in 0..8 {
+                    let (next, claimed) = source.reclaim(&start).await?;
+                    run_batch(&source, &mut pipeline, &health, &claimed, true, &cancel).await?;
+                    if next == "0-0" || cancel.is_cancelled() {
+                        break;
+                    }
+                    start = next;
+                }
+                last_reclaim = Instant::now();
+                pipeline.prune(Timestamp::now());
+            }
+            let entries = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                read = source.read_new() => read?,
+            };
+            run_batch(&source, &mut pipeline, &health, &entries, false, &cancel).await?;
+            pipeline.flush_audit_stream().await?;
+            Ok::<(), SourceError>(())
+        };
+        match step.await {
+            Ok(()) => {
+                health
+                    .redis_ok
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                backoff = BACKOFF_START;
+            }
+            Err(e) => {
+                health
+                    .redis_ok
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                needs_setup = true;
+                if matches!(e, SourceError::Pipeline(PipelineError::Audit(_))) {
+                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Cannot write the audit log; requests wait until it works.");
+                } else {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Request stream step failed; retrying.");
+                }
+                if sleep_or_cancel(backoff, &cancel).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    tracing::info!("Request consumer stopped.");
+}
+
+async fn run_batch(
+    source: &RedisSource,
+    pipeline: &mut Pipeline,
+    health: &Health,
+    entries: &[Entry],
+    redelivered: bool,
+    cancel: &CancellationToken,
+) -> Result<(), SourceError> {
+    for entry in entries {
+        if cancel.is_cancelled() {
+            break;
+        }
+        source.process(pipeline, entry, redelivered).await?;
+        health.set_audit_head(pipeline.audit_head());
+    }
+    Ok(())
+}

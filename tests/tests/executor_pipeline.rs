@@ -1,0 +1,611 @@
+//! The executor end to end: the real `vigil-executor` binary against a real `redis-server` and
+//! the machine's Docker engine. Requests are built with the shared `Signer` (or by hand, for the
+//! malformed ones) and XADDed straight into `vigil:requests`; outcomes are read from the audit
+//! file the executor writes and from `docker inspect`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use vigil_shared::protocol::{Action, Payload, Reason, Target};
+use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_shared::time::Timestamp;
+use vigil_tests::docker::{Container, Healthcheck, RunningContainer};
+use vigil_tests::process::{ChildProcess, workspace_bin};
+use vigil_tests::redis_server::RedisServer;
+
+const DEPLOYMENT: &str = "test";
+const READY: &str = "Consuming the requests stream";
+const WAIT: Duration = Duration::from_secs(25);
+
+/// A container that runs until stopped and exits at once on SIGTERM (so restarts are quick).
+fn sleeper() -> Container {
+    Container::new().shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
+}
+
+fn opted_in() -> Container {
+    sleeper().label("vigil.remediate", "true")
+}
+
+fn started_at(c: &RunningContainer) -> String {
+    c.inspect_json()["State"]["StartedAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Redis, a key pair, a temp audit file, and the executor process.
+struct Rig {
+    redis: RedisServer,
+    dir: TempDir,
+    signer: Signer,
+    audit: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).expect("key dir");
+        let signer = Signer::new("wd1", generate_signing_key()).expect("key id");
+        let pem = public_key_pem(&signer.verifying_key()).expect("pem");
+        std::fs::write(keys.join("wd1.pub"), pem).expect("public key");
+        let audit = dir.path().join("audit.jsonl");
+        Rig {
+            redis,
+            dir,
+            signer,
+            audit,
+        }
+    }
+
+    /// Starts the executor with the test defaults plus `extra`, and waits until it consumes.
+    fn start(&self, extra: &[(&str, &str)]) -> ChildProcess {
+        let exec = self.spawn(extra);
+        exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+        exec
+    }
+
+    fn spawn(&self, extra: &[(&str, &str)]) -> ChildProcess {
+        let keys = self.dir.path().join("keys").display().to_string();
+        let audit = self.audit.display().to_string();
+        let url = self.redis.url();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("EXECUTOR_REDIS_URL", url.as_str()),
+            ("EXECUTOR_VERIFY_KEYS", keys.as_str()),
+            ("EXECUTOR_AUDIT_FILE", audit.as_str()),
+            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
+            ("EXECUTOR_LISTEN", "off"),
+            ("EXECUTOR_CONSUMER", "exec-test"),
+            ("EXECUTOR_STOP_TIMEOUT", "2s"),
+            ("EXECUTOR_LOG_LEVEL", "info"),
+        ];
+        env.extend_from_slice(extra);
+        ChildProcess::spawn_bin("vigil-executor", "vigil-executor", &["run"], &env)
+    }
+
+    fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url())
+            .expect("redis url")
+            .get_connection()
+            .expect("redis connection")
+    }
+
+    /// XADDs an `envelope` field; returns the entry id.
+    fn send_raw(&self, envelope: &str) -> String {
+        redis::cmd("XADD")
+            .arg("vigil:requests")
+            .arg("*")
+            .arg("envelope")
+            .arg(envelope)
+            .query(&mut self.redis())
+            .expect("XADD")
+    }
+
+    fn payload(&self, action: Action, c: &RunningContainer) -> Payload {
+        Payload::new(
+            DEPLOYMENT,
+            action,
+            Target {
+                id: c.id().to_owned(),
+                name: c.name().to_owned(),
+                project: None,
+                service: None,
+            },
+            Reason::new("container_unhealthy", "high", "test", 0.9),
+            Timestamp::now(),
+        )
+    }
+
+    fn envelope(&self, p: &Payload) -> String {
+        self.signer.sign(p).expect("signs").to_json()
+    }
+
+    /// Signs and sends; returns the envelope JSON and the request id.
+    fn send(&self, action: Action, c: &RunningContainer) -> (String, String) {
+        let p = self.payload(action, c);
+        let env = self.envelope(&p);
+        self.send_raw(&env);
+        (env, p.id.to_string())
+    }
+
+    fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// Waits until the audit log holds at least `n` records; returns them all.
+    fn wait_records(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let recs = self.records();
+            if recs.len() >= n {
+                return recs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} audit records within {WAIT:?}, have {}: {recs:#?}",
+                recs.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends one request and waits for its record; returns the record.
+    fn request(&self, action: Action, c: &RunningContainer) -> Value {
+        let before = self.records().len();
+        let (_, id) = self.send(action, c);
+        let rec = self.wait_records(before + 1).pop().expect("a record");
+        assert_eq!(rec["request_id"], id.as_str(), "{rec}");
+        rec
+    }
+
+    fn audit_verify(&self) -> std::process::Output {
+        Command::new(workspace_bin("vigil-executor", "vigil-executor"))
+            .args(["audit", "verify", "--file"])
+            .arg(&self.audit)
+            .output()
+            .expect("running audit verify")
+    }
+}
+
+/// A bare HTTP/1.1 GET on loopback; returns the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("read");
+    out
+}
+
+fn reason(rec: &Value) -> &str {
+    rec["reason"].as_str().unwrap_or_default()
+}
+
+fn decision(rec: &Value) -> &str {
+    rec["decision"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn forged_and_malformed_requests_are_rejected_audited_and_never_touch_the_target() {
+    let rig = Rig::new();
+    let target = opted_in().name_hint("forged").start();
+    target.wait_for_status("running", WAIT);
+    let before = started_at(&target);
+    let exec = rig.start(&[]);
+
+    let good = |rig: &Rig| rig.payload(Action::Restart, &target);
+    let stranger = Signer::new("wd1", generate_signing_key()).expect("id");
+    let unknown = Signer::new("nobody", generate_signing_key()).expect("id");
+    let mut flipped: Value =
+        serde_json::from_str(&rig.envelope(&good(&rig))).expect("envelope JSON");
+    let mut bytes = BASE64
+        .decode(flipped["payload"].as_str().expect("payload"))
+        .expect("base64");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    flipped["payload"] = BASE64.encode(&bytes).into();
+    let mut other_deployment = good(&rig);
+    other_deployment.deployment = "elsewhere".into();
+    let expired = Payload {
+        issued_at: Timestamp::now().minus(Duration::from_secs(600)),
+        expires_at: Timestamp::now().minus(Duration::from_secs(540)),
+        ..good(&rig)
+    };
+    let future = Payload {
+        issued_at: Timestamp::now().plus(Duration::from_secs(300)),
+        expires_at: Timestamp::now().plus(Duration::from_secs(360)),
+        ..good(&rig)
+    };
+    let mut unknown_action = serde_json::to_value(good(&rig)).expect("json");
+    unknown_action["action"] = "remove".into();
+    let mut unknown_field = serde_json::to_value(good(&rig)).expect("json");
+    unknown_field["privileged"] = true.into();
+    let oversized = format!(
+        r#"{{"v":1,"key_id":"wd1","payload":"{}","sig":""}}"#,
+        "A".repeat(9000)
+    );
+
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "bad_signature",
+            stranger.sign(&good(&rig)).expect("signs").to_json(),
+        ),
+        (
+            "unknown_key",
+            unknown.sign(&good(&rig)).expect("signs").to_json(),
+        ),
+        ("bad_signature", flipped.to_string()),
+        ("wrong_deployment", rig.envelope(&other_deployment)),
+        ("expired", rig.envelope(&expired)),
+        ("from_future", rig.envelope(&future)),
+        ("too_large", oversized),
+        ("not_json", "{this is not json".into()),
+        (
+            "unknown_action",
+            rig.signer
+                .sign_raw_payload(&serde_json::to_vec(&unknown_action).expect("json"))
+                .to_json(),
+        ),
+        (
+            "unknown_field",
+            rig.signer
+                .sign_raw_payload(&serde_json::to_vec(&unknown_field).expect("json"))
+                .to_json(),
+        ),
+    ];
+    for (_, env) in &cases {
+        rig.send_raw(env);
+    }
+    let recs = rig.wait_records(cases.len());
+    let got: Vec<(&str, &str)> = recs.iter().map(|r| (decision(r), reason(r))).collect();
+    let want: Vec<(&str, &str)> = cases.iter().map(|(r, _)| ("rejected", *r)).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        started_at(&target),
+        before,
+        "no rejected request touched the target"
+    );
+    assert_eq!(target.status(), "running");
+
+    // The executor still serves: a valid request is executed.
+    let (valid, id) = rig.send(Action::Restart, &target);
+    let recs = rig.wait_records(cases.len() + 1);
+    let last = recs.last().expect("record");
+    assert_eq!((decision(last), reason(last)), ("executed", "ok"), "{last}");
+    assert_eq!(last["request_id"], id.as_str());
+    let restarted = started_at(&target);
+    assert_ne!(restarted, before, "the valid request restarted the target");
+
+    // The same envelope again: a replay.
+    rig.send_raw(&valid);
+    let recs = rig.wait_records(cases.len() + 2);
+    assert_eq!(reason(recs.last().expect("record")), "replay");
+
+    // And again after an executor restart: the reservation lives in Redis.
+    drop(exec);
+    let _exec = rig.start(&[]);
+    rig.send_raw(&valid);
+    let recs = rig.wait_records(cases.len() + 3);
+    assert_eq!(reason(recs.last().expect("record")), "replay");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rig.records().len(),
+        cases.len() + 3,
+        "nothing else was recorded"
+    );
+    assert_eq!(
+        started_at(&target),
+        restarted,
+        "replays did not restart it again"
+    );
+    let executed = rig
+        .records()
+        .iter()
+        .filter(|r| decision(r) == "executed")
+        .count();
+    assert_eq!(executed, 1);
+
+    // The real log verifies, and the audit stream carries every record.
+    let out = rig.audit_verify();
+    assert!(
+        out.status.success(),
+        "audit verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stream_len: usize = redis::cmd("XLEN")
+        .arg("vigil:audit")
+        .query(&mut rig.redis())
+        .expect("XLEN");
+    assert_eq!(stream_len, cases.len() + 3);
+}
+
+#[test]
+fn valid_request_restarts_only_opted_in_unprotected_containers() {
+    let rig = Rig::new();
+    let sick = opted_in()
+        .name_hint("sick")
+        .healthcheck(Healthcheck::new("false"))
+        .start();
+    let plain = sleeper().name_hint("plain").start();
+    let guarded = opted_in()
+        .name_hint("guarded")
+        .label("vigil.protected", "true")
+        .start();
+    sick.wait_for_health("unhealthy", WAIT);
+    plain.wait_for_status("running", WAIT);
+    guarded.wait_for_status("running", WAIT);
+    let (sick_before, plain_before, guarded_before) =
+        (started_at(&sick), started_at(&plain), started_at(&guarded));
+    let _exec = rig.start(&[]);
+
+    let rec = rig.request(Action::Restart, &sick);
+    assert_eq!((decision(&rec), reason(&rec)), ("executed", "ok"), "{rec}");
+    assert_eq!(rec["target"]["id"], sick.id());
+    assert_ne!(started_at(&sick), sick_before, "restarted");
+
+    let rec = rig.request(Action::Restart, &plain);
+    assert_eq!(
+        (decision(&rec), reason(&rec)),
+        ("refused", "not_opted_in"),
+        "{rec}"
+    );
+    let rec = rig.request(Action::Restart, &guarded);
+    assert_eq!(
+        (decision(&rec), reason(&rec)),
+        ("refused", "protected"),
+        "{rec}"
+    );
+    assert_eq!(started_at(&plain), plain_before);
+    assert_eq!(started_at(&guarded), guarded_before);
+
+    let executed: Vec<Value> = rig
+        .records()
+        .into_iter()
+        .filter(|r| decision(r) == "executed")
+        .collect();
+    assert_eq!(executed.len(), 1, "exactly one executed record");
+    assert!(rig.audit_verify().status.success());
+
+    // The heartbeat is fresh and expires on its own.
+    let mut con = rig.redis();
+    let beat: i64 = redis::cmd("GET")
+        .arg("vigil:heartbeat:executor")
+        .query(&mut con)
+        .expect("heartbeat set");
+    let age = Timestamp::now().as_millis() - beat;
+    assert!((0..15_000).contains(&age), "heartbeat {age} ms old");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("vigil:heartbeat:executor")
+        .query(&mut con)
+        .expect("PTTL");
+    assert!(pttl > 0 && pttl <= 30_000, "PTTL {pttl}");
+}
+
+#[test]
+fn kill_switch_and_runtime_pause_refuse_everything() {
+    let rig = Rig::new();
+    let target = opted_in().name_hint("switch").start();
+    target.wait_for_status("running", WAIT);
+    let before = started_at(&target);
+
+    let port = vigil_tests::ports::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let exec = rig.start(&[("EXECUTOR_ENABLED", "false"), ("EXECUTOR_LISTEN", &listen)]);
+    let rec = rig.request(Action::Restart, &target);
+    assert_eq!(
+        (decision(&rec), reason(&rec)),
+        ("refused", "disabled"),
+        "{rec}"
+    );
+    // The disabled executor still answers its health endpoint, and says it is disabled.
+    let health = http_get(port, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let body: Value =
+        serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap_or("")).expect("healthz JSON");
+    assert_eq!(body["enabled"], false, "{body}");
+    assert_eq!(body["audit"]["seq"], 1, "{body}");
+    drop(exec);
+
+    let _exec = rig.start(&[]);
+    let _: () = redis::cmd("SET")
+        .arg("vigil:pause")
+        .arg("1")
+        .query(&mut rig.redis())
+        .expect("SET pause");
+    let rec = rig.request(Action::Restart, &target);
+    assert_eq!(
+        (decision(&rec), reason(&rec)),
+        ("refused", "paused"),
+        "{rec}"
+    );
+    assert_eq!(
+        started_at(&target),
+        before,
+        "nothing was done while switched off"
+    );
+
+    // Lifting the pause takes effect on the next request, without a restart.
+    let _: () = redis::cmd("DEL")
+        .arg("vigil:pause")
+        .query(&mut rig.redis())
+        .expect("DEL pause");
+    let rec = rig.request(Action::Restart, &target);
+    assert_eq!(decision(&rec), "executed", "{rec}");
+}
+
+#[test]
+fn operator_stopped_container_is_never_started() {
+    let rig = Rig::new();
+    let target = Container::new()
+        .name_hint("stopped")
+        .label("vigil.remediate", "true")
+        .command(&["sleep", "3600"])
+        .start();
+    target.wait_for_status("running", WAIT);
+    target.stop_with_timeout(1);
+    target.wait_for_status("exited", WAIT);
+    let _exec = rig.start(&[]);
+    let rec = rig.request(Action::Start, &target);
+    assert_eq!(
+        (decision(&rec), reason(&rec)),
+        ("refused", "stale"),
+        "{rec}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(target.status(), "exited", "never started");
+}
+
+#[test]
+fn crash_after_reading_acts_exactly_once() {
+    let rig = Rig::new();
+    let target = opted_in().name_hint("crash").start();
+    target.wait_for_status("running", WAIT);
+    let before = started_at(&target);
+
+    let mut crashing = rig.start(&[("EXECUTOR_TEST_CRASH_AFTER_READ", "1")]);
+    let (_, id) = rig.send(Action::Restart, &target);
+    let status = crashing.wait_exit(WAIT).expect("the executor aborted");
+    assert!(!status.success(), "aborted: {status:?}");
+    assert!(rig.records().is_empty(), "nothing audited before the crash");
+    assert_eq!(started_at(&target), before, "nothing done before the crash");
+
+    let _exec = rig.start(&[]);
+    let recs = rig.wait_records(1);
+    std::thread::sleep(Duration::from_millis(500));
+    let recs_after = rig.records();
+    assert_eq!(recs_after.len(), 1, "one record only: {recs_after:#?}");
+    assert_eq!((decision(&recs[0]), reason(&recs[0])), ("executed", "ok"));
+    assert_eq!(recs[0]["request_id"], id.as_str());
+    assert_ne!(started_at(&target), before, "restarted once");
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("vigil:requests")
+        .arg("executors")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut rig.redis())
+        .expect("XPENDING");
+    assert!(pending.is_empty(), "the entry was acknowledged");
+}
+
+#[test]
+fn circuit_breaker_opens_after_three_actions_per_container() {
+    let rig = Rig::new();
+    let target = opted_in().name_hint("breaker").start();
+    target.wait_for_status("running", WAIT);
+    let _exec = rig.start(&[
+        ("EXECUTOR_POLICY__BACKOFF_INITIAL", "10ms"),
+        ("EXECUTOR_POLICY__BACKOFF_MAX", "10ms"),
+    ]);
+    let mut reasons = Vec::new();
+    for _ in 0..5 {
+        let rec = rig.request(Action::Restart, &target);
+        reasons.push(reason(&rec).to_owned());
+        // The next request is issued after this restart, as a watchdog would.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(reasons, ["ok", "ok", "ok", "breaker_opened", "breaker"]);
+}
+
+#[test]
+fn host_budget_limits_a_mass_restart() {
+    let rig = Rig::new();
+    let containers: Vec<RunningContainer> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..5)
+                        .map(|_| opted_in().name_hint("budget").start())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("starting containers"))
+            .collect()
+    });
+    assert_eq!(containers.len(), 30);
+    for c in &containers {
+        c.wait_for_status("running", WAIT);
+    }
+    let _exec = rig.start(&[]);
+    let envelopes: Vec<String> = containers
+        .iter()
+        .map(|c| rig.envelope(&rig.payload(Action::Restart, c)))
+        .collect();
+    for env in &envelopes {
+        rig.send_raw(env);
+    }
+    let recs = rig.wait_records(30);
+    let executed = recs.iter().filter(|r| decision(r) == "executed").count();
+    let budget = recs.iter().filter(|r| reason(r) == "budget").count();
+    assert_eq!((executed, budget), (5, 25), "{recs:#?}");
+}
+
+#[test]
+fn entries_delivered_too_often_go_to_the_dead_letter_stream() {
+    let rig = Rig::new();
+    let target = opted_in().name_hint("dead").start();
+    let mut con = rig.redis();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("vigil:requests")
+        .arg("executors")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut con)
+        .expect("XGROUP CREATE");
+    let (_, _) = rig.send(Action::Restart, &target);
+    // Another consumer reads it twice and dies without acknowledging.
+    for id in [">", "0"] {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("executors")
+            .arg("ghost")
+            .arg("STREAMS")
+            .arg("vigil:requests")
+            .arg(id)
+            .query(&mut con)
+            .expect("XREADGROUP");
+    }
+    let before = started_at(&target);
+    let _exec = rig.start(&[
+        ("EXECUTOR_MAX_DELIVERIES", "2"),
+        ("EXECUTOR_RECLAIM_IDLE", "200ms"),
+    ]);
+    let recs = rig.wait_records(1);
+    assert_eq!(
+        (decision(&recs[0]), reason(&recs[0])),
+        ("rejected", "dead_letter")
+    );
+    let dead: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg("vigil:dead")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("XRANGE");
+    assert_eq!(dead.len(), 1);
+    let text = format!("{:?}", dead[0]);
+    assert!(
+        text.contains("max_deliveries") && text.contains("envelope"),
+        "{text}"
+    );
+    assert_eq!(started_at(&target), before, "a dead letter is not acted on");
+}
