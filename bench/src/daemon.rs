@@ -12,11 +12,13 @@ use std::time::Duration;
 /// How long a daemon gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Where the release binaries are: `--bin-dir`, else `<target dir>/release`.
+/// Where the release binaries are: `--bin-dir`, else `<target dir>/release`; absolute, since
+/// daemons run in the work directory.
 pub fn bin_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
+    let dir = explicit
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| vigil_tests::process::target_dir().join("release"))
+        .unwrap_or_else(|| vigil_tests::process::target_dir().join("release"));
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// `dir/name`, which must exist.

@@ -292,6 +292,12 @@ fn measure_with(
         }
     }
     drop(watchdog);
+    let mut sorted = out.samples_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "bench: {measure:?} latency samples (ms, sorted): {:?}",
+        sorted.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()
+    );
     Ok(out)
 }
 

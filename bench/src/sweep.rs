@@ -14,17 +14,27 @@ pub const CONCURRENCY: usize = 16;
 #[derive(Debug, Clone)]
 pub struct SweepPoint {
     pub containers: usize,
+    /// The stats concurrency bound of these sweeps.
+    pub concurrency: usize,
     pub median: Duration,
     pub runs: Vec<Duration>,
 }
 
-/// Grows `group` to each size in turn (sleeping containers) and times `reps` sweeps at each, after
-/// one untimed warm-up sweep. The containers stay for the next phase.
+/// Grows `group` to each size in turn (sleeping containers) and times `reps` sweeps at each
+/// (with the watchdog's default stats concurrency), after one untimed warm-up sweep; then, as a
+/// diagnostic, the largest size once more with a concurrency that covers every container. The
+/// containers stay for the next phase.
 pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result<Vec<SweepPoint>> {
     let mut created = 0;
     let mut points = Vec::new();
     let label = group.label();
-    for &size in sizes {
+    let mut runs_of: Vec<(usize, usize)> = sizes.iter().map(|s| (*s, CONCURRENCY)).collect();
+    if let Some(&largest) = sizes.iter().max()
+        && largest > CONCURRENCY
+    {
+        runs_of.push((largest, largest));
+    }
+    for (size, concurrency) in runs_of {
         if size > created {
             eprintln!("bench: sweep: starting containers {created}..{size}");
             let containers = (created..size)
@@ -39,7 +49,7 @@ pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result
             let started = Instant::now();
             let sweep = bench
                 .rt
-                .block_on(sweep_once(&bench.client, Some(&label), CONCURRENCY))?;
+                .block_on(sweep_once(&bench.client, Some(&label), concurrency))?;
             let took = started.elapsed();
             if sweep.containers.len() != size {
                 bail!(
@@ -56,9 +66,12 @@ pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result
         let Some(&median) = sorted.get(sorted.len() / 2) else {
             bail!("no timed sweep (repetitions must be at least 1)");
         };
-        eprintln!("bench: sweep of {size}: median {median:?} over {runs:?}");
+        eprintln!(
+            "bench: sweep of {size} (stats concurrency {concurrency}): median {median:?} over {runs:?}"
+        );
         points.push(SweepPoint {
             containers: size,
+            concurrency,
             median,
             runs,
         });

@@ -105,7 +105,8 @@ impl Sinks {
     /// Waits until each sink accepted at least `n` messages matching `pred`; false on timeout.
     pub fn wait_each(&self, n: usize, pred: impl Fn(&str) -> bool, timeout: Duration) -> bool {
         poll_until(timeout, || {
-            count(&self.telegram_messages(), &pred) >= n && count(&self.slack_messages(), &pred) >= n
+            count(&self.telegram_messages(), &pred) >= n
+                && count(&self.slack_messages(), &pred) >= n
         })
     }
 

@@ -414,10 +414,17 @@ fn kill_switch_and_runtime_pause_refuse_everything() {
         "{rec}"
     );
     // The disabled executor still answers its health endpoint, and says it is disabled.
-    let health = http_get(port, "/healthz");
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let body: Value =
-        serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap_or("")).expect("healthz JSON");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let health = http_get(port, "/healthz");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let body: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap_or(""))
+            .expect("healthz JSON");
+        if body["audit"]["seq"] == 1 || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(body["enabled"], false, "{body}");
     assert_eq!(body["audit"]["seq"], 1, "{body}");
     drop(exec);

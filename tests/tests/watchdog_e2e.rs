@@ -129,7 +129,11 @@ fn docker_stop_of_a_healthy_container_is_not_an_alert() {
         Duration::ZERO,
     );
     std::thread::sleep(Duration::from_secs(8).saturating_sub(settled.elapsed()));
-    for m in sinks.telegram_messages().iter().chain(&sinks.slack_messages()) {
+    for m in sinks
+        .telegram_messages()
+        .iter()
+        .chain(&sinks.slack_messages())
+    {
         assert!(
             !m.contains(stopped.name()),
             "an operator stop must not alert: {m}"
@@ -228,7 +232,11 @@ fn a_crash_loop_alerts_once_as_a_restart_loop_not_once_per_cycle() {
         sinks.describe()
     );
     // Keep watching for 20 s in all, while the engine keeps restarting it.
-    std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()).max(SETTLE));
+    std::thread::sleep(
+        Duration::from_secs(20)
+            .saturating_sub(started.elapsed())
+            .max(SETTLE),
+    );
     let restarts = c.inspect_json()["RestartCount"].as_u64().unwrap_or(0);
     assert!(
         restarts >= 4,
@@ -276,7 +284,15 @@ fn twenty_containers_of_one_project_failing_together_make_one_message_per_sink()
     let containers: Vec<RunningContainer> = std::thread::scope(|s| {
         let handles: Vec<_> = builders
             .chunks(N / 4)
-            .map(|chunk| s.spawn(move || chunk.iter().cloned().map(Container::start).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(Container::start)
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()

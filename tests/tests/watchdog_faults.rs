@@ -183,7 +183,11 @@ fn engine_fault_is_reported_and_resynced(fault: Fault) {
             1,
         ),
         ("docker_unreachable alerts", Box::new(unreachable_alert), 1),
-        ("docker_unreachable recoveries", Box::new(unreachable_recovery), 1),
+        (
+            "docker_unreachable recoveries",
+            Box::new(unreachable_recovery),
+            1,
+        ),
         (
             "the exit during the fault",
             Box::new(is_alert("container_exited", &late)),
@@ -233,9 +237,7 @@ fn closed_event_stream_is_reconnected_with_since_and_the_missed_event_delivered_
         sick,
         late,
     } = setup(Sinks::start());
-    let events_requests = |fake: &FakeDocker| {
-        fake.count_requests(|r| r.path.contains("/events"))
-    };
+    let events_requests = |fake: &FakeDocker| fake.count_requests(|r| r.path.contains("/events"));
     let before = events_requests(&fake);
 
     // New streams end at once; the open one ends now. The container dies while no stream is
@@ -313,7 +315,11 @@ fn telegram_429_with_retry_after_then_ok_delivers_exactly_once() {
     assert_eq!(statuses, vec![429, 200], "one 429, then one accepted send");
     let first = sinks.telegram.requests()[0].json();
     let second = sinks.telegram.requests()[1].json();
-    assert_eq!(first.get("text"), second.get("text"), "the same message was retried");
+    assert_eq!(
+        first.get("text"),
+        second.get("text"),
+        "the same message was retried"
+    );
     assert_ne!(first.get("text"), None::<&Value>);
     assert_eq!(sinks.slack.request_count(), 1);
     wd.assert_running("after the retry");
@@ -340,12 +346,14 @@ fn slack_500_then_200_delivers_exactly_once() {
     );
     let statuses: Vec<u16> = sinks.slack.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![500, 200], "one 500, then one accepted send");
-    assert_eq!(sinks.slack.requests()[0].body, sinks.slack.requests()[1].body);
+    assert_eq!(
+        sinks.slack.requests()[0].body,
+        sinks.slack.requests()[1].body
+    );
     assert_eq!(sinks.telegram.request_count(), 1);
     wd.assert_running("after the retry");
     assert_read_only(&fake);
 }
-
 
 /// An engine that accepts `/events` and closes it at once, for longer than the debounce, is a
 /// broken event source: one `docker_unreachable` alert, one recovery, no flapping.

@@ -106,8 +106,8 @@ pub struct Timing {
 /// Per-kind defaults. Docker's own health retries already debounce `unhealthy`, and exits, OOM
 /// kills and restart loops are facts, so those alert at once. Sampled thresholds wait for about
 /// three samples at the default 15 s interval, and keep firing for 30 s so that one good sample
-/// does not resolve them. `docker_unreachable` is debounced by its source (the tracker), so
-/// `for_` is 0 here.
+/// does not resolve them. `docker_unreachable` and `redis_unreachable` are debounced by the
+/// tracker (`docker.unreachable_after`), so `for_` is 0 here.
 pub fn default_timing(kind: SignalKind) -> Timing {
     let secs = Duration::from_secs;
     let (for_, keep_firing_for) = match kind {
@@ -115,16 +115,15 @@ pub fn default_timing(kind: SignalKind) -> Timing {
         | SignalKind::ContainerExited
         | SignalKind::ContainerOomKilled
         | SignalKind::ContainerRestartLoop
-        | SignalKind::DockerUnreachable => (Duration::ZERO, Duration::ZERO),
+        | SignalKind::DockerUnreachable
+        | SignalKind::RedisUnreachable => (Duration::ZERO, Duration::ZERO),
         SignalKind::ContainerCpuHigh
         | SignalKind::ContainerMemoryHigh
         | SignalKind::HostMemoryHigh
         | SignalKind::DiskHigh => (secs(45), secs(30)),
         // Probes are samples too: one good probe in a bad minute is not a recovery.
         SignalKind::DependencyDown | SignalKind::AppDown => (secs(30), secs(30)),
-        SignalKind::ExecutorDown | SignalKind::RedisUnreachable | SignalKind::ContainerMissing => {
-            (secs(30), Duration::ZERO)
-        }
+        SignalKind::ExecutorDown | SignalKind::ContainerMissing => (secs(30), Duration::ZERO),
     };
     Timing {
         for_,

@@ -54,6 +54,10 @@ pub struct Core {
     disabled: BTreeSet<SignalKind>,
     /// Keys whose state changed since the last [`Core::take_changes`].
     changed: BTreeSet<String>,
+    /// Container keys restored from Redis that no sweep has confirmed yet. A container removed
+    /// while the watchdog was down never produces a signal again, so the first good sweep
+    /// resolves these instead of letting them re-alert until their TTL.
+    unconfirmed: BTreeSet<String>,
 }
 
 impl Core {
@@ -75,20 +79,54 @@ impl Core {
             timings,
             disabled: cfg.alerts.disabled.iter().copied().collect(),
             changed: BTreeSet::new(),
+            unconfirmed: BTreeSet::new(),
         }
     }
 
     /// Alert states to restore after a restart (from Redis), so a restart does not re-page.
     pub fn restore(&mut self, saved: Vec<(Signal, AlertState)>) {
         for (last, state) in saved {
+            if last.kind.is_container() {
+                self.unconfirmed.insert(last.key.clone());
+            }
             self.alerts
                 .insert(last.key.clone(), Tracked { last, state });
         }
     }
 
     pub fn observe(&mut self, obs: &Observation, now: Timestamp) -> Vec<Decision> {
-        let signals = self.tracker.observe(obs, now);
+        let mut signals = self.tracker.observe(obs, now);
+        if let Observation::Sweep(sweep) = obs {
+            signals.extend(self.resolve_vanished(sweep, now));
+        }
         self.apply(signals, now)
+    }
+
+    /// Inactive signals for restored container keys whose container is not in `sweep`.
+    fn resolve_vanished(&mut self, sweep: &crate::collect::Sweep, now: Timestamp) -> Vec<Signal> {
+        if self.unconfirmed.is_empty() {
+            return Vec::new();
+        }
+        let present: BTreeSet<&str> = sweep
+            .containers
+            .iter()
+            .map(|c| c.container.id.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for key in std::mem::take(&mut self.unconfirmed) {
+            let Some(tracked) = self.alerts.get(&key) else {
+                continue;
+            };
+            let id = tracked.last.subject.container_id.as_deref().unwrap_or("");
+            if !present.contains(id) {
+                let mut gone = tracked.last.clone();
+                gone.active = false;
+                gone.detail = "container no longer exists".to_string();
+                gone.observed_at = now;
+                out.push(gone);
+            }
+        }
+        out
     }
 
     /// Time-driven transitions: pending signals reaching `for`, re-alerts, recoveries.
@@ -225,6 +263,7 @@ use crate::alert_store::{self, AlertStore};
 use crate::audit_feed;
 use crate::collect;
 use crate::config::RedisConfig;
+use crate::metrics::Metrics;
 use crate::notify::{Notifier, Occasion};
 use crate::redis_link::{self, RedisLink};
 use crate::request::{RequestJob, Requester, SentRequests};
@@ -347,16 +386,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let health = Health::new(cfg.enabled);
-    let server = match cfg.listen {
-        Some(addr) => {
-            let (bound, handle) = serve::serve(addr, health.clone(), None, cancel.clone()).await?;
-            tracing::info!(listen.addr = %bound, "Serving /healthz.");
-            Some(handle)
-        }
-        None => None,
-    };
 
     if !cfg.enabled {
+        let server = start_server(&cfg, &health, None, &cancel).await?;
         tracing::warn!(
             "WATCHDOG_ENABLED=false: the watchdog is inert. It watches nothing, sends nothing \
              and requests nothing until re-enabled and restarted."
@@ -388,6 +420,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let (notifier, notify_task) =
         Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
+    let metrics = Metrics::new(Some(notifier.clone()));
+    let server = start_server(&cfg, &health, Some(metrics.clone()), &cancel).await?;
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
     let mut sources = JoinSet::new();
     let mut core = Core::new(&cfg);
@@ -450,20 +484,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = cancel.cancelled() => break,
             obs = rx.recv() => match obs {
                 Some(obs) => {
-                    note_source_health(&health, &obs);
-                    core.observe(&obs, Timestamp::now())
+                    let now = Timestamp::now();
+                    note_source_health(&health, &metrics, &obs, now);
+                    let decisions = core.observe(&obs, now);
+                    if let Observation::Event(event) = &obs {
+                        let latency = Timestamp::now().since(event.at());
+                        for _ in decisions.iter().filter(|d| d.action == Action::Alert) {
+                            metrics.detection_latency(latency);
+                        }
+                    }
+                    decisions
                 }
                 None => break,
             },
             _ = ticker.tick() => {
                 let now = Timestamp::now();
                 health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
-                core.tick(now)
+                let decisions = core.tick(now);
+                metrics.set_firing(&core.firing_by_kind());
+                decisions
             }
         };
         for d in decisions {
-            request_remediation(&core, remote.as_ref(), &d);
-            dispatch(&notifier, d);
+            request_remediation(&core, remote.as_ref(), &metrics, &d);
+            dispatch(&notifier, &metrics, d);
         }
         save_changes(&mut core, remote.as_ref());
     }
@@ -492,7 +536,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Plans a remediation for an alert and, when requests are possible, asks for it.
-fn request_remediation(core: &Core, remote: Option<&Remote>, d: &Decision) {
+fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, d: &Decision) {
     let Some(remediation) = core.remediation_for(d) else {
         return;
     };
@@ -510,6 +554,7 @@ fn request_remediation(core: &Core, remote: Option<&Remote>, d: &Decision) {
         }
     );
     if let Some(requester) = requester {
+        metrics.request("queued");
         requester.request(RequestJob {
             remediation,
             signal: d.signal.clone(),
@@ -528,10 +573,11 @@ fn save_changes(core: &mut Core, remote: Option<&Remote>) {
     }
 }
 
-fn dispatch(notifier: &Notifier, d: Decision) {
+fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
     let Some(occasion) = Occasion::from_action(&d.action) else {
         return;
     };
+    metrics.decision(d.signal.kind, occasion.as_str());
     tracing::info!(
         signal.key = %d.signal.key,
         signal.kind = %d.signal.kind,
@@ -542,20 +588,44 @@ fn dispatch(notifier: &Notifier, d: Decision) {
     notifier.notify(occasion, d.signal);
 }
 
-fn note_source_health(health: &Arc<Health>, obs: &Observation) {
+fn note_source_health(health: &Health, metrics: &Metrics, obs: &Observation, now: Timestamp) {
     match obs {
         Observation::Source {
-            source: SourceId::DockerEvents | SourceId::DockerSweep,
+            source: source @ (SourceId::DockerEvents | SourceId::DockerSweep),
             ok,
             ..
         } => {
             health.docker_ok.store(*ok, Ordering::Relaxed);
+            if !ok {
+                metrics.docker_failure(source.as_str());
+            }
         }
-        Observation::Sweep(_) | Observation::Event(_) => {
+        Observation::Sweep(sweep) => {
+            health.docker_ok.store(true, Ordering::Relaxed);
+            metrics.sweep_duration(now.since(sweep.at));
+        }
+        Observation::Event(_) => {
             health.docker_ok.store(true, Ordering::Relaxed);
         }
         _ => {}
     }
+}
+
+/// Serves `/healthz` (and `/metrics` when given) on `WATCHDOG_LISTEN`, if set.
+async fn start_server(
+    cfg: &Config,
+    health: &Arc<Health>,
+    metrics: Option<Arc<Metrics>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = cfg.listen else {
+        return Ok(None);
+    };
+    let render: Option<serve::MetricsRender> =
+        metrics.map(|m| Arc::new(move || m.render()) as serve::MetricsRender);
+    let (bound, handle) = serve::serve(addr, health.clone(), render, cancel.clone()).await?;
+    tracing::info!(listen.addr = %bound, "Serving /healthz and /metrics.");
+    Ok(Some(handle))
 }
 
 /// SIGTERM and SIGINT in one place: both cancel the token.
@@ -731,5 +801,39 @@ mod tests {
                 key: saved[0].0.key.clone()
             }]
         );
+    }
+
+    #[test]
+    fn a_restored_alert_for_a_container_gone_while_down_recovers_on_the_first_sweep() {
+        let mut c = core();
+        c.observe(
+            &sweep(0, vec![container("shop-web-1", Health::Unhealthy, true)]),
+            Timestamp(0),
+        );
+        let saved: Vec<(Signal, AlertState)> = c
+            .take_changes()
+            .into_iter()
+            .filter_map(|ch| match ch {
+                StateChange::Put { signal, state } => Some((*signal, state)),
+                StateChange::Remove { .. } => None,
+            })
+            .collect();
+        assert_eq!(saved.len(), 1);
+        let mut after = core();
+        after.restore(saved);
+        // The container was removed while the watchdog was down: the sweep no longer lists it.
+        let ds = after.observe(
+            &sweep(5 * S, vec![container("other-1", Health::Healthy, false)]),
+            Timestamp(5 * S),
+        );
+        assert!(
+            ds.iter()
+                .any(|d| matches!(d.action, Action::Recovery { .. })
+                    && d.signal.subject.container.as_deref() == Some("shop-web-1")),
+            "{ds:?}"
+        );
+        // And it does not re-alert later.
+        let later = after.tick(Timestamp(3 * 3600 * S));
+        assert!(later.is_empty(), "{later:?}");
     }
 }
