@@ -150,7 +150,7 @@ import_image() {
       -C "$root" -rf "$tarball" "./${path#/}"
   done
   local hash
-  hash="$( (sha256sum "$tarball"; printf '%s\n' "${changes[@]}") | sha256sum | cut -d' ' -f1)"
+  hash="$( (sha256sum <"$tarball"; printf '%s\n' "${changes[@]}") | sha256sum | cut -d' ' -f1)"
   local current
   current="$(docker image inspect --format '{{ index .Config.Labels "vigil.image.hash" }}' "$image" 2>/dev/null || true)"
   if [[ "$current" == "$hash" ]]; then

@@ -247,6 +247,9 @@ fn measure_with(
         &bench.work,
     )?;
     watchdog.wait_for_log("Notifications started", Duration::from_secs(30))?;
+    if !watchdog.log_text().contains("group_window_ms=0") {
+        eprintln!("bench: warning: the watchdog's log does not show notify.group_window_ms=0");
+    }
 
     // Warm-up: the first incident proves the whole path is live.
     triggers.fire(0)?;

@@ -685,7 +685,9 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         vec!["DEL", "vigil:audit"],
         vec!["CONFIG", "GET", "*"],
         vec!["FLUSHALL"],
+        vec!["KEYS", "*"],
         vec!["SET", "vigil:pause", "1"],
+        vec!["SET", "vigil:requests", "x"],
         vec!["XTRIM", "vigil:audit", "MAXLEN", "0"],
     ];
     for cmd in &watchdog_denied {

@@ -300,7 +300,7 @@ fn audit_records_are_told_to_people() {
         "seq": 13, "ts": now_ms(), "request_id": "0b7f7d4e-1111-4a4a-8888-000000000013",
         "key_id": KEY_ID, "action": "restart",
         "target": {"id": "def", "name": "db-1"},
-        "decision": "refused", "reason": "circuit_open", "result": null, "duration_ms": 0,
+        "decision": "refused", "reason": "breaker_opened", "result": null, "duration_ms": 0,
         "prev_hash": "11", "hash": "22"
     });
     for rec in [&executed, &refused] {

@@ -90,7 +90,7 @@ impl AuditView {
     }
 }
 
-/// A stable reason code in words: `circuit_open` → "circuit open".
+/// A stable reason code in words: `not_opted_in` → "not opted in".
 fn words(code: &str) -> String {
     code.trim().replace(['_', '-'], " ")
 }
@@ -172,7 +172,8 @@ impl Feed {
                     Severity::High,
                 )
             }
-            "refused" if rec.reason.to_ascii_lowercase().contains("circuit") => {
+            // The executor refuses with `breaker_opened` the first time and `breaker` after.
+            "refused" if rec.reason == "breaker_opened" || rec.reason == "breaker" => {
                 let key = rec
                     .target
                     .as_ref()
@@ -466,17 +467,21 @@ mod tests {
     fn circuit_breaker_is_told_once_per_container() {
         let mut feed = Feed::default();
         let m = feed
-            .describe(&rec(20, "refused", "circuit_open"), None, Timestamp(0))
+            .describe(&rec(20, "refused", "breaker_opened"), None, Timestamp(0))
             .unwrap();
         assert_eq!(
             first_line(&m),
             "executor circuit breaker opened for shop-web-1: manual action needed (audit #20)"
         );
         assert!(
-            feed.describe(&rec(21, "refused", "circuit_open"), None, Timestamp(60 * S))
-                .is_none()
+            feed.describe(
+                &rec(21, "refused", "breaker_opened"),
+                None,
+                Timestamp(60 * S)
+            )
+            .is_none()
         );
-        let mut other = rec(22, "refused", "circuit_open");
+        let mut other = rec(22, "refused", "breaker_opened");
         other.target = Some(TargetView {
             id: Some("def".into()),
             name: Some("db-1".into()),
@@ -485,7 +490,7 @@ mod tests {
         assert!(feed.describe(&other, None, Timestamp(60 * S)).is_some());
         assert!(
             feed.describe(
-                &rec(23, "refused", "circuit_open"),
+                &rec(23, "refused", "breaker_opened"),
                 None,
                 Timestamp(3601 * S)
             )
