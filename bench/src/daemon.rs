@@ -44,7 +44,12 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `binary` with only `PATH`, `HOME` and `env` set; output goes to
     /// `<log_dir>/<name>.log`.
-    pub fn spawn(name: &str, binary: &Path, env: &[(String, String)], log_dir: &Path) -> Result<Self> {
+    pub fn spawn(
+        name: &str,
+        binary: &Path,
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("cloning a log file handle")?;

@@ -115,7 +115,9 @@ impl Group {
             .map_err(|_| anyhow::anyhow!("a docker run worker panicked"))?;
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("not started (an earlier one failed)"))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(anyhow::anyhow!("not started (an earlier one failed)")))
+            })
             .collect()
     }
 
@@ -143,7 +145,13 @@ fn run(c: &Container) -> Result<String> {
 /// Removes every container matching the label filter (`key=value`), [`PARALLEL`] `docker rm`
 /// calls at a time; returns how many there were.
 pub fn remove_labelled(filter: &str) -> Result<usize> {
-    let out = docker_output(&["ps", "-aq", "--no-trunc", "--filter", &format!("label={filter}")]);
+    let out = docker_output(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={filter}"),
+    ]);
     if !out.status.success() {
         bail!(
             "docker ps failed: {}",
@@ -228,7 +236,9 @@ impl Triggers {
         for _ in 0..50 {
             match rustix::fs::open(
                 &path,
-                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             ) {
                 Ok(fd) => {

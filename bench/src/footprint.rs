@@ -127,8 +127,8 @@ pub fn flood(bench: &Bench, executor: &mut Executor, n: usize, timeout: Duration
     // Same key id as the real key, different key: every signature check fails.
     let forger_dir = bench.work.join("forger");
     let forger = write_keypair(&forger_dir, &bench.key_id).context("writing the forger's key")?;
-    let signer =
-        Signer::from_key_file(bench.key_id.clone(), &forger.private).context("loading the forger's key")?;
+    let signer = Signer::from_key_file(bench.key_id.clone(), &forger.private)
+        .context("loading the forger's key")?;
     let envelopes = (0..n)
         .map(|i| {
             let payload = Payload::new(

@@ -16,7 +16,9 @@ pub fn install(runtime: &tokio::runtime::Runtime) {
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) else {
-            eprintln!("bench: cannot watch SIGINT/SIGTERM; an interrupted run may leave containers");
+            eprintln!(
+                "bench: cannot watch SIGINT/SIGTERM; an interrupted run may leave containers"
+            );
             return;
         };
         loop {

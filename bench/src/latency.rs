@@ -49,6 +49,8 @@ pub struct Latencies {
     pub samples_ms: Vec<f64>,
     /// Incidents with no die event or no alert/request within the drain timeout.
     pub missing: usize,
+    /// For the same incidents: the engine's die time to our own `/events` reader getting it.
+    pub delivery_ms: Vec<f64>,
 }
 
 /// Container ids are compared by their first 12 hex digits (every API form has at least these).
@@ -109,9 +111,10 @@ impl Webhook {
     }
 }
 
-/// Die times (engine `timeNano`) per container (short id), from our own event subscription.
+/// Per container (short id): the die event's engine time (`timeNano`) and when our own event
+/// subscription read it (Unix ns), which tells how long the engine takes to deliver an event.
 struct DieLog {
-    dies: Arc<Mutex<HashMap<String, i64>>>,
+    dies: Arc<Mutex<HashMap<String, (i64, i64)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -121,22 +124,24 @@ impl DieLog {
             .rt
             .block_on(bench.client.events(None))
             .context("subscribing to the engine's events")?;
-        let dies: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        let dies: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
         let sink = dies.clone();
         let task = bench.rt.spawn(async move {
             while let Some(item) = stream.next().await {
+                let read_at = now_nanos();
                 if let Ok(ev) = item
                     && matches!(ev.action, EventAction::Die { .. })
                     && let Ok(mut d) = sink.lock()
                 {
-                    d.entry(short(&ev.container.id)).or_insert(ev.time_nano);
+                    d.entry(short(&ev.container.id))
+                        .or_insert((ev.time_nano, read_at));
                 }
             }
         });
         Ok(DieLog { dies, task })
     }
 
-    fn get(&self, id: &str) -> Option<i64> {
+    fn get(&self, id: &str) -> Option<(i64, i64)> {
         self.dies.lock().ok()?.get(&short(id)).copied()
     }
 }
@@ -177,7 +182,8 @@ fn request_entries(bench: &Bench) -> Result<HashMap<String, i64>> {
         let Ok(envelope) = Envelope::parse(raw.as_bytes()) else {
             continue;
         };
-        let Ok(payload) = base64::engine::general_purpose::STANDARD.decode(&envelope.payload) else {
+        let Ok(payload) = base64::engine::general_purpose::STANDARD.decode(&envelope.payload)
+        else {
             continue;
         };
         let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&payload) else {
@@ -290,16 +296,26 @@ fn measure_with(
     };
     for id in measured {
         match (dies.get(id), got.get(&short(id))) {
-            (Some(die), Some(at)) => out.samples_ms.push((*at - die) as f64 / 1e6),
+            (Some((die, read_at)), Some(at)) => {
+                out.samples_ms.push((*at - die) as f64 / 1e6);
+                out.delivery_ms.push((read_at - die) as f64 / 1e6);
+            }
             _ => out.missing += 1,
         }
     }
     drop(watchdog);
-    let mut sorted = out.samples_ms.clone();
-    sorted.sort_by(f64::total_cmp);
+    let round = |v: &[f64]| {
+        v.iter()
+            .map(|x| (x * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    };
     eprintln!(
-        "bench: {measure:?} latency samples (ms, sorted): {:?}",
-        sorted.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()
+        "bench: {measure:?} latency (ms, incident order): {:?}",
+        round(&out.samples_ms)
+    );
+    eprintln!(
+        "bench: die event delivery to our own reader (ms, incident order): {:?}",
+        round(&out.delivery_ms)
     );
     Ok(out)
 }

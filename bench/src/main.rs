@@ -93,14 +93,14 @@ impl Plan {
                 "--quick" => {}
                 "--incidents" => {
                     let n = it.next().context("--incidents needs a number")?;
-                    plan.incidents = n
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .with_context(|| format!("--incidents {n:?}: expected a number >= 1"))?;
+                    plan.incidents =
+                        n.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                            format!("--incidents {n:?}: expected a number >= 1")
+                        })?;
                 }
                 "--bin-dir" => {
-                    plan.bin_dir = Some(PathBuf::from(it.next().context("--bin-dir needs a path")?));
+                    plan.bin_dir =
+                        Some(PathBuf::from(it.next().context("--bin-dir needs a path")?));
                 }
                 "-h" | "--help" => {
                     println!(
@@ -169,12 +169,18 @@ impl Bench {
             ("WATCHDOG_SCOPE__LABEL", scope_label.to_string()),
             ("WATCHDOG_WEBHOOK_URL_FILE", url_file.display().to_string()),
             ("WATCHDOG_LISTEN", format!("127.0.0.1:{port}")),
-            ("WATCHDOG_ALERTS__DISABLED", "host_memory_high,disk_high".to_string()),
+            (
+                "WATCHDOG_ALERTS__DISABLED",
+                "host_memory_high,disk_high".to_string(),
+            ),
             ("WATCHDOG_DEPLOYMENT", DEPLOYMENT.to_string()),
         ];
         if with_redis {
             env.push(("WATCHDOG_REDIS_URL", self.redis()?.url.clone()));
-            env.push(("WATCHDOG_SIGNING_KEY_FILE", self.key_file.display().to_string()));
+            env.push((
+                "WATCHDOG_SIGNING_KEY_FILE",
+                self.key_file.display().to_string(),
+            ));
             env.push(("WATCHDOG_KEY_ID", self.key_id.clone()));
         }
         Ok(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
@@ -250,7 +256,12 @@ fn run() -> Result<bool> {
     report.latency("Event-to-alert latency", &alert, None, Some(50.0));
     interrupt::check()?;
     let request = latency::run(&bench, latency::Measure::Request, plan.incidents);
-    report.latency("Event-to-restart-issued latency", &request, None, Some(100.0));
+    report.latency(
+        "Event-to-restart-issued latency",
+        &request,
+        None,
+        Some(100.0),
+    );
     interrupt::check()?;
 
     let sweep_group = bench.guard.group();

@@ -18,7 +18,13 @@ pub fn memory(pid: u32) -> Result<Memory> {
     let field = |name: &str| -> Result<u64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib * 1024)
             .with_context(|| format!("no {name} in {path}"))
     };
@@ -55,7 +61,12 @@ fn clock_ticks() -> u64 {
         .arg("CLK_TCK")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .filter(|t| *t > 0)
         .unwrap_or(100)
 }
@@ -104,7 +115,13 @@ pub fn machine() -> Result<Machine> {
     let memory_bytes = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib * 1024)
         .context("no MemTotal in /proc/meminfo")?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")

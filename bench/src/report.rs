@@ -90,7 +90,13 @@ impl Report {
         }
     }
 
-    fn row(&mut self, what: impl Into<String>, value: impl Into<String>, target: &str, meets: Option<bool>) {
+    fn row(
+        &mut self,
+        what: impl Into<String>,
+        value: impl Into<String>,
+        target: &str,
+        meets: Option<bool>,
+    ) {
         self.rows.push(Row {
             what: what.into(),
             value: value.into(),
@@ -156,6 +162,18 @@ impl Report {
         {
             r.failed = true;
         }
+        if let (Some(p50), Some(p99)) = (
+            percentile(&lat.delivery_ms, 50.0),
+            percentile(&lat.delivery_ms, 99.0),
+        ) {
+            self.row(
+                "For comparison: the engine's own delivery of the same die events to a plain \
+                 /events reader, p50 / p99",
+                format!("{p50:.1} / {p99:.1} ms"),
+                "— (engine, not Vigil)",
+                None,
+            );
+        }
     }
 
     pub fn sweeps(&mut self, result: &Result<Vec<SweepPoint>>, reps: usize) {
@@ -198,6 +216,17 @@ impl Report {
                 ),
                 &target,
                 meets,
+            );
+        }
+        let missed_200 = standard
+            .iter()
+            .any(|p| p.containers == 200 && p.median > SWEEP_200_TARGET);
+        if missed_200 && standard.len() < points.len() {
+            self.note(
+                "Sweep: every one-shot stats call waits for the engine's next stats-collector tick \
+                 (one per second), so with 16 calls in flight a sweep takes about \
+                 ceil(running containers / 16) seconds; the diagnostic row shows the same sweep \
+                 with every stats call in flight at once.",
             );
         }
         if let (Some(first), Some(last)) = (standard.first(), standard.last())

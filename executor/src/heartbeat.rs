@@ -53,6 +53,7 @@ pub async fn run(
                     tracing::info!("Heartbeat reaches Redis again.");
                 }
                 failing = false;
+                health.heartbeat_ok(Timestamp::now());
                 health.paused.store(paused, Ordering::Relaxed);
             }
             Err(e) => {

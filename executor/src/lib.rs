@@ -15,8 +15,9 @@
 //! - [`audit`]: the hash-chained audit log (pure chain plus the append-only, fsynced file).
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
-//! Redis), [`serve`] (`/healthz`), [`cli`] (the tool commands), and [`gate`] (the read-only
-//! Docker gate the watchdog reads through; its own binary, `vigil-gate`).
+//! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics), [`cli`]
+//! (the tool commands), and [`gate`] (the read-only Docker gate the watchdog reads through; its
+//! own binary, `vigil-gate`).
 
 pub mod act;
 pub mod audit;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod gate;
 pub mod heartbeat;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod serve;

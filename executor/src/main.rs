@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_executor::act::{DockerEngine, DockerWriter};
 use vigil_executor::cli::{self, Cli};
 use vigil_executor::config::{self, Config, LogFormat};
+use vigil_executor::metrics::Metrics;
 use vigil_executor::pipeline::{Pipeline, PipelineOptions};
 use vigil_executor::serve::Health;
 use vigil_executor::source::{self, RedisSource, SourceOptions};
@@ -57,11 +58,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .context("building the Docker writer")?;
     let names = Names::new(&cfg.prefix);
     let health = Health::new(cfg.enabled, cfg.dry_run);
+    let metrics = Metrics::new(health.clone());
 
     let mut tasks = Vec::new();
     if let Some(addr) = cfg.listen {
-        let (bound, handle) = serve::serve(addr, health.clone(), cancel.clone()).await?;
-        tracing::info!(listen = %bound, "Serving /healthz.");
+        let (bound, handle) =
+            serve::serve(addr, health.clone(), metrics.clone(), cancel.clone()).await?;
+        tracing::info!(listen = %bound, "Serving /healthz and /metrics.");
         tasks.push(handle);
     }
 
@@ -91,7 +94,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::new(DockerEngine::new(reader, writer)),
         Arc::new(source.clone()),
     )
-    .with_context(|| format!("opening the audit log {}", cfg.audit_file.display()))?;
+    .with_context(|| format!("opening the audit log {}", cfg.audit_file.display()))?
+    .with_metrics(metrics);
     tracing::info!(
         audit.seq = pipeline.audit_head().0,
         audit.file = %cfg.audit_file.display(),

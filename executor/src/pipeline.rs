@@ -23,6 +23,7 @@
 
 use crate::act::{ActError, Engine};
 use crate::audit::{AuditEntry, AuditError, AuditLog, AuditRecord, Decision};
+use crate::metrics::Metrics;
 use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
 use crate::verify::{Rejected, Verifier};
 use futures_util::future::BoxFuture;
@@ -115,6 +116,7 @@ pub struct Pipeline {
     audited: HashMap<String, Timestamp>,
     /// Audit lines written to the file but not yet to the stream.
     backlog: VecDeque<String>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Pipeline {
@@ -139,7 +141,15 @@ impl Pipeline {
             state,
             audited,
             backlog: VecDeque::new(),
+            metrics: None,
         })
+    }
+
+    /// Counts decisions, action durations and open breakers into `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Pipeline {
+        metrics.set_circuit_open(self.state.open_breakers(&self.opts.policy, Timestamp::now()));
+        self.metrics = Some(metrics);
+        self
     }
 
     /// `(seq, hash)` of the audit log's last record.
@@ -217,6 +227,9 @@ impl Pipeline {
                         request.id = %request_id,
                         "Re-delivered request was already audited; acknowledging only."
                     );
+                    if let Some(m) = &self.metrics {
+                        m.request("redelivered", "already_audited");
+                    }
                     return Ok(Outcome {
                         decision: None,
                         reason: "already_audited".into(),
@@ -309,7 +322,11 @@ impl Pipeline {
             };
             return self.record(entry).await;
         }
+        let act_started = Instant::now();
         let result = self.engine.act(&permit).await;
+        if let Some(m) = &self.metrics {
+            m.action_duration(permit.action(), act_started.elapsed());
+        }
         self.state.record(permit.container_id(), now);
         match result {
             Ok(what) => {
@@ -410,6 +427,9 @@ impl Pipeline {
         self.state.prune(&self.opts.policy, now);
         let horizon = now.minus(AUDITED_MEMORY);
         self.audited.retain(|_, t| *t >= horizon);
+        if let Some(m) = &self.metrics {
+            m.set_circuit_open(self.state.open_breakers(&self.opts.policy, now));
+        }
     }
 
     async fn refuse(
@@ -474,6 +494,10 @@ impl Pipeline {
         // entry is acknowledged, so the short blocking append (write + fdatasync) happens here.
         let rec = self.audit.append(entry)?;
         remember(&mut self.audited, &rec);
+        if let Some(m) = &self.metrics {
+            m.request(rec.decision.as_str(), &rec.reason);
+            m.set_circuit_open(self.state.open_breakers(&self.opts.policy, rec.ts));
+        }
         if self.backlog.len() >= MAX_BACKLOG {
             self.backlog.pop_front();
         }
@@ -730,6 +754,28 @@ mod tests {
         assert_eq!(rig.reasons(), ["ok"]);
         assert_eq!(rig.broker.stream.lock().expect("lock").len(), 1);
         crate::audit::verify_file(&rig.path, None).expect("valid chain");
+    }
+
+    #[tokio::test]
+    async fn decisions_and_actions_are_counted_without_container_ids() {
+        let rig = Rig::new(Some(facts()));
+        let metrics = Metrics::new(crate::serve::Health::new(true, false));
+        let mut p = rig.pipeline(true, false).with_metrics(metrics.clone());
+        let raw = request(NOW);
+        p.handle("1-0", Some(&raw), NOW).await.expect("executed");
+        p.handle("1-0", Some(&raw), NOW).await.expect("re-delivered");
+        p.handle("2-0", Some(b"nope"), NOW).await.expect("rejected");
+        let text = metrics.render();
+        for series in [
+            "vigil_executor_requests_total{decision=\"executed\",reason=\"ok\"} 1",
+            "vigil_executor_requests_total{decision=\"rejected\",reason=\"not_json\"} 1",
+            "vigil_executor_requests_total{decision=\"redelivered\",reason=\"already_audited\"} 1",
+            "vigil_executor_action_duration_seconds_count{action=\"restart\"} 1",
+            "vigil_executor_circuit_open 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        assert!(!text.contains(&ID[..12]), "no container id in labels: {text}");
     }
 
     #[tokio::test]

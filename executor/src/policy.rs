@@ -557,6 +557,19 @@ impl PolicyState {
             .min(cfg.backoff_max)
     }
 
+    /// Containers whose breaker is open at `now`: the count the breaker rule would refuse (for
+    /// metrics, which never name containers).
+    pub fn open_breakers(&self, cfg: &PolicySettings, now: Timestamp) -> usize {
+        let window_start = now.minus(cfg.breaker_window);
+        self.actions
+            .values()
+            .filter(|list| {
+                list.iter().filter(|t| **t > window_start).count()
+                    >= cfg.breaker_max_actions as usize
+            })
+            .count()
+    }
+
     /// Actions on the host within the minute before `now` (for `/healthz`).
     pub fn actions_last_minute(&self, now: Timestamp) -> usize {
         let minute_ago = now.minus(Duration::from_secs(60));
@@ -979,6 +992,20 @@ mod tests {
                 "ok"
             ]
         );
+    }
+
+    #[test]
+    fn open_breakers_counts_containers_at_the_limit_within_the_window() {
+        let cfg = PolicySettings::default();
+        let other = "f".repeat(64);
+        let mut state = PolicyState::new();
+        for t in [0, 60, 120] {
+            state.record(ID, T0.plus(secs(t)));
+        }
+        state.record(&other, T0);
+        assert_eq!(state.open_breakers(&cfg, T0.plus(secs(180))), 1);
+        // An hour after the first action only two remain in the window: closed again.
+        assert_eq!(state.open_breakers(&cfg, T0.plus(secs(3600))), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The executor's HTTP endpoint on `EXECUTOR_LISTEN`: `GET /healthz` (JSON: enabled, paused,
-//! dry_run, redis_ok, the audit head) and `/metrics` (a placeholder until metrics land).
+//! dry_run, redis_ok, the audit head `seq` and `hash`) and `GET /metrics` (OpenMetrics text, see
+//! [`crate::metrics`]).
 //!
 //! It answers whatever the switches say, so a container health check sees a live process even
 //! when the executor is disabled or paused.
@@ -11,10 +12,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vigil_shared::time::Timestamp;
 
 /// Liveness facts; written by the consumer and the heartbeat, read by `/healthz`.
 #[derive(Debug, Default)]
@@ -26,6 +29,9 @@ pub struct Health {
     pub redis_ok: AtomicBool,
     audit_seq: AtomicU64,
     audit_hash: Mutex<String>,
+    /// Unix ms of the process start and of the last heartbeat that reached Redis (0: none yet).
+    started_ms: AtomicI64,
+    last_heartbeat_ms: AtomicI64,
 }
 
 impl Health {
@@ -33,7 +39,33 @@ impl Health {
         let h = Health::default();
         h.enabled.store(enabled, Ordering::Relaxed);
         h.dry_run.store(dry_run, Ordering::Relaxed);
+        h.started_ms
+            .store(Timestamp::now().as_millis(), Ordering::Relaxed);
         Arc::new(h)
+    }
+
+    /// A heartbeat reached Redis at `at`.
+    pub fn heartbeat_ok(&self, at: Timestamp) {
+        self.last_heartbeat_ms
+            .store(at.as_millis(), Ordering::Relaxed);
+    }
+
+    /// Time from the last heartbeat that reached Redis (or from start-up, before the first) to
+    /// `now`.
+    pub fn heartbeat_age(&self, now: Timestamp) -> std::time::Duration {
+        let last = match self.last_heartbeat_ms.load(Ordering::Relaxed) {
+            0 => self.started_ms.load(Ordering::Relaxed),
+            ms => ms,
+        };
+        now.since(Timestamp(last))
+    }
+
+    pub fn audit_seq(&self) -> u64 {
+        self.audit_seq.load(Ordering::Relaxed)
+    }
+
+    pub fn redis_up(&self) -> bool {
+        self.redis_ok.load(Ordering::Relaxed)
     }
 
     /// Records the audit log's head `(seq, hash)`.
@@ -78,6 +110,7 @@ pub enum ServeError {
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
     let listener = TcpListener::bind(addr)
@@ -99,9 +132,10 @@ pub async fn serve(
                 },
             };
             let health = health.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let resp = route(&req, &health);
+                    let resp = route(&req, &health, &metrics);
                     async move { Ok::<_, std::convert::Infallible>(resp) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -115,7 +149,7 @@ pub async fn serve(
     Ok((bound, handle))
 }
 
-fn route(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -127,8 +161,8 @@ fn route(req: &Request<Incoming>, health: &Health) -> Response<Full<Bytes>> {
         "/healthz" => reply(StatusCode::OK, health.body(), "application/json"),
         "/metrics" => reply(
             StatusCode::OK,
-            "# vigil-executor metrics: not yet exported\n".into(),
-            "text/plain; version=0.0.4",
+            metrics.render(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         _ => reply(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }

@@ -108,9 +108,10 @@ fn exit_code_3_alerts_once_per_sink() {
 #[test]
 fn docker_stop_of_a_healthy_container_is_not_an_alert() {
     let (mut wd, sinks) = watchdog_with_sinks();
-    // Docker's default of 3 retries: with 1, a probe the engine starts while it kills the
-    // container fails, flips the container to `unhealthy` just before its `die`, and the watchdog
-    // alerts (a known bug, see the report on evaluate.rs; seen once in about ten runs).
+    // Docker's default of 3 retries. With 1, a probe the engine starts while it kills the
+    // container can fail and flip it to `unhealthy` just before its `die`, and the watchdog does
+    // not yet see that as part of the stop (seen once in about ten runs; the replay of that
+    // sequence is `unhealthy_during_an_operator_stop_is_not_an_alert` in watchdog_faults.rs).
     let check = Healthcheck {
         retries: 3,
         ..Healthcheck::new("true")

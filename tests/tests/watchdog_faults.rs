@@ -368,3 +368,44 @@ fn slack_500_then_200_delivers_exactly_once() {
 fn event_stream_closed_for_longer_than_the_debounce_is_reported_once_and_resynced() {
     engine_fault_is_reported_and_resynced(Fault::CloseEventStream);
 }
+
+/// What the real engine sent once in the e2e `docker stop` test (healthcheck with 1 retry): the
+/// stop's `kill`, then `health_status: unhealthy` from a probe that ran into the dying container,
+/// then `die` 137 and `stop`. An operator stop is not a failure, so nothing may be sent.
+///
+/// Ignored until `watchdog/src/evaluate.rs` is fixed: an `unhealthy` event after a `kill`/`stop`
+/// event within the operator-intent window is alerted at once (`for` is 0 for
+/// `container_unhealthy`) and recovered 60 ms later by the `die`.
+#[test]
+#[ignore = "known bug: an unhealthy health_status during docker stop alerts (evaluate.rs)"]
+fn unhealthy_during_an_operator_stop_is_not_an_alert() {
+    let Setup {
+        fake,
+        sinks,
+        mut wd,
+        late,
+        ..
+    } = setup(Sinks::start());
+    fake.push_container_event(&late, "kill");
+    std::thread::sleep(Duration::from_millis(1000));
+    fake.update(&late, |c| c.health = Health::Unhealthy);
+    fake.push_container_event(&late, "health_status: unhealthy");
+    std::thread::sleep(Duration::from_millis(50));
+    fake.update(&late, |c| {
+        c.state = RunState::Exited;
+        c.exit_code = 137;
+        c.finished_at = Some(SystemTime::now());
+    });
+    fake.push_container_event(&late, "kill");
+    fake.push_container_event(&late, "die");
+    fake.push_container_event(&late, "stop");
+    std::thread::sleep(RESYNC_SETTLE);
+    assert_eq!(
+        count_on_each(&sinks, |m| m.contains(&late)),
+        (0, 0),
+        "an operator stop must not alert; {}",
+        sinks.describe()
+    );
+    wd.assert_running("after the stop");
+    assert_read_only(&fake);
+}

@@ -2,8 +2,12 @@
 //!
 //! Label values stay low-cardinality: signal kinds, decisions, sinks, sources and outcomes; never
 //! container ids or names.
+//!
+//! Collectors (read at scrape time) use unprefixed names: the registry adds `vigil_watchdog_` to
+//! them as it does to registered metrics.
 
 use crate::notify::Notifier;
+use crate::request::RequestStats;
 use crate::signals::SignalKind;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -14,8 +18,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,7 +52,17 @@ pub struct Metrics {
     detection_latency: Histogram,
     sweep_duration: Histogram,
     docker_failures: Family<SourceLabel, Counter>,
-    requests: Family<OutcomeLabel, Counter>,
+    requests: Arc<RequestCounts>,
+}
+
+/// `requests_published_total{outcome}`: what the engine counts itself (`queued`: handed to the
+/// publisher) plus, once [`Metrics::attach_requests`] was called, the publisher's own counts
+/// (`published`: added to the stream, `failed`: not signed or not added, `dropped`: the
+/// publisher's channel was full).
+#[derive(Debug, Default)]
+struct RequestCounts {
+    by_caller: Mutex<BTreeMap<String, u64>>,
+    publisher: OnceLock<Arc<RequestStats>>,
 }
 
 impl Metrics {
@@ -86,12 +100,8 @@ impl Metrics {
             "Docker source failures (each outage of a source counts once), by source",
             docker_failures.clone(),
         );
-        let requests = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "requests_published",
-            "Signed remediation requests, by outcome (published, failed)",
-            requests.clone(),
-        );
+        let requests = Arc::new(RequestCounts::default());
+        registry.register_collector(Box::new(RequestsCollector(requests.clone())));
         if let Some(n) = notify {
             registry.register_collector(Box::new(NotifyCollector(n)));
         }
@@ -143,12 +153,23 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a request outcome seen by the caller (e.g. `queued`). `outcome` must come from a
+    /// fixed set and differ from the publisher's (`published`, `failed`, `dropped`).
     pub fn request(&self, outcome: &str) {
-        self.requests
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        let mut counts = self
+            .requests
+            .by_caller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *counts.entry(outcome.to_string()).or_default() += 1;
+    }
+
+    /// Reports the request publisher's counters (published, failed, dropped) from now on. Only
+    /// the first call counts: there is one publisher.
+    pub fn attach_requests(&self, stats: Arc<RequestStats>) {
+        if self.requests.publisher.set(stats).is_err() {
+            tracing::debug!("Request counters were already attached; ignoring.");
+        }
     }
 
     /// OpenMetrics text of every metric.
@@ -161,6 +182,40 @@ impl Metrics {
     }
 }
 
+#[derive(Debug)]
+struct RequestsCollector(Arc<RequestCounts>);
+
+impl Collector for RequestsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "requests_published",
+            "Signed remediation requests, by outcome (queued, published, failed, dropped)",
+            None,
+            MetricType::Counter,
+        )?;
+        let by_caller = self
+            .0
+            .by_caller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (outcome, n) in &by_caller {
+            ConstCounter::new(*n).encode(family.encode_family(&[("outcome", outcome.as_str())])?)?;
+        }
+        if let Some(stats) = self.0.publisher.get() {
+            for (outcome, value) in [
+                ("published", &stats.sent),
+                ("failed", &stats.failed),
+                ("dropped", &stats.dropped),
+            ] {
+                ConstCounter::new(value.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&[("outcome", outcome)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads the notifier's counters at scrape time, so delivery code stays free of metrics types.
 #[derive(Debug)]
 struct NotifyCollector(Notifier);
@@ -169,7 +224,7 @@ impl Collector for NotifyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.0.stats();
         let mut family = encoder.encode_descriptor(
-            "vigil_watchdog_notifications",
+            "notifications",
             "Messages by sink and outcome (sent, failed, retried, dropped)",
             None,
             MetricType::Counter,
@@ -187,14 +242,14 @@ impl Collector for NotifyCollector {
             }
         }
         let enc = encoder.encode_descriptor(
-            "vigil_watchdog_notify_intake_dropped",
+            "notify_intake_dropped",
             "Notices dropped because the intake queue was full",
             None,
             MetricType::Counter,
         )?;
         ConstCounter::new(stats.dropped.load(Ordering::Relaxed)).encode(enc)?;
         let mut family = encoder.encode_descriptor(
-            "vigil_watchdog_notify_queue_depth",
+            "notify_queue_depth",
             "Messages waiting, in the intake queue and per sink",
             None,
             MetricType::Gauge,
@@ -220,7 +275,10 @@ mod tests {
         m.set_firing(&firing);
         m.decision(SignalKind::ContainerUnhealthy, "alert");
         m.detection_latency(Duration::from_millis(12));
-        m.request("published");
+        m.request("queued");
+        let stats = Arc::new(RequestStats::default());
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        m.attach_requests(stats);
         let text = m.render();
         assert!(
             text.contains("vigil_watchdog_signals_firing{kind=\"container_unhealthy\"} 2"),
@@ -240,13 +298,38 @@ mod tests {
             text.contains("vigil_watchdog_detection_latency_seconds_count 1"),
             "{text}"
         );
-        assert!(
-            text.contains("vigil_watchdog_requests_published_total{outcome=\"published\"} 1"),
-            "{text}"
-        );
+        for series in [
+            "vigil_watchdog_requests_published_total{outcome=\"queued\"} 1",
+            "vigil_watchdog_requests_published_total{outcome=\"published\"} 1",
+            "vigil_watchdog_requests_published_total{outcome=\"failed\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
         assert!(
             text.trim_end().ends_with("# EOF"),
             "OpenMetrics text ends with # EOF"
         );
+    }
+
+    #[tokio::test]
+    async fn notifier_counters_carry_the_prefix_once() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (notifier, task) = Notifier::start(
+            &crate::config::NotifyConfig::default(),
+            "host".into(),
+            cancel.clone(),
+        );
+        let text = Metrics::new(Some(notifier)).render();
+        cancel.cancel();
+        let _ = task.await;
+        assert!(
+            text.contains("vigil_watchdog_notifications_total{sink=\"log\",outcome=\"sent\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_watchdog_notify_queue_depth{queue=\"intake\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("vigil_watchdog_vigil_watchdog"), "{text}");
     }
 }
