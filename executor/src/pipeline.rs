@@ -147,7 +147,10 @@ impl Pipeline {
 
     /// Counts decisions, action durations and open breakers into `metrics` from now on.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Pipeline {
-        metrics.set_circuit_open(self.state.open_breakers(&self.opts.policy, Timestamp::now()));
+        metrics.set_circuit_open(
+            self.state
+                .open_breakers(&self.opts.policy, Timestamp::now()),
+        );
         self.metrics = Some(metrics);
         self
     }
@@ -763,7 +766,9 @@ mod tests {
         let mut p = rig.pipeline(true, false).with_metrics(metrics.clone());
         let raw = request(NOW);
         p.handle("1-0", Some(&raw), NOW).await.expect("executed");
-        p.handle("1-0", Some(&raw), NOW).await.expect("re-delivered");
+        p.handle("1-0", Some(&raw), NOW)
+            .await
+            .expect("re-delivered");
         p.handle("2-0", Some(b"nope"), NOW).await.expect("rejected");
         let text = metrics.render();
         for series in [
@@ -775,7 +780,10 @@ mod tests {
         ] {
             assert!(text.contains(series), "{series} missing:\n{text}");
         }
-        assert!(!text.contains(&ID[..12]), "no container id in labels: {text}");
+        assert!(
+            !text.contains(&ID[..12]),
+            "no container id in labels: {text}"
+        );
     }
 
     #[tokio::test]

@@ -364,7 +364,6 @@ fn slack_500_then_200_delivers_exactly_once() {
 /// the backoff grows to 5 s) `docker_unreachable` alerts and recovers on every cycle (6 alert /
 /// recovery pairs in 20 s when this was written).
 #[test]
-#[ignore = "known bug: docker_unreachable flaps while the engine keeps closing the event stream (collect/events.rs)"]
 fn event_stream_closed_for_longer_than_the_debounce_is_reported_once_and_resynced() {
     engine_fault_is_reported_and_resynced(Fault::CloseEventStream);
 }
@@ -377,7 +376,6 @@ fn event_stream_closed_for_longer_than_the_debounce_is_reported_once_and_resynce
 /// event within the operator-intent window is alerted at once (`for` is 0 for
 /// `container_unhealthy`) and recovered 60 ms later by the `die`.
 #[test]
-#[ignore = "known bug: an unhealthy health_status during docker stop alerts (evaluate.rs)"]
 fn unhealthy_during_an_operator_stop_is_not_an_alert() {
     let Setup {
         fake,

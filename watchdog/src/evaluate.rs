@@ -558,6 +558,12 @@ impl Tracker {
         let at = ev.at();
         mem.last_event_at = Some(mem.last_event_at.map_or(at, |t| t.max(at)));
         match &ev.action {
+            // A probe that runs into a container an operator is stopping fails; the engine can
+            // report that `unhealthy` between the stop's `kill` and `die`. It is not a failure.
+            EventAction::HealthStatus(Health::Unhealthy)
+                if mem
+                    .intent_at
+                    .is_some_and(|i| at.since(i) <= settings.operator_intent_window) => {}
             EventAction::HealthStatus(Health::Unhealthy) => {
                 let detail = health_detail(mem.health_streak);
                 out.push(mem.signal(
@@ -1502,6 +1508,37 @@ mod tests {
             tr.tracked_containers(),
             0,
             "destroy drops the container's memory"
+        );
+    }
+
+    #[test]
+    fn unhealthy_during_an_operator_stop_is_not_a_failure() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = feed(
+            &mut tr,
+            vec![
+                (
+                    0,
+                    event("shop-web-1", EventAction::Kill { signal: Some(15) }, 0),
+                ),
+                (
+                    S / 2,
+                    event(
+                        "shop-web-1",
+                        EventAction::HealthStatus(Health::Unhealthy),
+                        S / 2,
+                    ),
+                ),
+                (S, die("shop-web-1", 143, S)),
+            ],
+        );
+        assert!(
+            active(&out, SignalKind::ContainerUnhealthy).is_empty(),
+            "{out:?}"
+        );
+        assert!(
+            active(&out, SignalKind::ContainerExited).is_empty(),
+            "{out:?}"
         );
     }
 

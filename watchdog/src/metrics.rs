@@ -38,11 +38,6 @@ pub struct SourceLabel {
     pub source: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: String,
-}
-
 /// Every metric the watchdog exports. Cheap to share (`Arc`); updates are atomic.
 #[derive(Debug)]
 pub struct Metrics {
@@ -200,7 +195,8 @@ impl Collector for RequestsCollector {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for (outcome, n) in &by_caller {
-            ConstCounter::new(*n).encode(family.encode_family(&[("outcome", outcome.as_str())])?)?;
+            ConstCounter::new(*n)
+                .encode(family.encode_family(&[("outcome", outcome.as_str())])?)?;
         }
         if let Some(stats) = self.0.publisher.get() {
             for (outcome, value) in [

@@ -25,6 +25,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A stream that stayed up this long resets the backoff.
 pub const HEALTHY_RESET: Duration = Duration::from_secs(30);
+/// A reconnected stream counts as recovered once it delivers an event or stays open this long.
+/// Accepting the connection is not enough: an engine that closes `/events` at once would
+/// otherwise reset the `docker_unreachable` debounce on every reconnect.
+pub const STABLE_AFTER: Duration = Duration::from_secs(3);
 
 /// Exponential backoff with jitter: the n-th delay is drawn from `[d/2, d]` where
 /// `d = min(min * 2^n, max)`, so many watchdogs do not reconnect in lockstep.
@@ -129,17 +133,8 @@ pub async fn run(client: DockerClient, tx: Sender<Observation>, cancel: Cancella
                 if connected_since.is_none() {
                     connected_since = Some(now_nanos());
                 }
-                if let Some(o) = health.recovered() {
-                    tracing::info!(
-                        source = SourceId::DockerEvents.as_str(),
-                        "Event stream reconnected"
-                    );
-                    if !emit(&tx, &cancel, o).await {
-                        return;
-                    }
-                }
                 let up_at = Instant::now();
-                let ended = forward(&mut stream, &mut replay, &tx, &cancel).await;
+                let ended = forward(&mut stream, &mut replay, &mut health, &tx, &cancel).await;
                 if up_at.elapsed() >= HEALTHY_RESET {
                     backoff.reset();
                 }
@@ -174,14 +169,31 @@ pub async fn run(client: DockerClient, tx: Sender<Observation>, cancel: Cancella
 async fn forward(
     stream: &mut vigil_shared::docker::EventStream,
     replay: &mut ReplayFilter,
+    health: &mut SourceHealth,
     tx: &Sender<Observation>,
     cancel: &CancellationToken,
 ) -> Ended {
+    let stable = tokio::time::sleep(STABLE_AFTER);
+    tokio::pin!(stable);
+    let mut proven = false;
     loop {
         let item = tokio::select! {
             _ = cancel.cancelled() => return Ended::Cancelled,
+            _ = &mut stable, if !proven => {
+                proven = true;
+                if !report_recovered(health, tx, cancel).await {
+                    return Ended::Cancelled;
+                }
+                continue;
+            }
             item = stream.next() => item,
         };
+        if !proven && matches!(item, Some(Ok(_))) {
+            proven = true;
+            if !report_recovered(health, tx, cancel).await {
+                return Ended::Cancelled;
+            }
+        }
         match item {
             None => return Ended::Failed("the engine closed the event stream".into()),
             Some(Ok(event)) => {
@@ -199,6 +211,24 @@ async fn forward(
             }
             Some(Err(e)) => return Ended::Failed(format!("reading the event stream: {e}")),
         }
+    }
+}
+
+/// Sends the source's recovery once per outage; false when cancelled.
+async fn report_recovered(
+    health: &mut SourceHealth,
+    tx: &Sender<Observation>,
+    cancel: &CancellationToken,
+) -> bool {
+    match health.recovered() {
+        Some(o) => {
+            tracing::info!(
+                source = SourceId::DockerEvents.as_str(),
+                "Event stream reconnected"
+            );
+            emit(tx, cancel, o).await
+        }
+        None => true,
     }
 }
 
