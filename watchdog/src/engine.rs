@@ -440,6 +440,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(requester) = remote.as_ref().and_then(|r| r.requester.as_ref()) {
+        metrics.attach_requests(requester.stats().clone());
+    }
     let label = cfg.scope.label.clone();
     sources.spawn(collect::events::run(
         docker.clone(),
