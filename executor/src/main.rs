@@ -50,7 +50,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("EXECUTOR_ENABLED=false: every request will be audited as refused.");
     }
     let cancel = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
 
     let reader = DockerClient::new(&cfg.docker_host, cfg.docker_timeout)
         .context("building the Docker client")?;
@@ -126,25 +126,4 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Cancels `cancel` on the first SIGTERM or SIGINT.
-async fn shutdown_on_signal(cancel: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = term => tracing::info!("SIGTERM received."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),
-    }
-    // A second signal during the drain is not special: the drain deadline bounds it.
-    cancel.cancel();
 }

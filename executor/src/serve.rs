@@ -6,18 +6,14 @@
 //! when the executor is disabled or paused.
 
 use crate::metrics::Metrics;
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vigil_shared::status::{self, StatusPages};
 use vigil_shared::time::Timestamp;
+
+pub use vigil_shared::status::ServeError;
 
 /// Liveness facts; written by the consumer and the heartbeat, read by `/healthz`.
 #[derive(Debug, Default)]
@@ -97,13 +93,18 @@ impl Health {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+struct Pages {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusPages for Pages {
+    fn healthz(&self) -> String {
+        self.health.body()
+    }
+    fn metrics(&self) -> Option<String> {
+        Some(self.metrics.render())
+    }
 }
 
 /// Binds `addr` and serves until `cancel`. Returns the bound address (port 0 picks one).
@@ -113,68 +114,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let handle = tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                _ = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Accept failed on the health endpoint.");
-                        continue;
-                    }
-                },
-            };
-            let health = health.clone();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let resp = route(&req, &health, &metrics);
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "Health endpoint connection ended with an error.");
-                }
-            });
-        }
-    });
-    Ok((bound, handle))
-}
-
-fn route(req: &Request<Incoming>, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed\n".into(),
-            "text/plain",
-        );
-    }
-    match req.uri().path() {
-        "/healthz" => reply(StatusCode::OK, health.body(), "application/json"),
-        "/metrics" => reply(
-            StatusCode::OK,
-            metrics.render(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-        _ => reply(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
-    }
-}
-
-fn reply(status: StatusCode, body: String, content_type: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    if let Ok(v) = http::HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    resp
+    status::serve(addr, Arc::new(Pages { health, metrics }), cancel).await
 }
 
 #[cfg(test)]

@@ -8,12 +8,16 @@
 //! - [`telemetry`]: the one tracing subscriber set-up.
 //! - [`protocol`]: the signed request envelope and payload (wire format v1).
 //! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
+//! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
+//! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
 
 pub mod config;
 pub mod docker;
 pub mod names;
 pub mod protocol;
+pub mod shutdown;
 pub mod signing;
+pub mod status;
 pub mod telemetry;
 pub mod time;

@@ -3,7 +3,7 @@
 //! (method, path, body, the status it answered) and answers from a script first, then with its
 //! default reply.
 //!
-//! ```ignore
+//! ```text
 //! let tg = FakeTelegram::start().await;
 //! tg.rate_limit_first(1, 1); // first call: 429 with retry_after 1
 //! let cfg = tg.config("42"); // a TelegramConfig pointing at the fake

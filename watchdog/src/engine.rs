@@ -384,7 +384,7 @@ impl Remote {
 /// Runs the watchdog until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
+    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
     let health = Health::new(cfg.enabled);
 
     if !cfg.enabled {
@@ -629,25 +629,6 @@ async fn start_server(
     let (bound, handle) = serve::serve(addr, health.clone(), render, cancel.clone()).await?;
     tracing::info!(listen.addr = %bound, "Serving /healthz and /metrics.");
     Ok(Some(handle))
-}
-
-/// SIGTERM and SIGINT in one place: both cancel the token.
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot install the SIGTERM handler.");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received."),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),
-        }
-        cancel.cancel();
-    });
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let gate = BoundGate::bind(&config).await?;
         let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
+        tokio::spawn(vigil_shared::shutdown::cancel_on_signal(shutdown.clone()));
         tracing::info!(
             gate.docker_host = %config.docker_host,
             "Vigil gate starting."
@@ -140,25 +140,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("Vigil gate stopped.");
         Ok(())
     })
-}
-
-/// SIGTERM and SIGINT in one place: both cancel the token.
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot install the SIGTERM handler.");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received."),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received."),
-        }
-        cancel.cancel();
-    });
 }
 
 /// A blocking HTTP/1.0 request: small enough to audit at a glance, no runtime needed.
