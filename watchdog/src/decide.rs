@@ -122,7 +122,9 @@ pub fn default_timing(kind: SignalKind) -> Timing {
         | SignalKind::HostMemoryHigh
         | SignalKind::DiskHigh => (secs(45), secs(30)),
         // Probes are samples too: one good probe in a bad minute is not a recovery.
-        SignalKind::DependencyDown | SignalKind::AppDown => (secs(30), secs(30)),
+        SignalKind::DependencyDown | SignalKind::AppDown | SignalKind::AppMetric => {
+            (secs(30), secs(30))
+        }
         SignalKind::ExecutorDown | SignalKind::ContainerMissing => (secs(30), Duration::ZERO),
     };
     Timing {

@@ -32,7 +32,9 @@
 //!   the sweep's view of its state is stale and only its stats and restart count are used.
 //! - While a Docker source is failing, nothing is concluded from missing data: no
 //!   `container_missing`, and restart loops do not expire.
-//! - App threshold rules (`[app] rules`) are not evaluated yet: no signal kind fits them.
+//! - App threshold rules (`[[app.rules]]`) are evaluated on every answered probe: a sample above
+//!   `above` or below `below` is an active `app_metric/<metric>` signal; a rule whose metric is
+//!   absent from the answer says nothing (the endpoint being down is `app_down`'s job).
 
 use crate::collect::{AppProbe, DependencyProbe, HostSample, Observation, SourceId, Sweep};
 use crate::config::Config;
@@ -77,6 +79,8 @@ pub struct EvalSettings {
     pub docker_unreachable_after: Duration,
     /// `app_down` after this many consecutive failed probes.
     pub app_down_after: u32,
+    /// Threshold rules on the app's samples.
+    pub app_rules: Vec<crate::config::AppRule>,
     /// `project/service` pairs that must have a running container.
     pub expected_services: Vec<String>,
     /// Only containers with this label (`key` or `key=value`).
@@ -100,6 +104,7 @@ impl Default for EvalSettings {
             restart_loop_window: Duration::from_secs(600),
             docker_unreachable_after: Duration::from_secs(10),
             app_down_after: 3,
+            app_rules: Vec::new(),
             expected_services: Vec::new(),
             scope_label: None,
             scope_projects: Vec::new(),
@@ -124,6 +129,11 @@ impl EvalSettings {
                 .app
                 .as_ref()
                 .map_or(defaults.app_down_after, |a| a.down_after),
+            app_rules: config
+                .app
+                .as_ref()
+                .map(|a| a.rules.clone())
+                .unwrap_or_default(),
             expected_services: config.scope.expected.clone(),
             scope_label: config.scope.label.clone(),
             scope_projects: config.scope.projects.clone(),
@@ -760,6 +770,11 @@ impl Tracker {
                 "",
                 p.at,
             ));
+            for rule in &self.settings.app_rules {
+                if let Some(&value) = p.samples.get(&rule.metric) {
+                    out.push(app_rule_signal(rule, value, p.at));
+                }
+            }
             return;
         }
         self.app_failures = self.app_failures.saturating_add(1);
@@ -778,6 +793,31 @@ impl Tracker {
             ));
         }
     }
+}
+
+/// One app threshold rule judged against its sample.
+fn app_rule_signal(rule: &crate::config::AppRule, value: f64, at: Timestamp) -> Signal {
+    let breach = match (rule.above, rule.below) {
+        (Some(above), _) if value > above => {
+            Some(format!("{} = {value} (above {above})", rule.metric))
+        }
+        (_, Some(below)) if value < below => {
+            Some(format!("{} = {value} (below {below})", rule.metric))
+        }
+        _ => None,
+    };
+    Signal::new(
+        SignalKind::AppMetric,
+        breach.is_some(),
+        if breach.is_some() {
+            Severity::High
+        } else {
+            Severity::Info
+        },
+        Subject::named(rule.metric.clone()),
+        breach.unwrap_or_default(),
+        at,
+    )
 }
 
 fn docker_signal(active: bool, severity: Severity, detail: String, at: Timestamp) -> Signal {
@@ -2160,6 +2200,56 @@ mod tests {
             &tr.observe(&probe(true), t(S)),
             SignalKind::DependencyDown
         ));
+    }
+
+    #[test]
+    fn app_rules_fire_above_and_below_and_ignore_absent_metrics() {
+        let settings = EvalSettings {
+            app_rules: vec![
+                crate::config::AppRule {
+                    metric: "queue_depth".into(),
+                    above: Some(100.0),
+                    below: None,
+                },
+                crate::config::AppRule {
+                    metric: "workers".into(),
+                    above: None,
+                    below: Some(1.0),
+                },
+                crate::config::AppRule {
+                    metric: "absent".into(),
+                    above: Some(0.0),
+                    below: None,
+                },
+            ],
+            ..EvalSettings::default()
+        };
+        let mut tr = Tracker::new(settings);
+        let probe = |depth: f64, workers: f64| {
+            Observation::App(AppProbe {
+                at: t(0),
+                ok: true,
+                detail: String::new(),
+                samples: [
+                    ("queue_depth".to_string(), depth),
+                    ("workers".to_string(), workers),
+                ]
+                .into_iter()
+                .collect(),
+            })
+        };
+        let out = tr.observe(&probe(250.0, 0.0), t(0));
+        let a = active(&out, SignalKind::AppMetric);
+        assert_eq!(a.len(), 2, "{out:?}");
+        assert!(
+            a.iter().any(|s| s.key == "app_metric/queue_depth"
+                && s.detail == "queue_depth = 250 (above 100)")
+        );
+        assert!(a.iter().any(|s| s.key == "app_metric/workers"));
+        assert!(!out.iter().any(|s| s.key == "app_metric/absent"));
+        let out = tr.observe(&probe(5.0, 3.0), t(S));
+        assert!(active(&out, SignalKind::AppMetric).is_empty(), "{out:?}");
+        assert!(has_inactive(&out, SignalKind::AppMetric));
     }
 
     #[test]

@@ -23,13 +23,14 @@ pub enum SignalKind {
     DiskHigh,
     DependencyDown,
     AppDown,
+    AppMetric,
     DockerUnreachable,
     RedisUnreachable,
     ExecutorDown,
 }
 
 impl SignalKind {
-    pub const ALL: [SignalKind; 14] = [
+    pub const ALL: [SignalKind; 15] = [
         SignalKind::ContainerUnhealthy,
         SignalKind::ContainerExited,
         SignalKind::ContainerOomKilled,
@@ -41,6 +42,7 @@ impl SignalKind {
         SignalKind::DiskHigh,
         SignalKind::DependencyDown,
         SignalKind::AppDown,
+        SignalKind::AppMetric,
         SignalKind::DockerUnreachable,
         SignalKind::RedisUnreachable,
         SignalKind::ExecutorDown,
@@ -59,6 +61,7 @@ impl SignalKind {
             SignalKind::DiskHigh => "disk_high",
             SignalKind::DependencyDown => "dependency_down",
             SignalKind::AppDown => "app_down",
+            SignalKind::AppMetric => "app_metric",
             SignalKind::DockerUnreachable => "docker_unreachable",
             SignalKind::RedisUnreachable => "redis_unreachable",
             SignalKind::ExecutorDown => "executor_down",
