@@ -50,6 +50,10 @@ impl Names {
     pub fn alert(&self, signal_key: &str) -> String {
         format!("{}alert:{signal_key}", self.prefix)
     }
+    /// Where the watchdog keeps the id of the last audit entry it has told people about.
+    pub fn watchdog_audit_cursor(&self) -> String {
+        format!("{}watchdog:audit_cursor", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +70,6 @@ mod tests {
         assert_eq!(n.executor_heartbeat(), "vigil:heartbeat:executor");
         assert_eq!(n.pause(), "vigil:pause");
         assert_eq!(n.alert("k/x"), "vigil:alert:k/x");
+        assert_eq!(n.watchdog_audit_cursor(), "vigil:watchdog:audit_cursor");
     }
 }

@@ -258,7 +258,7 @@ impl Feed {
 
 /// The Redis key holding the last audit entry id the feed handled.
 pub fn cursor_key(link: &RedisLink) -> String {
-    format!("{}watchdog:audit_cursor", link.names().prefix())
+    link.names().watchdog_audit_cursor()
 }
 
 /// Where to start: the persisted cursor, else the newest entry now (`0-0` for an empty stream).
