@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vigil_shared::config::{
-    ConfigError, ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration,
+    ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
 use vigil_shared::names::DEFAULT_PREFIX;
 use vigil_shared::protocol::Action;
@@ -88,30 +88,10 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("self_id", "EXECUTOR_SELF_ID"),
 ];
 
-/// The TOML file to read: `file` if given, else `EXECUTOR_CONFIG` if set and not empty.
-pub fn config_path(file: Option<&Path>, env: &dyn EnvSource) -> Option<PathBuf> {
-    file.map(Path::to_path_buf).or_else(|| {
-        env.var(CONFIG_PATH_VAR)
-            .filter(|p| !p.trim().is_empty())
-            .map(PathBuf::from)
-    })
-}
-
-/// Loads the file (if any) and the environment overlay into a [`Config`].
+/// Loads the file (`file`, else `EXECUTOR_CONFIG`, else none) and the environment overlay into
+/// a [`Config`].
 pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigErrors> {
-    let table = match config_path(file, env) {
-        None => toml::Table::new(),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigErrors::from(ConfigError::new(
-                    "config file",
-                    format!("cannot read config file {}: {e}", path.display()),
-                ))
-            })?;
-            ConfigReader::parse_toml(&format!("config file {}", path.display()), &text)?
-        }
-    };
-    from_table(table, env)
+    from_table(read_config_table(file, CONFIG_PATH_VAR, env)?, env)
 }
 
 /// [`load`] from TOML text (tests).

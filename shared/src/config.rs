@@ -958,9 +958,58 @@ fn walk_unknown(table: &toml::Table, base: &str, known: &Known<'_>, out: &mut Ve
     }
 }
 
+/// Reads the program's TOML file into a table: `file` (from the command line) if given, else the
+/// path in the environment variable `path_var` if set and not empty, else an empty table (the
+/// embedded defaults). Errors name where the path came from: `config file` or `path_var`.
+pub fn read_config_table(
+    file: Option<&Path>,
+    path_var: &str,
+    env: &dyn EnvSource,
+) -> Result<toml::Table, ConfigErrors> {
+    let (key, path) = match file {
+        Some(path) => ("config file", path.to_path_buf()),
+        None => match env.var(path_var).filter(|p| !p.trim().is_empty()) {
+            Some(path) => (path_var, std::path::PathBuf::from(path)),
+            None => return Ok(toml::Table::new()),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigErrors::from(ConfigError::new(
+            key,
+            format!("cannot read config file {}: {e}", path.display()),
+        ))
+    })?;
+    Ok(ConfigReader::parse_toml(
+        &format!("{key} {}", path.display()),
+        &text,
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_table_comes_from_the_flag_then_the_variable_and_errors_name_the_source() {
+        let env = MapEnv::new();
+        assert!(
+            read_config_table(None, "X_CONFIG", &env)
+                .unwrap()
+                .is_empty()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "interval = \"5s\"\n").unwrap();
+        let env = MapEnv::new().with("X_CONFIG", good.to_str().unwrap());
+        let t = read_config_table(None, "X_CONFIG", &env).unwrap();
+        assert_eq!(t["interval"].as_str(), Some("5s"));
+        let missing = dir.path().join("missing.toml");
+        let errs = read_config_table(Some(&missing), "X_CONFIG", &env).unwrap_err();
+        assert!(errs.has_key("config file"), "{errs}");
+        let env = MapEnv::new().with("X_CONFIG", missing.to_str().unwrap());
+        let errs = read_config_table(None, "X_CONFIG", &env).unwrap_err();
+        assert!(errs.has_key("X_CONFIG"), "{errs}");
+    }
 
     #[test]
     fn durations_parse() {

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vigil_shared::config::{
-    ConfigError, ConfigErrors, ConfigReader, EnvSource, Found, Secret, convert, format_duration,
+    ConfigErrors, ConfigReader, EnvSource, Found, Secret, convert, format_duration,
+    read_config_table,
 };
 
 /// Everything the watchdog runs with. Field defaults are listed on each field.
@@ -455,15 +456,6 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("host.disk_paths", "WATCHDOG_DISK_PATHS"),
 ];
 
-/// The TOML file to read: `file` if given, else `WATCHDOG_CONFIG` if set and not empty.
-pub fn config_path(file: Option<&Path>, env: &dyn EnvSource) -> Option<PathBuf> {
-    file.map(Path::to_path_buf).or_else(|| {
-        env.var(CONFIG_PATH_VAR)
-            .filter(|p| !p.trim().is_empty())
-            .map(PathBuf::from)
-    })
-}
-
 /// Loads the configuration: the TOML file (`file`, else `WATCHDOG_CONFIG`, else none: the
 /// embedded defaults), then the environment overlay, which wins. Every problem is returned at
 /// once, each naming its key; the caller exits with [`vigil_shared::config::EXIT_CONFIG`].
@@ -472,23 +464,7 @@ pub fn config_path(file: Option<&Path>, env: &dyn EnvSource) -> Option<PathBuf> 
 /// can leak through `docker inspect` or a repository) or, preferably, as files
 /// (`bot_token_file = "/run/secrets/telegram_bot_token"`, `WATCHDOG_TELEGRAM_BOT_TOKEN_FILE`).
 pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigErrors> {
-    let table = match config_path(file, env) {
-        None => toml::Table::new(),
-        Some(path) => {
-            let key = if file.is_some() {
-                "config file".to_string()
-            } else {
-                CONFIG_PATH_VAR.to_string()
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigErrors::from(ConfigError::new(
-                    key.clone(),
-                    format!("cannot read config file {}: {e}", path.display()),
-                ))
-            })?;
-            ConfigReader::parse_toml(&format!("{key} {}", path.display()), &text)?
-        }
-    };
+    let table = read_config_table(file, CONFIG_PATH_VAR, env)?;
     from_table(table, env, system_hostname)
 }
 
