@@ -11,7 +11,7 @@
 //! overflows the bound.
 
 use crate::decide::AlertState;
-use crate::engine::StateChange;
+use crate::decide::StateChange;
 use crate::redis_link::{LinkError, RedisLink, glob_escape};
 use crate::signals::Signal;
 use serde::{Deserialize, Serialize};
