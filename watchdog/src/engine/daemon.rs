@@ -8,14 +8,14 @@ use crate::decide::Action;
 use std::time::Duration;
 use vigil_shared::time::Timestamp;
 
-use crate::alert_store::{self, AlertStore};
-use crate::audit_feed;
 use crate::collect;
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Occasion};
-use crate::redis_link::{self, RedisLink};
-use crate::request::{RequestJob, Requester, SentRequests};
+use crate::redis::alert_store::{self, AlertStore};
+use crate::redis::audit_feed;
+use crate::redis::link::{self as redis_link, RedisLink};
+use crate::redis::request::{RequestJob, Requester, SentRequests};
 use crate::serve::{self, Health};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -5,10 +5,10 @@
 //! channel, hands decisions to the notifier, and shuts everything down on SIGTERM/SIGINT.
 //!
 //! With Redis configured, `run` also restores the alert states saved before a restart, saves
-//! every state change ([`crate::alert_store`]), sends a signed request for each alert the
-//! planner has a remediation for ([`crate::plan`], [`crate::request`]), probes Redis and the
-//! executor's heartbeat ([`crate::redis_link`]) and tells people what the executor did
-//! ([`crate::audit_feed`]). All of that hangs off bounded channels: none of it can hold up
+//! every state change ([`crate::redis::alert_store`]), sends a signed request for each alert the
+//! planner has a remediation for ([`crate::plan`], [`crate::redis::request`]), probes Redis and the
+//! executor's heartbeat ([`crate::redis::link`]) and tells people what the executor did
+//! ([`crate::redis::audit_feed`]). All of that hangs off bounded channels: none of it can hold up
 //! detection.
 //!
 //! # Layout

@@ -12,7 +12,7 @@
 
 use crate::decide::AlertState;
 use crate::decide::StateChange;
-use crate::redis_link::{LinkError, RedisLink, glob_escape};
+use crate::redis::link::{LinkError, RedisLink, glob_escape};
 use crate::signals::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

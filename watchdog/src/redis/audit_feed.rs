@@ -13,8 +13,8 @@
 
 use crate::collect;
 use crate::notify::{Message, Notifier};
-use crate::redis_link::{LinkError, RedisLink};
-use crate::request::SentRequests;
+use crate::redis::link::{LinkError, RedisLink};
+use crate::redis::request::SentRequests;
 use crate::signals::{Severity, SignalKind};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -135,7 +135,7 @@ impl Feed {
     pub fn describe(
         &mut self,
         rec: &AuditView,
-        note: Option<&crate::request::SentNote>,
+        note: Option<&crate::redis::request::SentNote>,
         now: Timestamp,
     ) -> Option<Message> {
         let name = rec.target_name();
@@ -384,7 +384,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::SentNote;
+    use crate::redis::request::SentNote;
     use vigil_shared::protocol::Action;
 
     const S: i64 = 1000;
