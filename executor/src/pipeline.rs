@@ -333,6 +333,10 @@ impl Pipeline {
         self.state.record(permit.container_id(), now);
         match result {
             Ok(what) => {
+                if permit.action() == vigil_shared::protocol::Action::Stop {
+                    let done = now.plus(act_started.elapsed());
+                    self.state.record_own_stop(permit.container_id(), now, done);
+                }
                 tracing::info!(
                     request.id = %request_id,
                     request.key_id = %key_id,
@@ -680,6 +684,8 @@ mod tests {
             exit_code: 0,
             oom_killed: false,
             started_at: Some(NOW.minus(Duration::from_secs(600))),
+            finished_at: None,
+            stop_timeout: None,
         }
     }
 

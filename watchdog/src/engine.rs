@@ -665,6 +665,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            stop_timeout: None,
         }
     }
 
