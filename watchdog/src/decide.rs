@@ -354,18 +354,6 @@ mod duration_ms {
     }
 }
 
-/// A key whose alert state changed, for the alert store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StateChange {
-    /// The key's state (not `Inactive`) and its latest signal.
-    Put {
-        signal: Box<Signal>,
-        state: AlertState,
-    },
-    /// The key went back to `Inactive`.
-    Remove { key: String },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,14 @@
 //! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
+pub mod change;
 pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod evaluate;
+pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

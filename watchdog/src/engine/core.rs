@@ -1,9 +1,10 @@
 //! The pure core: evaluation plus one alert state per signal key. Observations and ticks in,
 //! decisions and state changes out; `now` comes in with every call and nothing here does I/O.
 
+use crate::change::StateChange;
 use crate::collect::Observation;
 use crate::config::Config;
-use crate::decide::{self, Action, AlertState, StateChange, Timing};
+use crate::decide::{self, Action, AlertState, Timing};
 use crate::evaluate::{EvalSettings, Tracker};
 use crate::plan::{self, Remediation};
 use crate::signals::{Signal, SignalKind};
@@ -35,6 +36,9 @@ pub struct Core {
     /// while the watchdog was down never produces a signal again, so the first good sweep
     /// resolves these instead of letting them re-alert until their TTL.
     unconfirmed: BTreeSet<String>,
+    /// Keys whose container Vigil is acting on: their inactive `container_unhealthy` signals
+    /// (the restart's `starting`) are not recoveries unless the engine said `healthy`.
+    held: BTreeSet<String>,
 }
 
 impl Core {
@@ -57,7 +61,36 @@ impl Core {
             disabled: cfg.alerts.disabled.iter().copied().collect(),
             changed: BTreeSet::new(),
             unconfirmed: BTreeSet::new(),
+            held: BTreeSet::new(),
         }
+    }
+
+    /// Keys under remediation (see the `held` field).
+    pub fn set_held(&mut self, held: BTreeSet<String>) {
+        self.held = held;
+    }
+
+    /// Whether the key's signal is active and alerting (pending or firing).
+    pub fn is_firing(&self, key: &str) -> bool {
+        self.alerts.get(key).is_some_and(|t| {
+            t.last.active
+                && matches!(
+                    t.state,
+                    AlertState::Firing { .. } | AlertState::Pending { .. }
+                )
+        })
+    }
+
+    /// Whether the key has an alert that has not recovered yet (pending, firing or resolving).
+    pub fn is_open(&self, key: &str) -> bool {
+        self.alerts
+            .get(key)
+            .is_some_and(|t| t.state != AlertState::Inactive)
+    }
+
+    /// The key's latest signal and state, as the store keeps them.
+    pub fn stored(&self, key: &str) -> Option<(Signal, AlertState)> {
+        self.alerts.get(key).map(|t| (t.last.clone(), t.state))
     }
 
     /// Alert states to restore after a restart (from Redis), so a restart does not re-page.
@@ -155,6 +188,7 @@ impl Core {
                 Some(t) if t.state != AlertState::Inactive => StateChange::Put {
                     signal: Box::new(t.last.clone()),
                     state: t.state,
+                    incident: None,
                 },
                 _ => StateChange::Remove { key },
             })
@@ -199,6 +233,13 @@ impl Core {
         let mut out = Vec::new();
         for signal in signals {
             if self.disabled.contains(&signal.kind) {
+                continue;
+            }
+            if !signal.active
+                && signal.kind == SignalKind::ContainerUnhealthy
+                && signal.detail.is_empty()
+                && self.held.contains(&signal.key)
+            {
                 continue;
             }
             let timing = self
@@ -270,6 +311,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            stop_timeout: None,
         }
     }
 
@@ -334,7 +376,7 @@ mod tests {
         let saved: Vec<(Signal, AlertState)> = changes
             .iter()
             .filter_map(|ch| match ch {
-                StateChange::Put { signal, state } => Some((signal.as_ref().clone(), *state)),
+                StateChange::Put { signal, state, .. } => Some((signal.as_ref().clone(), *state)),
                 StateChange::Remove { .. } => None,
             })
             .collect();
@@ -403,7 +445,7 @@ mod tests {
             .take_changes()
             .into_iter()
             .filter_map(|ch| match ch {
-                StateChange::Put { signal, state } => Some((*signal, state)),
+                StateChange::Put { signal, state, .. } => Some((*signal, state)),
                 StateChange::Remove { .. } => None,
             })
             .collect();

@@ -19,5 +19,5 @@ mod core;
 mod daemon;
 
 pub use self::core::{Core, Decision};
-pub use crate::decide::StateChange;
+pub use crate::change::StateChange;
 pub use daemon::run;

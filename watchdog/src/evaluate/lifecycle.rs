@@ -49,9 +49,9 @@ impl Tracker {
                     at,
                 ));
             }
-            EventAction::HealthStatus(_) => {
+            EventAction::HealthStatus(h) => {
                 mem.health_streak = 0;
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, *h, at));
             }
             EventAction::Kill { .. } | EventAction::Stop => {
                 mem.intent_at = Some(at);
@@ -193,6 +193,26 @@ pub(super) fn health_detail(streak: u64) -> String {
     } else {
         "health check failing".to_string()
     }
+}
+
+/// The detail of an inactive `container_unhealthy` signal that is a recovery (the engine said
+/// `healthy`), as opposed to one that only means "not unhealthy now" (`starting` after a
+/// restart, stopped, gone). The remediation loop heals incidents on the former only.
+pub const HEALTHY_AGAIN: &str = "healthy";
+
+fn healthy_again(mem: &ContainerMemory, health: Health, at: Timestamp) -> Signal {
+    let detail = if health == Health::Healthy {
+        HEALTHY_AGAIN
+    } else {
+        ""
+    };
+    mem.signal(
+        SignalKind::ContainerUnhealthy,
+        false,
+        Severity::Info,
+        detail,
+        at,
+    )
 }
 
 /// The container is not running any more: health and load no longer apply.
@@ -469,7 +489,7 @@ pub(super) fn sweep_lifecycle(
                     at,
                 ));
             } else {
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, c.health, at));
             }
             if mem.held_kill.is_none() {
                 clear_edges(mem, at, out);
@@ -550,7 +570,7 @@ pub(super) fn sweep_exit(
     mem.sweep_judged_finish = Some(finished);
     if c.oom_killed {
         signal_oom(mem, settings, finished, nanos(finished), out);
-    } else if c.exit_code == 137 || c.exit_code == 143 {
+    } else if vigil_shared::labels::is_stop_signal_exit(c.exit_code) {
         // Only a signal from outside ends a container with these codes: someone stopped it.
         mem.stopped_by_operator = true;
     } else if c.exit_code != 0 {

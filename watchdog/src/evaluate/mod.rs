@@ -54,6 +54,8 @@ mod reachability;
 use lifecycle::signal_exit;
 use probes::{executor_signal, on_dependency};
 
+pub use lifecycle::HEALTHY_AGAIN;
+
 use crate::collect::{AppProbe, DependencyProbe, HostSample, Observation, SourceId, Sweep};
 use crate::config::Config;
 use crate::signals::{Severity, Signal, SignalKind, Subject};
@@ -64,18 +66,12 @@ use vigil_shared::docker::{
 };
 use vigil_shared::time::{Timestamp, human_duration};
 
-/// `vigil.ignore=true`: the container is not watched at all.
-pub const LABEL_IGNORE: &str = "vigil.ignore";
-/// `vigil.monitor=false`: same as `vigil.ignore=true`.
-pub const LABEL_MONITOR: &str = "vigil.monitor";
-/// `vigil.cpu_threshold=<pct>`: this container's CPU threshold.
-pub const LABEL_CPU_THRESHOLD: &str = "vigil.cpu_threshold";
-/// `vigil.memory_threshold=<pct>`: this container's memory threshold.
-pub const LABEL_MEMORY_THRESHOLD: &str = "vigil.memory_threshold";
-/// `vigil.remediate=true`: the planner may propose actions for this container.
-pub const LABEL_REMEDIATE: &str = "vigil.remediate";
-/// `vigil.protected=true`: never acted upon.
-pub const LABEL_PROTECTED: &str = "vigil.protected";
+// Label names and their meaning live in the shared crate (the executor reads them too).
+pub use vigil_shared::labels::{
+    CPU_THRESHOLD as LABEL_CPU_THRESHOLD, IGNORE as LABEL_IGNORE,
+    MEMORY_THRESHOLD as LABEL_MEMORY_THRESHOLD, MONITOR as LABEL_MONITOR,
+    PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE,
+};
 
 /// Severity ladder for sampled percentages: above this every threshold is critical.
 const CRITICAL_PERCENT: f64 = 95.0;
@@ -161,7 +157,7 @@ impl EvalSettings {
 
     /// Whether a container with these labels is watched at all (scope and opt-out).
     pub fn watches(&self, labels: &BTreeMap<String, String>) -> bool {
-        if label_is_true(labels, LABEL_IGNORE) || label_is_false(labels, LABEL_MONITOR) {
+        if vigil_shared::labels::is_ignored(labels) {
             return false;
         }
         if let Some(scope) = &self.scope_label {
@@ -189,37 +185,19 @@ impl From<&Config> for EvalSettings {
     }
 }
 
-/// `true`, `1`, `yes`, `on` (any case).
+/// `true`, `1`, `yes`, `on` (any case): [`vigil_shared::labels::is_true`].
 pub fn label_is_true(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    labels.get(key).is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "true" | "1" | "yes" | "on"
-        )
-    })
+    vigil_shared::labels::is_true(labels, key)
 }
 
-/// `false`, `0`, `no`, `off` (any case).
+/// `false`, `0`, `no`, `off` (any case): [`vigil_shared::labels::is_false`].
 pub fn label_is_false(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    labels.get(key).is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "false" | "0" | "no" | "off"
-        )
-    })
+    vigil_shared::labels::is_false(labels, key)
 }
 
-/// A percentage label (`vigil.cpu_threshold=70`, `70%` also accepted); invalid values are
-/// ignored in favour of the default.
+/// A percentage label: [`vigil_shared::labels::percent`].
 fn label_percent(labels: &BTreeMap<String, String>, key: &str) -> Option<f64> {
-    let v: f64 = labels
-        .get(key)?
-        .trim()
-        .trim_end_matches('%')
-        .trim()
-        .parse()
-        .ok()?;
-    (v.is_finite() && v > 0.0).then_some(v)
+    vigil_shared::labels::percent(labels, key)
 }
 
 /// The severity tier of a sampled percentage, `None` below 0.8 x threshold.
@@ -580,6 +558,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            stop_timeout: None,
         }
     }
 
