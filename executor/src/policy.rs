@@ -210,15 +210,34 @@ impl Permit {
 pub struct Denied {
     pub rule: &'static str,
     pub detail: String,
+    /// For temporary refusals: the earliest time a new request can pass this rule.
+    pub retry_at: Option<Timestamp>,
 }
+
+/// How long after a `paused` refusal the pause is worth checking again (the pause key has no
+/// end the executor can know).
+pub const PAUSE_RECHECK: Duration = Duration::from_secs(60);
 
 impl Denied {
     fn new(rule: &'static str, detail: impl Into<String>) -> Denied {
         Denied {
             rule,
             detail: detail.into(),
+            retry_at: None,
         }
     }
+
+    fn retry_at(mut self, at: Timestamp) -> Denied {
+        self.retry_at = Some(at);
+        self
+    }
+}
+
+/// When the `k`-th oldest (1-based) of `times` inside a window of `window` leaves it.
+fn leaves_window(times: &[Timestamp], k: usize, window: Duration) -> Option<Timestamp> {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.get(k.checked_sub(1)?).map(|t| t.plus(window))
 }
 
 /// The rules that need no engine answer (switches and allowlist). [`evaluate`] applies them
@@ -398,7 +417,8 @@ fn check_history(
                     fmt_ms(since),
                     fmt_ms(wait)
                 ),
-            ));
+            )
+            .retry_at(last.plus(wait)));
         }
     }
     let window_start = now.minus(cfg.breaker_window);
@@ -414,24 +434,41 @@ fn check_history(
         } else {
             "breaker_opened"
         };
-        return Err(Denied::new(
+        let in_window_times: Vec<Timestamp> = actions
+            .iter()
+            .copied()
+            .filter(|t| *t > window_start)
+            .collect();
+        let k = in_window + 1 - cfg.breaker_max_actions as usize;
+        let mut denied = Denied::new(
             rule,
             format!(
                 "{in_window} actions within {}: circuit open, manual action needed",
                 fmt_ms(cfg.breaker_window)
             ),
-        ));
+        );
+        denied.retry_at = leaves_window(&in_window_times, k, cfg.breaker_window);
+        return Err(denied);
     }
     let minute_ago = now.minus(Duration::from_secs(60));
     let host_recent = state.recent.iter().filter(|t| **t > minute_ago).count();
     if host_recent >= cfg.budget_per_minute as usize {
-        return Err(Denied::new(
+        let recent: Vec<Timestamp> = state
+            .recent
+            .iter()
+            .copied()
+            .filter(|t| *t > minute_ago)
+            .collect();
+        let k = host_recent + 1 - cfg.budget_per_minute as usize;
+        let mut denied = Denied::new(
             "budget",
             format!(
                 "{host_recent} actions on this host within the last minute (budget {})",
                 cfg.budget_per_minute
             ),
-        ));
+        );
+        denied.retry_at = leaves_window(&recent, k, Duration::from_secs(60));
+        return Err(denied);
     }
     Ok(())
 }
@@ -474,7 +511,9 @@ impl PolicyState {
     pub fn observe(&mut self, rec: &AuditRecord) {
         let Some(target) = &rec.target else { return };
         match rec.decision {
-            Decision::Executed | Decision::Failed if rec.action.is_some() => {
+            // An action counts from its intent; records written before intents existed count
+            // from their outcome (the pipeline skips an outcome that follows an intent).
+            Decision::Intent | Decision::Executed | Decision::Failed if rec.action.is_some() => {
                 self.record(&target.id, rec.ts);
             }
             Decision::Refused if rec.reason == "breaker_opened" => {
@@ -524,7 +563,7 @@ impl PolicyState {
         }
     }
 
-    fn actions_for(&self, container_id: &str) -> &[Timestamp] {
+    pub fn actions_for(&self, container_id: &str) -> &[Timestamp] {
         self.actions
             .get(container_id)
             .map(Vec::as_slice)
@@ -953,6 +992,20 @@ mod tests {
             timeline(&cfg, &[0, 9, 10, 29, 30, 69, 70]),
             ["ok", "backoff", "ok", "backoff", "ok", "backoff", "ok"]
         );
+        let mut state = PolicyState::new();
+        state.record(ID, T0);
+        let f = facts(ID, "web-1");
+        let now = T0.plus(secs(3));
+        let d = evaluate(
+            &req(Action::Restart, ID, "web-1", now),
+            Some(&f),
+            &state,
+            &cfg,
+            on(),
+            now,
+        )
+        .expect_err("backoff");
+        assert_eq!((d.rule, d.retry_at), ("backoff", Some(T0.plus(secs(10)))));
         // Capped at 5 min: after many actions the wait stays 300 s.
         let mut state = PolicyState::new();
         for i in 0..8 {
@@ -1024,7 +1077,11 @@ mod tests {
                     state.record(p.container_id(), now);
                     permitted += 1;
                 }
-                Err(d) => assert_eq!(d.rule, "budget", "container {i}"),
+                Err(d) => {
+                    assert_eq!(d.rule, "budget", "container {i}");
+                    // Room opens when the oldest of the 5 leaves the minute.
+                    assert_eq!(d.retry_at, Some(T0.plus(secs(60))), "container {i}");
+                }
             }
         }
         assert_eq!(permitted, 5);
@@ -1054,6 +1111,7 @@ mod tests {
             reason: reason.into(),
             result: None,
             duration_ms: 1,
+            retry_at: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

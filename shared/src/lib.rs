@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod docker;
+pub mod heartbeat;
 pub mod names;
 pub mod protocol;
 pub mod shutdown;

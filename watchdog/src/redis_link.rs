@@ -144,8 +144,12 @@ pub fn judge_heartbeat(key: &str, value: Option<&str>, now: Timestamp) -> (bool,
             ),
         );
     };
-    match value.trim().parse::<i64>() {
-        Ok(ms) => {
+    match vigil_shared::heartbeat::decode(value).ok_or(()) {
+        Ok(beat) => {
+            if let Some(why) = beat.cannot_audit {
+                return (false, format!("executor cannot audit: {why}"));
+            }
+            let ms = beat.at_ms;
             let age = now.since(Timestamp(ms));
             if age > EXECUTOR_HEARTBEAT_STALE_AFTER {
                 (
