@@ -3,8 +3,9 @@
 //! # Format (audit v1)
 //! Each line is a compact JSON object with the fields of [`AuditRecord`] in this order:
 //! `seq, ts, request_id, key_id, action, target, decision, reason, result, duration_ms,
-//! prev_hash, hash`. `hash` is always the last field, so a line is its *body* (the same object
-//! without `hash`) with its closing `}` replaced by `,"hash":"<64 hex>"}`, and
+//! [retry_at,] prev_hash, hash` (`retry_at`, Unix ms, only on temporary refusals). `hash` is
+//! always the last field, so a line is its *body* (the same object without `hash`) with its
+//! closing `}` replaced by `,"hash":"<64 hex>"}`, and
 //!
 //! ```text
 //! hash = hex(SHA-256( "vigil/audit/v1" || 0x00 || prev_hash || body ))
@@ -90,8 +91,7 @@ pub struct AuditEntry {
     /// What happened, in words (engine error, "restarted"), if anything.
     pub result: Option<String>,
     pub duration_ms: u64,
-    /// Temporary refusals (backoff, budget, breaker, pause): the earliest time (Unix ms) a new
-    /// request can succeed. Absent otherwise.
+    /// On a temporary refusal (backoff, budget, breaker, pause): when asking again may succeed.
     pub retry_at: Option<Timestamp>,
 }
 
@@ -109,6 +109,7 @@ pub struct AuditRecord {
     pub reason: String,
     pub result: Option<String>,
     pub duration_ms: u64,
+    /// Only on temporary refusals; absent otherwise (older records never carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Timestamp>,
     pub prev_hash: String,

@@ -155,7 +155,9 @@ impl Pipeline {
                 intents.insert(id.clone(), rec.clone());
             }
             // The intent counted the action; its outcome must not count it again.
-            if !outcome_of_intent {
+            if outcome_of_intent {
+                state.observe_outcome(rec);
+            } else {
                 state.observe(rec);
             }
             remember(&mut audited, rec);
@@ -312,6 +314,10 @@ impl Pipeline {
                 duration_ms: elapsed_ms(started),
                 retry_at: None,
             };
+            if done && action == vigil_shared::protocol::Action::Stop {
+                self.state
+                    .record_own_stop(&target.id, intent.ts, Timestamp::now());
+            }
             self.record(entry).await?;
             if let Some(id) = &intent.request_id {
                 self.intents.remove(id);
@@ -507,6 +513,10 @@ impl Pipeline {
         }
         let out = match result {
             Ok(what) => {
+                if permit.action() == vigil_shared::protocol::Action::Stop {
+                    let done = now.plus(act_started.elapsed());
+                    self.state.record_own_stop(permit.container_id(), now, done);
+                }
                 tracing::info!(
                     request.id = %request_id,
                     request.key_id = %key_id,
@@ -626,16 +636,17 @@ impl Pipeline {
         if let Some(f) = facts {
             self.state.observe_denial(&f.id, &denied, base.ts);
         }
-        let retry_at = denied
-            .retry_at
-            .or_else(|| (denied.rule == "paused").then(|| base.ts.plus(policy::PAUSE_RECHECK)));
+        let retry_at = match denied.rule {
+            "paused" => Some(base.ts.plus(policy::PAUSED_RETRY)),
+            _ => denied.retry_at,
+        };
         let entry = AuditEntry {
             target: resolved_target(req, facts),
             decision: Decision::Refused,
             reason: denied.rule.to_string(),
             result: Some(denied.detail),
-            duration_ms: elapsed_ms(started),
             retry_at,
+            duration_ms: elapsed_ms(started),
             ..base
         };
         self.record(entry).await
@@ -865,6 +876,8 @@ mod tests {
             exit_code: 0,
             oom_killed: false,
             started_at: Some(NOW.minus(Duration::from_secs(600))),
+            finished_at: None,
+            stop_timeout: None,
         }
     }
 

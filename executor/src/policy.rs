@@ -10,8 +10,10 @@
 //! 1. `disabled` (kill switch `EXECUTOR_ENABLED=false`), `paused` (the runtime pause key exists).
 //! 2. `action_not_allowed`: the action is not in the allowlist.
 //! 3. `target_missing` (no such container), `target_mismatch` (the id names another container
-//!    than the request's name), `not_opted_in` (no `vigil.remediate=true`).
-//! 4. `protected`: label `vigil.protected=true`, a configured protected name (the executor, the
+//!    than the request's name), `not_opted_in` (`vigil.remediate` is not true, as
+//!    [`vigil_shared::labels::remediates`] reads it).
+//! 4. `protected`: label `vigil.protected` with any value but a false one
+//!    ([`vigil_shared::labels::is_protected`]), a configured protected name (the executor, the
 //!    watchdog, Redis, the gate), or this executor's own container.
 //! 5. `stale`: the re-inspected state makes the request pointless or harmful (already healthy
 //!    again, already restarting, started after the request was issued, stopped by an operator,
@@ -33,13 +35,12 @@ use crate::audit::{AuditRecord, Decision};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use vigil_shared::docker::{ContainerDetails, Health, RunState};
+use vigil_shared::labels::{self, ExitCause};
 use vigil_shared::protocol::{Action, Payload};
 use vigil_shared::time::Timestamp;
 
-/// The opt-in label: only containers carrying `vigil.remediate=true` are ever acted on.
-pub const LABEL_REMEDIATE: &str = "vigil.remediate";
-/// Containers carrying `vigil.protected=true` are never acted on.
-pub const LABEL_PROTECTED: &str = "vigil.protected";
+// Label names and their fail-safe meaning live in the shared crate (the watchdog reads them too).
+pub use vigil_shared::labels::{PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE};
 
 /// Every stable rule name, for metrics label sets and docs.
 pub const ALL_RULES: [&str; 13] = [
@@ -69,7 +70,8 @@ pub struct PolicySettings {
     pub max_skew: Duration,
     /// Longest accepted request lifetime (default 5 min).
     pub max_ttl: Duration,
-    /// Actions the executor may carry out (default all three).
+    /// Actions the executor may carry out (default `restart` and `start`; `stop` only when
+    /// configured).
     pub allowed_actions: Vec<Action>,
     /// Host-wide: at most this many actions per rolling minute (default 5).
     pub budget_per_minute: u32,
@@ -95,7 +97,7 @@ impl Default for PolicySettings {
         PolicySettings {
             max_skew: Duration::from_secs(30),
             max_ttl: Duration::from_secs(5 * 60),
-            allowed_actions: Action::ALL.to_vec(),
+            allowed_actions: vec![Action::Restart, Action::Start],
             budget_per_minute: 5,
             breaker_max_actions: 3,
             breaker_window: Duration::from_secs(3600),
@@ -147,6 +149,9 @@ pub struct TargetFacts {
     pub exit_code: i64,
     pub oom_killed: bool,
     pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// The container's own stop timeout in seconds (`Config.StopTimeout`), when it set one.
+    pub stop_timeout: Option<u64>,
 }
 
 impl From<&ContainerDetails> for TargetFacts {
@@ -162,15 +167,9 @@ impl From<&ContainerDetails> for TargetFacts {
             exit_code: d.exit_code,
             oom_killed: d.oom_killed,
             started_at: d.started_at,
+            finished_at: d.finished_at,
+            stop_timeout: d.stop_timeout,
         }
-    }
-}
-
-impl TargetFacts {
-    fn label_is_true(&self, key: &str) -> bool {
-        self.labels
-            .get(key)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 }
 
@@ -182,9 +181,16 @@ pub struct Permit {
     container_id: String,
     container_name: String,
     dry_run: bool,
+    /// The container's own stop timeout (seconds), from the fresh inspect.
+    stop_timeout: Option<u64>,
 }
 
 impl Permit {
+    /// The container's own stop timeout in seconds (`Config.StopTimeout`), when it set one.
+    pub fn container_stop_timeout(&self) -> Option<u64> {
+        self.stop_timeout
+    }
+
     pub fn action(&self) -> Action {
         self.action
     }
@@ -210,13 +216,10 @@ impl Permit {
 pub struct Denied {
     pub rule: &'static str,
     pub detail: String,
-    /// For temporary refusals: the earliest time a new request can pass this rule.
+    /// Temporary refusals only: when asking again may succeed (backoff end, breaker window,
+    /// budget minute, pause re-check). Audited as `retry_at`.
     pub retry_at: Option<Timestamp>,
 }
-
-/// How long after a `paused` refusal the pause is worth checking again (the pause key has no
-/// end the executor can know).
-pub const PAUSE_RECHECK: Duration = Duration::from_secs(60);
 
 impl Denied {
     fn new(rule: &'static str, detail: impl Into<String>) -> Denied {
@@ -227,18 +230,14 @@ impl Denied {
         }
     }
 
-    fn retry_at(mut self, at: Timestamp) -> Denied {
+    fn until(mut self, at: Timestamp) -> Denied {
         self.retry_at = Some(at);
         self
     }
 }
 
-/// When the `k`-th oldest (1-based) of `times` inside a window of `window` leaves it.
-fn leaves_window(times: &[Timestamp], k: usize, window: Duration) -> Option<Timestamp> {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    sorted.get(k.checked_sub(1)?).map(|t| t.plus(window))
-}
+/// A paused executor has no end time: the watchdog is told to ask again after this long.
+pub const PAUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// The rules that need no engine answer (switches and allowlist). [`evaluate`] applies them
 /// first too; the pipeline calls this before it inspects, so a paused executor makes no
@@ -251,6 +250,7 @@ pub fn precheck(req: &Payload, cfg: &PolicySettings, switches: Switches) -> Resu
         ));
     }
     if switches.paused {
+        // The caller adds `retry_at` (this check has no clock): see [`PAUSED_RETRY`].
         return Err(Denied::new(
             "paused",
             "the executor is paused by an operator (pause key set)",
@@ -292,28 +292,32 @@ pub fn evaluate(
             ),
         ));
     }
-    if !facts.label_is_true(LABEL_REMEDIATE) {
+    if !labels::remediates(&facts.labels) {
         return Err(Denied::new(
             "not_opted_in",
             format!("{} does not carry {LABEL_REMEDIATE}=true", facts.name),
         ));
     }
     check_protected(facts, cfg)?;
-    check_fresh(req, facts)?;
+    check_fresh(req, facts, state)?;
     check_history(&facts.id, state, cfg, now)?;
     Ok(Permit {
         action: req.action,
         container_id: facts.id.clone(),
         container_name: facts.name.clone(),
         dry_run: switches.dry_run,
+        stop_timeout: facts.stop_timeout,
     })
 }
 
 fn check_protected(facts: &TargetFacts, cfg: &PolicySettings) -> Result<(), Denied> {
-    if facts.label_is_true(LABEL_PROTECTED) {
+    if labels::is_protected(&facts.labels) {
         return Err(Denied::new(
             "protected",
-            format!("{} carries {LABEL_PROTECTED}=true", facts.name),
+            format!(
+                "{} carries {LABEL_PROTECTED} (any value but false protects)",
+                facts.name
+            ),
         ));
     }
     if let Some(own) = cfg.self_container_id.as_deref()
@@ -359,7 +363,7 @@ fn same_container(a: &str, b: &str) -> bool {
     n >= 12 && a[..n] == b[..n]
 }
 
-fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
+fn check_fresh(req: &Payload, facts: &TargetFacts, state: &PolicyState) -> Result<(), Denied> {
     let stale = |why: String| Err(Denied::new("stale", format!("{}: {why}", facts.name)));
     let started_since_request = facts.started_at.is_some_and(|t| t > req.issued_at);
     match req.action {
@@ -379,7 +383,7 @@ fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
             RunState::Removing | RunState::Dead => {
                 stale(format!("is {:?}", facts.state).to_lowercase())
             }
-            RunState::Exited if stopped_by_operator(facts) => stale(format!(
+            RunState::Exited if stopped_by_operator(facts, state) => stale(format!(
                 "stopped by an operator or exited cleanly (exit {})",
                 facts.exit_code
             )),
@@ -393,10 +397,15 @@ fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
     }
 }
 
-/// Exit 0, or SIGKILL/SIGTERM (137/143) that was not the kernel's OOM killer: intent, not
-/// failure.
-fn stopped_by_operator(facts: &TargetFacts) -> bool {
-    facts.exit_code == 0 || (matches!(facts.exit_code, 137 | 143) && !facts.oom_killed)
+/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]) that was not this executor's
+/// own `stop`: intent, not failure. Vigil's own stop is recognised by the audit: the exit
+/// happened while an executed `stop` of this container was under way.
+fn stopped_by_operator(facts: &TargetFacts, state: &PolicyState) -> bool {
+    match labels::classify_exit(facts.exit_code, facts.oom_killed) {
+        ExitCause::Clean => true,
+        ExitCause::Stopped => !state.stopped_by_vigil(&facts.id, facts.finished_at),
+        ExitCause::OomKilled | ExitCause::Failed => false,
+    }
 }
 
 fn check_history(
@@ -418,7 +427,7 @@ fn check_history(
                     fmt_ms(wait)
                 ),
             )
-            .retry_at(last.plus(wait)));
+            .until(last.plus(wait)));
         }
     }
     let window_start = now.minus(cfg.breaker_window);
@@ -434,41 +443,43 @@ fn check_history(
         } else {
             "breaker_opened"
         };
-        let in_window_times: Vec<Timestamp> = actions
-            .iter()
-            .copied()
-            .filter(|t| *t > window_start)
-            .collect();
-        let k = in_window + 1 - cfg.breaker_max_actions as usize;
-        let mut denied = Denied::new(
+        return Err(Denied::new(
             rule,
             format!(
                 "{in_window} actions within {}: circuit open, manual action needed",
                 fmt_ms(cfg.breaker_window)
             ),
-        );
-        denied.retry_at = leaves_window(&in_window_times, k, cfg.breaker_window);
-        return Err(denied);
+        )
+        .until(
+            actions
+                .iter()
+                .rev()
+                .nth(cfg.breaker_max_actions.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(last)
+                .plus(cfg.breaker_window),
+        ));
     }
     let minute_ago = now.minus(Duration::from_secs(60));
     let host_recent = state.recent.iter().filter(|t| **t > minute_ago).count();
     if host_recent >= cfg.budget_per_minute as usize {
-        let recent: Vec<Timestamp> = state
-            .recent
-            .iter()
-            .copied()
-            .filter(|t| *t > minute_ago)
-            .collect();
-        let k = host_recent + 1 - cfg.budget_per_minute as usize;
-        let mut denied = Denied::new(
+        return Err(Denied::new(
             "budget",
             format!(
                 "{host_recent} actions on this host within the last minute (budget {})",
                 cfg.budget_per_minute
             ),
-        );
-        denied.retry_at = leaves_window(&recent, k, Duration::from_secs(60));
-        return Err(denied);
+        )
+        .until(
+            state
+                .recent
+                .iter()
+                .rev()
+                .nth(cfg.budget_per_minute.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(now)
+                .plus(Duration::from_secs(60)),
+        ));
     }
     Ok(())
 }
@@ -491,7 +502,16 @@ pub struct PolicyState {
     recent: VecDeque<Timestamp>,
     /// When `breaker_opened` was last said per container.
     breaker_announced: BTreeMap<String, Timestamp>,
+    /// This executor's own executed `stop`s per container: `(started, finished)` of the call.
+    own_stops: BTreeMap<String, (Timestamp, Timestamp)>,
 }
+
+/// Slack around an own stop's call when matching the container's `FinishedAt` to it.
+const OWN_STOP_SLACK: Duration = Duration::from_secs(5);
+/// How long an own stop is remembered (a stopped container may wait days for its `start`).
+const OWN_STOP_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most own stops remembered.
+const MAX_OWN_STOPS: usize = 10_000;
 
 impl PolicyState {
     pub fn new() -> PolicyState {
@@ -515,6 +535,10 @@ impl PolicyState {
             // from their outcome (the pipeline skips an outcome that follows an intent).
             Decision::Intent | Decision::Executed | Decision::Failed if rec.action.is_some() => {
                 self.record(&target.id, rec.ts);
+                if rec.decision == Decision::Executed && rec.action == Some(Action::Stop) {
+                    let done = rec.ts.plus(Duration::from_millis(rec.duration_ms));
+                    self.record_own_stop(&target.id, rec.ts, done);
+                }
             }
             Decision::Refused if rec.reason == "breaker_opened" => {
                 self.breaker_announced.insert(target.id.clone(), rec.ts);
@@ -540,7 +564,45 @@ impl PolicyState {
         }
     }
 
+    /// This executor stopped `container_id` with a call that ran from `started` to `finished`.
+    pub fn record_own_stop(&mut self, container_id: &str, started: Timestamp, finished: Timestamp) {
+        if self.own_stops.len() >= MAX_OWN_STOPS
+            && let Some(oldest) = self
+                .own_stops
+                .iter()
+                .min_by_key(|(_, (s, _))| *s)
+                .map(|(k, _)| k.clone())
+        {
+            self.own_stops.remove(&oldest);
+        }
+        self.own_stops
+            .insert(container_id.to_string(), (started, finished));
+    }
+
+    /// Whether the exit at `finished_at` was this executor's own stop: it happened during an
+    /// executed `stop` call (a later exit, e.g. an operator's stop after a manual start, is not).
+    pub fn stopped_by_vigil(&self, container_id: &str, finished_at: Option<Timestamp>) -> bool {
+        let (Some(&(started, finished)), Some(at)) =
+            (self.own_stops.get(container_id), finished_at)
+        else {
+            return false;
+        };
+        at >= started.minus(OWN_STOP_SLACK) && at <= finished.plus(OWN_STOP_SLACK)
+    }
+
     /// A refusal was audited; remembers breaker announcements.
+    /// The outcome of an action whose `intent` was already counted: only what the outcome
+    /// adds (Vigil's own stop).
+    pub fn observe_outcome(&mut self, rec: &AuditRecord) {
+        if let Some(target) = &rec.target
+            && rec.decision == Decision::Executed
+            && rec.action == Some(Action::Stop)
+        {
+            let done = rec.ts.plus(Duration::from_millis(rec.duration_ms));
+            self.record_own_stop(&target.id, rec.ts, done);
+        }
+    }
+
     pub fn observe_denial(&mut self, container_id: &str, denied: &Denied, now: Timestamp) {
         if denied.rule == "breaker_opened" {
             self.breaker_announced.insert(container_id.to_string(), now);
@@ -557,6 +619,8 @@ impl PolicyState {
         self.actions
             .retain(|_, list| list.last().is_some_and(|t| *t >= horizon));
         self.breaker_announced.retain(|_, t| *t >= horizon);
+        let own_horizon = now.minus(OWN_STOP_MEMORY);
+        self.own_stops.retain(|_, (_, done)| *done >= own_horizon);
         let minute_ago = now.minus(Duration::from_secs(120));
         while self.recent.front().is_some_and(|t| *t < minute_ago) {
             self.recent.pop_front();
@@ -663,6 +727,8 @@ mod tests {
             exit_code: 0,
             oom_killed: false,
             started_at: Some(T0.minus(secs(3600))),
+            finished_at: None,
+            stop_timeout: None,
         }
     }
 
@@ -673,7 +739,74 @@ mod tests {
         sw: Switches,
         now: Timestamp,
     ) -> Result<Permit, &'static str> {
-        evaluate(r, f, s, &PolicySettings::default(), sw, now).map_err(|d| d.rule)
+        let cfg = PolicySettings {
+            allowed_actions: Action::ALL.to_vec(),
+            ..PolicySettings::default()
+        };
+        evaluate(r, f, s, &cfg, sw, now).map_err(|d| d.rule)
+    }
+
+    #[test]
+    fn stop_is_not_allowed_by_default() {
+        let r = req(Action::Stop, ID, "web-1", T0);
+        let f = facts(ID, "web-1");
+        let d = evaluate(
+            &r,
+            Some(&f),
+            &PolicyState::new(),
+            &PolicySettings::default(),
+            on(),
+            T0,
+        )
+        .expect_err("stop needs configuration");
+        assert_eq!(d.rule, "action_not_allowed");
+    }
+
+    #[test]
+    fn own_stop_may_be_started_again_an_operators_stop_not() {
+        let mut s = PolicyState::new();
+        s.record_own_stop(ID, T0, T0.plus(secs(2)));
+        let mut f = facts(ID, "web-1");
+        f.state = RunState::Exited;
+        f.exit_code = 143;
+        f.finished_at = Some(T0.plus(secs(1)));
+        let later = T0.plus(secs(3600));
+        let r = req(Action::Start, ID, "web-1", later);
+        assert_eq!(eval(&r, Some(&f), &s, on(), later).map(drop), Ok(()));
+        // Started by a person afterwards, then `docker stop` by a person: an operator's stop.
+        f.started_at = Some(T0.plus(secs(60)));
+        f.finished_at = Some(T0.plus(secs(120)));
+        assert_eq!(eval(&r, Some(&f), &s, on(), later).map(drop), Err("stale"));
+        // And with no own stop on record at all.
+        f.finished_at = Some(T0.plus(secs(1)));
+        assert_eq!(
+            eval(&r, Some(&f), &PolicyState::new(), on(), later).map(drop),
+            Err("stale")
+        );
+    }
+
+    #[test]
+    fn labels_mean_what_the_shared_parser_says() {
+        for value in ["1", "yes", "TRUE", " on ", "garbage"] {
+            let mut f = facts(ID, "web-1");
+            f.labels.insert(LABEL_PROTECTED.into(), value.into());
+            let r = req(Action::Restart, ID, "web-1", T0);
+            assert_eq!(
+                eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
+                Err("protected"),
+                "vigil.protected={value:?}"
+            );
+        }
+        for value in ["yes", "1", "On"] {
+            let mut f = facts(ID, "web-1");
+            f.labels.insert(LABEL_REMEDIATE.into(), value.into());
+            let r = req(Action::Restart, ID, "web-1", T0);
+            assert_eq!(
+                eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
+                Ok(()),
+                "vigil.remediate={value:?}"
+            );
+        }
     }
 
     #[test]
@@ -992,20 +1125,6 @@ mod tests {
             timeline(&cfg, &[0, 9, 10, 29, 30, 69, 70]),
             ["ok", "backoff", "ok", "backoff", "ok", "backoff", "ok"]
         );
-        let mut state = PolicyState::new();
-        state.record(ID, T0);
-        let f = facts(ID, "web-1");
-        let now = T0.plus(secs(3));
-        let d = evaluate(
-            &req(Action::Restart, ID, "web-1", now),
-            Some(&f),
-            &state,
-            &cfg,
-            on(),
-            now,
-        )
-        .expect_err("backoff");
-        assert_eq!((d.rule, d.retry_at), ("backoff", Some(T0.plus(secs(10)))));
         // Capped at 5 min: after many actions the wait stays 300 s.
         let mut state = PolicyState::new();
         for i in 0..8 {
@@ -1077,11 +1196,7 @@ mod tests {
                     state.record(p.container_id(), now);
                     permitted += 1;
                 }
-                Err(d) => {
-                    assert_eq!(d.rule, "budget", "container {i}");
-                    // Room opens when the oldest of the 5 leaves the minute.
-                    assert_eq!(d.retry_at, Some(T0.plus(secs(60))), "container {i}");
-                }
+                Err(d) => assert_eq!(d.rule, "budget", "container {i}"),
             }
         }
         assert_eq!(permitted, 5);
@@ -1092,6 +1207,46 @@ mod tests {
         let now = T0.plus(secs(61));
         let r = req(Action::Restart, &id, "late", now);
         assert!(evaluate(&r, Some(&f), &state, &cfg, on(), now).is_ok());
+    }
+
+    #[test]
+    fn temporary_refusals_say_when_to_ask_again_and_asking_then_passes() {
+        let cfg = PolicySettings::default();
+        let f = facts(ID, "web-1");
+        let ask = |state: &PolicyState, at: Timestamp| {
+            let r = req(Action::Restart, ID, "web-1", at);
+            evaluate(&r, Some(&f), state, &cfg, on(), at)
+        };
+        // Backoff: 10 s after the first action.
+        let mut state = PolicyState::new();
+        state.record(ID, T0);
+        let d = ask(&state, T0.plus(secs(3))).expect_err("backoff");
+        assert_eq!((d.rule, d.retry_at), ("backoff", Some(T0.plus(secs(10)))));
+        assert!(ask(&state, T0.plus(secs(10))).is_ok());
+        // Breaker: three within the hour; it closes an hour after the oldest of the three.
+        let mut state = PolicyState::new();
+        for t in [0, 100, 400] {
+            state.record(ID, T0.plus(secs(t)));
+        }
+        let d = ask(&state, T0.plus(secs(1000))).expect_err("breaker");
+        assert_eq!(d.rule, "breaker_opened");
+        let at = d.retry_at.expect("retry_at");
+        assert_eq!(at, T0.plus(secs(3600)));
+        assert!(ask(&state, at).is_ok());
+        // Budget: the fifth action back leaves the minute.
+        let mut state = PolicyState::new();
+        for i in 0..5 {
+            state.record(&format!("{i:064x}"), T0.plus(secs(i)));
+        }
+        let d = ask(&state, T0.plus(secs(30))).expect_err("budget");
+        assert_eq!((d.rule, d.retry_at), ("budget", Some(T0.plus(secs(60)))));
+        assert!(ask(&state, T0.plus(secs(60))).is_ok());
+        // Permanent refusals carry none.
+        let mut bare = f.clone();
+        bare.labels.clear();
+        let r = req(Action::Restart, ID, "web-1", T0);
+        let d = evaluate(&r, Some(&bare), &PolicyState::new(), &cfg, on(), T0).expect_err("x");
+        assert_eq!((d.rule, d.retry_at), ("not_opted_in", None));
     }
 
     fn record(seq: u64, ts: Timestamp, decision: Decision, reason: &str) -> AuditRecord {
