@@ -83,6 +83,8 @@ impl Rig {
             cmd.env(k, v);
         }
         cmd.env("VIGIL_FAULT", fault);
+        // The crashed process's lease lapses quickly, so the next one need not wait long.
+        cmd.env("EXECUTOR_LEASE_TTL", "2s");
         ChildProcess::spawn("executor-faults", cmd)
     }
 
@@ -538,7 +540,10 @@ fn crash_after_reading_acts_exactly_once() {
     assert!(rig.records().is_empty(), "nothing audited before the crash");
     assert_eq!(started_at(&target), before, "nothing done before the crash");
 
-    let _exec = rig.start(&[]);
+    let _exec = rig.start(&[
+        ("EXECUTOR_LEASE_TTL", "2s"),
+        ("EXECUTOR_RECLAIM_IDLE", "1s"),
+    ]);
     let recs = rig.wait_records(1);
     std::thread::sleep(Duration::from_millis(500));
     let recs_after = rig.records();

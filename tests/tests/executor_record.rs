@@ -18,6 +18,11 @@ use vigil_tests::redis_server::RedisServer;
 const DEPLOYMENT: &str = "test";
 const READY: &str = "Consuming the requests stream";
 const WAIT: Duration = Duration::from_secs(60);
+/// A crashed executor's lease lapses after its lifetime; keep it short so tests do not wait.
+const QUICK_LEASE: [(&str, &str); 2] = [
+    ("EXECUTOR_LEASE_TTL", "2s"),
+    ("EXECUTOR_RECLAIM_IDLE", "1s"),
+];
 
 fn opted_in() -> Container {
     Container::new()
@@ -111,7 +116,8 @@ impl Rig {
             "vigil-executor-faults",
             "fault-injection",
         );
-        let exec = self.spawn_with(bin, &["run"], &self.audit(), &[("VIGIL_FAULT", fault)]);
+        let extra = [("VIGIL_FAULT", fault), QUICK_LEASE[0], QUICK_LEASE[1]];
+        let exec = self.spawn_with(bin, &["run"], &self.audit(), &extra);
         exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
         exec
     }
@@ -435,7 +441,7 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
     let after_crash = started_at(&target);
     assert_ne!(after_crash, before, "the restart happened before the crash");
 
-    let _exec = rig.start(&[]);
+    let _exec = rig.start(&QUICK_LEASE);
     let recs = wait_until("the intent resolved", WAIT, || {
         let recs = records(&audit);
         (!outcome_for(&recs, &id).is_empty()).then_some(recs)
@@ -450,7 +456,18 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
         ),
         "{recs:#?}"
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // The entry is acknowledged once the crashed process's lease has lapsed, without acting.
+    wait_until("the entry acknowledged", WAIT, || {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg("vigil:requests")
+            .arg("executors")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(&mut rig.redis())
+            .expect("XPENDING");
+        pending.is_empty().then_some(())
+    });
     assert_eq!(
         started_at(&target),
         after_crash,
@@ -458,15 +475,6 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
     );
     let recs = records(&audit);
     assert_eq!(outcome_for(&recs, &id).len(), 1, "{recs:#?}");
-    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-        .arg("vigil:requests")
-        .arg("executors")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query(&mut rig.redis())
-        .expect("XPENDING");
-    assert!(pending.is_empty(), "the entry was acknowledged");
     assert!(verify(&audit, &[]).status.success());
 }
 

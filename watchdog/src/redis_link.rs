@@ -272,6 +272,19 @@ mod tests {
     }
 
     #[test]
+    fn an_executor_that_cannot_audit_is_a_problem_even_when_fresh() {
+        let now = Timestamp(100_000);
+        let value =
+            vigil_shared::heartbeat::encode(99_000, Some("no space left for the audit log"));
+        let (ok, detail) = judge_heartbeat(KEY, Some(&value), now);
+        assert!(!ok);
+        assert_eq!(
+            detail,
+            "executor cannot audit: no space left for the audit log"
+        );
+    }
+
+    #[test]
     fn glob_specials_are_escaped() {
         assert_eq!(glob_escape("vigil:"), "vigil:");
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
