@@ -72,6 +72,9 @@ impl Rig {
             ("EXECUTOR_CONSUMER", "exec-test".into()),
             ("EXECUTOR_STOP_TIMEOUT", "2s".into()),
             ("EXECUTOR_LOG_LEVEL", "info".into()),
+            // Tests send a second request to a container they just restarted.
+            ("EXECUTOR_POLICY__BACKOFF_INITIAL", "10ms".into()),
+            ("EXECUTOR_POLICY__BACKOFF_MAX", "10ms".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
