@@ -10,12 +10,14 @@
 //! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
 //! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
+//! - [`redact`]: the one rule set that scrubs secrets out of free text (probe output, bodies).
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
 
 pub mod config;
 pub mod docker;
 pub mod names;
 pub mod protocol;
+pub mod redact;
 pub mod shutdown;
 pub mod signing;
 pub mod status;

@@ -204,6 +204,18 @@ impl Core {
         }
     }
 
+    /// Signals currently firing (or resolving), with when they started, for `/status`.
+    pub fn firing(&self) -> Vec<(Signal, Timestamp)> {
+        self.alerts
+            .values()
+            .filter_map(|t| match t.state {
+                AlertState::Firing { since, .. } => Some((t.last.clone(), since)),
+                AlertState::Resolving { firing_since, .. } => Some((t.last.clone(), firing_since)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Signals currently firing, by kind (for metrics).
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
@@ -418,8 +430,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
     }
 
-    let (notifier, notify_task) =
-        Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
+    let ops = crate::operators::wiring::start(&cfg, &cancel).await?;
+    let (notifier, notify_task) = Notifier::start_with(
+        &cfg.notify,
+        cfg.hostname.clone(),
+        crate::notify::Extras {
+            operators: Some(ops.clone()),
+            facts: Some(Arc::new(docker.clone())),
+        },
+        cancel.child_token(),
+    );
     let metrics = Metrics::new(Some(notifier.clone()));
     let server = start_server(&cfg, &health, Some(metrics.clone()), &cancel).await?;
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
@@ -505,12 +525,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
                 let decisions = core.tick(now);
                 metrics.set_firing(&core.firing_by_kind());
+                crate::operators::wiring::publish_firing(&ops, core.firing());
                 decisions
             }
         };
         for d in decisions {
-            request_remediation(&core, remote.as_ref(), &metrics, &d);
-            dispatch(&notifier, &metrics, d);
+            let remedy = request_remediation(&core, remote.as_ref(), &metrics, &d);
+            if let Some(r) = &remedy {
+                ops.status.note_remedy(&d.signal.key, r);
+            }
+            let since = core.since_of(&d.signal.key);
+            dispatch(&notifier, &metrics, d, since, remedy);
         }
         save_changes(&mut core, remote.as_ref());
     }
@@ -538,11 +563,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plans a remediation for an alert and, when requests are possible, asks for it.
-fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, d: &Decision) {
-    let Some(remediation) = core.remediation_for(d) else {
-        return;
-    };
+/// Plans a remediation for an alert and, when requests are possible, asks for it. Returns what
+/// to tell people about it.
+fn request_remediation(
+    core: &Core,
+    remote: Option<&Remote>,
+    metrics: &Metrics,
+    d: &Decision,
+) -> Option<String> {
+    let remediation = core.remediation_for(d)?;
     let requester = remote.and_then(|r| r.requester.as_ref());
     tracing::info!(
         signal.key = %d.signal.key,
@@ -556,6 +585,7 @@ fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, 
             "Remediation planned; alert-only mode, nothing is requested."
         }
     );
+    let said = crate::operators::wiring::remedy_text(&remediation, requester.is_some());
     if let Some(requester) = requester {
         metrics.request("queued");
         requester.request(RequestJob {
@@ -564,6 +594,7 @@ fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, 
             since: core.since_of(&d.signal.key),
         });
     }
+    Some(said)
 }
 
 /// Hands the core's state changes to the alert store (dropped in alert-only mode).
@@ -576,7 +607,13 @@ fn save_changes(core: &mut Core, remote: Option<&Remote>) {
     }
 }
 
-fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
+fn dispatch(
+    notifier: &Notifier,
+    metrics: &Metrics,
+    d: Decision,
+    since: Option<Timestamp>,
+    remedy: Option<String>,
+) {
     let Some(occasion) = Occasion::from_action(&d.action) else {
         return;
     };
@@ -588,7 +625,11 @@ fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
         decision = occasion.as_str(),
         "Signal decided."
     );
-    notifier.notify(occasion, d.signal);
+    notifier.enqueue(
+        crate::notify::Notice::new(occasion, d.signal, notifier.host())
+            .with_since(since)
+            .with_remedy(remedy),
+    );
 }
 
 fn note_source_health(health: &Health, metrics: &Metrics, obs: &Observation, now: Timestamp) {
@@ -665,6 +706,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            last_probe: None,
         }
     }
 
