@@ -229,9 +229,13 @@ async fn handle(
     let reply = {
         let mut st = state.lock().expect("fake state lock");
         let index = st.requests.len();
-        let reply = match st.script.pop_front() {
-            Some(r) => r,
-            None => match &st.default_override {
+        // The Bot API fake's command polling never consumes scripted or overridden replies:
+        // those are for the sends a test scripts.
+        let polling = rec.path.to_ascii_lowercase().ends_with("/getupdates");
+        let reply = match (polling, st.script.front().is_some()) {
+            (true, _) => responder(&rec, index),
+            (false, true) => st.script.pop_front().unwrap_or_else(|| responder(&rec, index)),
+            (false, false) => match &st.default_override {
                 Some(r) => r.clone(),
                 None => responder(&rec, index),
             },
