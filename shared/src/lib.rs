@@ -12,9 +12,11 @@
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`redact`]: the one rule set that scrubs secrets out of free text (probe output, bodies).
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
+//! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
 pub mod config;
 pub mod docker;
+pub mod labels;
 pub mod names;
 pub mod protocol;
 pub mod redact;

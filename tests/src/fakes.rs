@@ -234,7 +234,10 @@ async fn handle(
         let polling = rec.path.to_ascii_lowercase().ends_with("/getupdates");
         let reply = match (polling, st.script.front().is_some()) {
             (true, _) => responder(&rec, index),
-            (false, true) => st.script.pop_front().unwrap_or_else(|| responder(&rec, index)),
+            (false, true) => st
+                .script
+                .pop_front()
+                .unwrap_or_else(|| responder(&rec, index)),
             (false, false) => match &st.default_override {
                 Some(r) => r.clone(),
                 None => responder(&rec, index),

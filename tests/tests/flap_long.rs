@@ -62,7 +62,10 @@ fn five_containers_flapping_for_ten_minutes_cost_at_most_three_messages_each() {
             tg.len(),
             slack.len()
         );
-        if tg.iter().any(|m| m.contains("FLAPPING") || m.contains("flapping")) {
+        if tg
+            .iter()
+            .any(|m| m.contains("FLAPPING") || m.contains("flapping"))
+        {
             flapping_said += 1;
         }
     }

@@ -139,12 +139,19 @@ async fn test_notify_sends_the_new_formats() {
     let html = raw[0]["text"].as_str().expect("text");
     assert!(html.starts_with("<b>Vigil test notification"), "{html}");
     assert!(html.contains("<pre>&lt;ok&gt; &amp; done</pre>"), "{html}");
-    assert!(tg.messages()[0].contains("<ok> & done"), "{:?}", tg.messages());
+    assert!(
+        tg.messages()[0].contains("<ok> & done"),
+        "{:?}",
+        tg.messages()
+    );
 
     // Slack: Block Kit inside a coloured attachment.
     let p = &slack.payloads()[0];
     let att = &p["attachments"][0];
-    assert!(att["color"].as_str().is_some_and(|c| c.starts_with('#')), "{p}");
+    assert!(
+        att["color"].as_str().is_some_and(|c| c.starts_with('#')),
+        "{p}"
+    );
     assert_eq!(att["blocks"][0]["type"], "header");
     assert_eq!(att["blocks"][1]["type"], "section");
     assert_eq!(att["blocks"][1]["text"]["type"], "mrkdwn");

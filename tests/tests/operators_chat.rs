@@ -137,8 +137,18 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
     let loud = flaky(&wd, "loud");
 
     // Strangers: another chat (even the operator), and another user in the right chat.
-    let stranger_chat = command(&sinks.telegram, 999, OPERATOR, &format!("/silence {} 10m", loud.name()));
-    let stranger_user = command(&sinks.telegram, chat, 8, &format!("/silence {} 10m", loud.name()));
+    let stranger_chat = command(
+        &sinks.telegram,
+        999,
+        OPERATOR,
+        &format!("/silence {} 10m", loud.name()),
+    );
+    let stranger_user = command(
+        &sinks.telegram,
+        chat,
+        8,
+        &format!("/silence {} 10m", loud.name()),
+    );
     let id_of = command(
         &sinks.telegram,
         chat,
@@ -146,7 +156,10 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
         &format!("/silence {} 10m maintenance", quiet.name()),
     );
     let said = answer(&sinks, id_of);
-    assert!(said.contains(&format!("Silenced {}", quiet.name())), "{said}");
+    assert!(
+        said.contains(&format!("Silenced {}", quiet.name())),
+        "{said}"
+    );
     let silence_id = said
         .lines()
         .find_map(|l| l.strip_prefix("id: "))
@@ -173,15 +186,25 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
     assert!(sinks.telegram.replies_to(stranger_chat).is_empty());
     assert!(sinks.telegram.replies_to(stranger_user).is_empty());
 
-    let listed = answer(&sinks, command(&sinks.telegram, chat, OPERATOR, "/silences"));
+    let listed = answer(
+        &sinks,
+        command(&sinks.telegram, chat, OPERATOR, "/silences"),
+    );
     assert!(
-        listed.contains(&silence_id) && listed.contains(quiet.name()) && listed.contains("maintenance"),
+        listed.contains(&silence_id)
+            && listed.contains(quiet.name())
+            && listed.contains("maintenance"),
         "{listed}"
     );
 
     let ended = answer(
         &sinks,
-        command(&sinks.telegram, chat, OPERATOR, &format!("/unsilence {silence_id}")),
+        command(
+            &sinks.telegram,
+            chat,
+            OPERATOR,
+            &format!("/unsilence {silence_id}"),
+        ),
     );
     assert!(ended.contains("ended"), "{ended}");
     sinks.expect_exactly(
@@ -199,12 +222,18 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
             .lines()
             .find(|l| l.contains(c.name()))
             .unwrap_or_else(|| panic!("{} missing from {status}", c.name()));
-        assert!(line.contains(" for ") && line.contains("remediation:"), "{line}");
+        assert!(
+            line.contains(" for ") && line.contains("remediation:"),
+            "{line}"
+        );
     }
     assert!(status.contains("alert-only mode"), "{status}");
 
     // Bad usage is answered with the usage.
-    let usage = answer(&sinks, command(&sinks.telegram, chat, OPERATOR, "/silence onlyname"));
+    let usage = answer(
+        &sinks,
+        command(&sinks.telegram, chat, OPERATOR, "/silence onlyname"),
+    );
     assert!(usage.contains("usage: /silence"), "{usage}");
     // Still nothing for the strangers.
     assert!(sinks.telegram.replies_to(stranger_chat).is_empty());

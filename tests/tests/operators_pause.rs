@@ -123,9 +123,9 @@ fn pause_stops_restarts_and_resume_allows_them() {
     let before = started_at(&first);
     docker(&["exec", first.id(), "sh", "-c", "echo broken > /tmp/state"]);
     assert!(
-        poll_until(ARRIVAL, || audit(&audit_file)
-            .iter()
-            .any(|r| r["decision"] == "refused" && r["target"]["id"] == first.id())),
+        poll_until(ARRIVAL, || audit(&audit_file).iter().any(|r| r["decision"]
+            == "refused"
+            && r["target"]["id"] == first.id())),
         "the executor refused while paused: {:#?}\n{}",
         audit(&audit_file),
         executor.transcript()
