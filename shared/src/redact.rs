@@ -97,6 +97,19 @@ fn scrub_key_values(text: &str) -> String {
         if j == value_start {
             continue;
         }
+        // `Authorization: Bearer <x>`: the credential is the word after the scheme.
+        let value: String = chars[value_start..j].iter().collect();
+        if quote.is_none()
+            && (value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("basic"))
+        {
+            while j < chars.len() && chars[j] == ' ' {
+                j += 1;
+            }
+            while j < chars.len() && !chars[j].is_whitespace() && chars[j] != ',' && chars[j] != ';'
+            {
+                j += 1;
+            }
+        }
         out.extend(&chars[i..value_start]);
         out.push_str(REDACTED);
         i = j;

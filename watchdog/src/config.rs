@@ -929,7 +929,9 @@ fn read_notify(r: &mut ConfigReader<'_>, n: &mut NotifyConfig) {
     if let Some(v) = r.get_checked("notify.flap_hold", convert::duration, positive) {
         n.flap.hold = v.value;
     }
-    if let Some(v) = r.string("notify.state_file") {
+    if let Some(v) = r.string("notify.state_file")
+        && !v.value.trim().is_empty()
+    {
         n.state_file = Some(PathBuf::from(v.value.trim()));
     }
     n.telegram = read_telegram(r);

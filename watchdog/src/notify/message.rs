@@ -465,19 +465,17 @@ impl Message {
     pub fn render_html(&self) -> String {
         let title = truncate_chars(&self.title, 300);
         let mut blocks = self.blocks.clone();
+        let cut = Block::Line("... (cut)".into());
         loop {
             let html = format::html::render(&title, &blocks);
-            if html.chars().count() <= MAX_MESSAGE_CHARS + 500 || blocks.is_empty() {
+            if html.chars().count() <= MAX_MESSAGE_CHARS + 500 || blocks.len() <= 1 {
                 return html;
             }
-            blocks.pop();
-            if blocks.last() == Some(&Block::Line("... (cut)".into())) {
+            if blocks.last() == Some(&cut) {
                 blocks.pop();
             }
-            blocks.push(Block::Line("... (cut)".into()));
-            if blocks.len() == 1 {
-                return format::html::render(&title, &blocks);
-            }
+            blocks.pop();
+            blocks.push(cut.clone());
         }
     }
 }
