@@ -274,8 +274,14 @@ pub struct ContainerHealth {
 pub struct HealthLogEntry {
     #[serde(rename = "ExitCode")]
     pub exit_code: Option<i64>,
-    #[serde(rename = "Output")]
+    /// Scrubbed as it is read, so no Vigil value ever holds the raw probe output.
+    #[serde(rename = "Output", default, deserialize_with = "scrubbed")]
     pub output: Option<String>,
+}
+
+fn scrubbed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.map(|s| crate::redact::scrub_text(&s)))
 }
 
 /// The newest probe, its output trimmed to its tail and scrubbed of secrets.
