@@ -94,7 +94,8 @@ fn a_sigkill_exit_says_killed_and_an_oom_kill_names_the_limit() {
     let wd = watchdog(&sinks, &[]);
     let killed = wd
         .scoped(Container::new().name_hint("kill9"))
-        .shell("sleep 1; kill -KILL $$")
+        // PID 1 cannot be SIGKILLed from inside; a child shell can, and its 137 is passed on.
+        .shell("sleep 1; sh -c 'kill -KILL $$'; exit $?")
         .start();
     let oom = wd
         .scoped(Container::new().name_hint("oom"))
