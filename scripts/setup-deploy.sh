@@ -135,6 +135,10 @@ DOCKER_SOCKET="${VIGIL_DOCKER_SOCKET:-/var/run/docker.sock}"
 [[ -S "$DOCKER_SOCKET" ]] || die "$DOCKER_SOCKET is not a socket (set VIGIL_DOCKER_SOCKET)"
 DOCKER_GID="$(stat -c %g "$DOCKER_SOCKET")"
 
+# Messages name the real host, not the watchdog container's id (its hostname inside compose).
+HOST_NAME="${VIGIL_HOSTNAME:-$(hostname 2>/dev/null || cat /etc/hostname 2>/dev/null || true)}"
+HOST_NAME="$(printf '%s' "$HOST_NAME" | tr -cd 'A-Za-z0-9._-')"
+
 telegram_file=""
 [[ -s "$OUT/telegram_bot_token" ]] && telegram_file="/run/secrets/telegram_bot_token"
 umask 022
@@ -146,6 +150,7 @@ VIGIL_DOCKER_GID=$DOCKER_GID
 VIGIL_KEY_ID=$KEY_ID
 VIGIL_TELEGRAM_BOT_TOKEN_FILE=$telegram_file
 VIGIL_TELEGRAM_CHAT_ID=$TELEGRAM_CHAT_ID
+VIGIL_HOSTNAME=$HOST_NAME
 ENV
-log "wrote $ENV_FILE (docker group id $DOCKER_GID, key id $KEY_ID)"
+log "wrote $ENV_FILE (docker group id $DOCKER_GID, key id $KEY_ID, host name $HOST_NAME)"
 log "next: bash scripts/build-images.sh && docker-compose -f compose/docker-compose.yml up -d"

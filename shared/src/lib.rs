@@ -10,6 +10,7 @@
 //! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
 //! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
+//! - [`redact`]: the one rule set that scrubs secrets out of free text (probe output, bodies).
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
 //! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
@@ -19,6 +20,7 @@ pub mod heartbeat;
 pub mod labels;
 pub mod names;
 pub mod protocol;
+pub mod redact;
 pub mod shutdown;
 pub mod signing;
 pub mod status;

@@ -55,6 +55,10 @@ impl Names {
     pub fn pause(&self) -> String {
         format!("{}pause", self.prefix)
     }
+    /// Operators' silences and acknowledgements (a hash: silence id or `ack:<container>` to JSON).
+    pub fn silences(&self) -> String {
+        format!("{}silences", self.prefix)
+    }
     pub fn alert(&self, signal_key: &str) -> String {
         format!("{}alert:{signal_key}", self.prefix)
     }
@@ -77,6 +81,7 @@ mod tests {
         assert_eq!(n.nonce("ab"), "vigil:nonce:ab");
         assert_eq!(n.executor_heartbeat(), "vigil:heartbeat:executor");
         assert_eq!(n.pause(), "vigil:pause");
+        assert_eq!(n.silences(), "vigil:silences");
         assert_eq!(n.alert("k/x"), "vigil:alert:k/x");
         assert_eq!(n.watchdog_audit_cursor(), "vigil:watchdog:audit_cursor");
     }

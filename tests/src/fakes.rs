@@ -42,6 +42,8 @@ pub struct Recorded {
     pub body: String,
     /// The status the fake answered with.
     pub status: u16,
+    /// When the request arrived (its body read).
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -61,6 +63,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// How long the fake waits before answering (a slow server; other requests go on).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -69,6 +73,7 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "text/plain".into())],
             body: body.into(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -77,7 +82,13 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string(),
+            delay: Duration::ZERO,
         }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Reply {
@@ -213,13 +224,21 @@ async fn handle(
         content_type,
         body,
         status: 0,
+        at: std::time::Instant::now(),
     };
     let reply = {
         let mut st = state.lock().expect("fake state lock");
         let index = st.requests.len();
-        let reply = match st.script.pop_front() {
-            Some(r) => r,
-            None => match &st.default_override {
+        // The Bot API fake's command polling never consumes scripted or overridden replies:
+        // those are for the sends a test scripts.
+        let polling = rec.path.to_ascii_lowercase().ends_with("/getupdates");
+        let reply = match (polling, st.script.front().is_some()) {
+            (true, _) => responder(&rec, index),
+            (false, true) => st
+                .script
+                .pop_front()
+                .unwrap_or_else(|| responder(&rec, index)),
+            (false, false) => match &st.default_override {
                 Some(r) => r.clone(),
                 None => responder(&rec, index),
             },
@@ -228,6 +247,9 @@ async fn handle(
         st.requests.push(rec);
         reply
     };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let mut resp = Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
         resp = resp.header(k, v);
@@ -248,17 +270,40 @@ async fn handle(
 pub const FAKE_TELEGRAM_TOKEN: &str = "123456789:vigil-test-token_AbC";
 
 /// A fake Bot API: `POST /bot<token>/sendMessage` (any case; JSON or form body) answers `ok` with a
-/// `Message` teloxide can parse; a wrong token answers 401; anything else 404.
+/// `Message` teloxide can parse, but only when `parse_mode` is `HTML` and the text parses as
+/// Telegram HTML (known tags, balanced, only the four entities); otherwise 400 "can't parse
+/// entities", as the real API does. `getUpdates` serves the updates queued by
+/// [`FakeTelegram::push_update`] (long polling: it waits up to 1 s for one). A wrong token
+/// answers 401; anything else 404.
 pub struct FakeTelegram {
     server: FakeServer,
+    updates: Arc<Mutex<Updates>>,
+}
+
+#[derive(Default)]
+struct Updates {
+    next_id: i64,
+    pending: Vec<serde_json::Value>,
 }
 
 impl FakeTelegram {
     pub async fn start() -> FakeTelegram {
-        let responder: Responder =
-            Arc::new(|rec: &Recorded, index: usize| telegram_answer(rec, index));
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    /// A fake whose every `sendMessage` answer takes `delay` (a slow Bot API).
+    pub async fn start_with_delay(delay: Duration) -> FakeTelegram {
+        let updates = Arc::new(Mutex::new(Updates::default()));
+        let ups = updates.clone();
+        let responder: Responder = Arc::new(move |rec: &Recorded, index: usize| {
+            if rec.path.to_ascii_lowercase().ends_with("/getupdates") {
+                return telegram_updates(rec, &ups);
+            }
+            telegram_answer(rec, index).delayed(delay)
+        });
         FakeTelegram {
             server: FakeServer::start(responder).await,
+            updates,
         }
     }
 
@@ -277,7 +322,80 @@ impl FakeTelegram {
             bot_token: Secret::new(FAKE_TELEGRAM_TOKEN),
             chat_id: chat_id.to_string(),
             api_url: Some(url::Url::parse(&self.url()).expect("fake url parses")),
+            allowed_users: Vec::new(),
+            commands: true,
         }
+    }
+
+    /// Every request except `getUpdates` polls (those are the command loop idling).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| !r.path.to_ascii_lowercase().ends_with("/getupdates"))
+            .collect()
+    }
+
+    /// Count of [`FakeTelegram::requests`].
+    pub fn request_count(&self) -> usize {
+        self.requests().len()
+    }
+
+    /// Queues an incoming chat message for `getUpdates` (a command an operator types).
+    pub fn push_update(&self, chat_id: i64, user_id: u64, text: &str) {
+        let mut ups = self.updates.lock().expect("updates lock");
+        let id = ups.next_id;
+        ups.next_id += 1;
+        ups.pending.push(serde_json::json!({
+            "update_id": id,
+            "message": {
+                "message_id": 10_000 + id,
+                "date": 1_700_000_000,
+                "chat": {"id": chat_id, "type": "group", "title": "ops"},
+                "from": {"id": user_id, "is_bot": false, "first_name": "Op", "username": format!("op{user_id}")},
+                "text": text,
+            }
+        }));
+    }
+
+    /// Accepted messages that reply to `message_id` (answers to a command, thread updates).
+    pub fn replies_to(&self, message_id: i64) -> Vec<String> {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.accepted() && is_send_message(r))
+            .filter(|r| {
+                r.json()
+                    .pointer("/reply_parameters/message_id")
+                    .and_then(|v| v.as_i64())
+                    == Some(message_id)
+            })
+            .filter_map(|r| {
+                telegram_params(r)
+                    .get("text")
+                    .map(|t| render_telegram_html(t).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// How many updates were ever queued (the next one gets this index).
+    pub fn pending_update_count(&self) -> i64 {
+        self.updates.lock().expect("updates lock").next_id
+    }
+
+    /// The message id of the command update `n` (0-based, in push order).
+    pub fn update_message_id(n: i64) -> i64 {
+        10_000 + n
+    }
+
+    /// Raw bodies (HTML as sent) of the accepted messages, in order.
+    pub fn raw_messages(&self) -> Vec<serde_json::Value> {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.accepted() && is_send_message(r))
+            .map(Recorded::json)
+            .collect()
     }
 
     /// The first `n` calls get flood control: 429 with `retry_after`.
@@ -303,13 +421,15 @@ impl FakeTelegram {
         ));
     }
 
-    /// Texts of the messages accepted (sendMessage answered ok), in order.
+    /// Texts of the messages accepted (sendMessage answered ok), in order, as a person reads
+    /// them (HTML rendered: tags gone, entities decoded).
     pub fn messages(&self) -> Vec<String> {
         self.server
             .requests()
             .iter()
             .filter(|r| r.accepted() && is_send_message(r))
             .filter_map(|r| telegram_params(r).get("text").cloned())
+            .map(|t| render_telegram_html(&t).unwrap_or(t))
             .collect()
     }
 
@@ -392,6 +512,18 @@ fn telegram_answer(rec: &Recorded, index: usize) -> Reply {
             serde_json::json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}),
         );
     };
+    if params.get("parse_mode").map(String::as_str) != Some("HTML") {
+        return Reply::json(
+            400,
+            serde_json::json!({"ok": false, "error_code": 400, "description": "Bad Request: this fake expects parse_mode HTML"}),
+        );
+    }
+    if let Err(e) = render_telegram_html(text) {
+        return Reply::json(
+            400,
+            serde_json::json!({"ok": false, "error_code": 400, "description": format!("Bad Request: can't parse entities: {e}")}),
+        );
+    }
     let chat = params.get("chat_id").cloned().unwrap_or_default();
     let chat_json = match chat.parse::<i64>() {
         Ok(id) => {
@@ -417,6 +549,96 @@ fn telegram_answer(rec: &Recorded, index: usize) -> Reply {
             }
         }),
     )
+}
+
+fn telegram_updates(rec: &Recorded, updates: &Mutex<Updates>) -> Reply {
+    let offset = telegram_params(rec)
+        .get("offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0);
+    let ready: Vec<serde_json::Value> = {
+        let mut ups = updates.lock().expect("updates lock");
+        ups.pending
+            .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+        ups.pending.clone()
+    };
+    // Long polling, briefly: nothing new answers after a short wait.
+    let wait = if ready.is_empty() {
+        Duration::from_millis(300)
+    } else {
+        Duration::ZERO
+    };
+    Reply::json(200, serde_json::json!({"ok": true, "result": ready})).delayed(wait)
+}
+
+/// Renders Telegram HTML as the client shows it, or says why the Bot API would refuse it:
+/// only the tags Telegram knows, properly nested, and only `&lt;`, `&gt;`, `&amp;`, `&quot;`.
+pub fn render_telegram_html(text: &str) -> Result<String, String> {
+    const TAGS: [&str; 14] = [
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "code",
+        "pre",
+        "a",
+        "blockquote",
+        "tg-spoiler",
+    ];
+    let mut out = String::new();
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest.find('>').ok_or("unclosed start tag")?;
+                let inner = &rest[1..end];
+                let (closing, name) = match inner.strip_prefix('/') {
+                    Some(n) => (true, n.trim()),
+                    None => (false, inner.split_whitespace().next().unwrap_or("")),
+                };
+                if !TAGS.contains(&name) {
+                    return Err(format!("unsupported start tag {name:?}"));
+                }
+                if closing {
+                    if open.pop().as_deref() != Some(name) {
+                        return Err(format!(
+                            "can't find end tag corresponding to start tag {name}"
+                        ));
+                    }
+                } else {
+                    open.push(name.to_string());
+                }
+                rest = &rest[end + 1..];
+            }
+            '&' => {
+                let end = rest.find(';').ok_or("unterminated entity")?;
+                let decoded = match &rest[..=end] {
+                    "&lt;" => '<',
+                    "&gt;" => '>',
+                    "&amp;" => '&',
+                    "&quot;" => '"',
+                    other => return Err(format!("unsupported entity {other}")),
+                };
+                out.push(decoded);
+                rest = &rest[end + 1..];
+            }
+            '>' => return Err("unexpected '>'".into()),
+            c => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if let Some(t) = open.pop() {
+        return Err(format!("can't find end tag corresponding to start tag {t}"));
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,9 +750,27 @@ fn slack_text(v: &serde_json::Value) -> String {
             if let Some(t) = a.get("text").and_then(|t| t.as_str()) {
                 parts.push(t.to_string());
             }
+            for b in a
+                .get("blocks")
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if b.get("type").and_then(|t| t.as_str()) == Some("section")
+                    && let Some(t) = b.pointer("/text/text").and_then(|t| t.as_str())
+                {
+                    parts.push(t.to_string());
+                }
+            }
         }
     }
-    parts.join("\n")
+    // As Slack shows mrkdwn: entities decoded, `*label:*` emphasis gone.
+    parts
+        .join("\n")
+        .replace('*', "")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 // ---------------------------------------------------------------------------------------------

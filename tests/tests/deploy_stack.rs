@@ -700,7 +700,9 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         vec!["CONFIG", "GET", "*"],
         vec!["FLUSHALL"],
         vec!["KEYS", "*"],
-        vec!["SET", "vigil:pause", "1"],
+        vec!["SET", "vigil:pause:x", "1"],
+        vec!["GET", "vigil:pause"],
+        vec!["HSET", "vigil:requests", "a", "b"],
         vec!["SET", "vigil:requests", "x"],
         vec!["XTRIM", "vigil:audit", "MAXLEN", "0"],
     ];

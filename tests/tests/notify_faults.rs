@@ -23,6 +23,7 @@ fn config() -> NotifyConfig {
         telegram: None,
         slack: None,
         webhook: None,
+        ..NotifyConfig::default()
     }
 }
 
@@ -381,6 +382,8 @@ async fn unreachable_telegram_is_retryable_and_leaks_no_token() {
         bot_token: vigil_shared::config::Secret::new(FAKE_TELEGRAM_TOKEN),
         chat_id: "42".into(),
         api_url: None,
+        allowed_users: Vec::new(),
+        commands: false,
     };
     tg.api_url = Some(url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url"));
     cfg.telegram = Some(tg);

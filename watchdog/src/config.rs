@@ -172,6 +172,11 @@ pub struct TelegramConfig {
     pub chat_id: String,
     /// `WATCHDOG_TELEGRAM_API_URL` (default the public Bot API).
     pub api_url: Option<url::Url>,
+    /// `WATCHDOG_TELEGRAM_ALLOWED_USERS`: user ids whose commands are accepted (comma
+    /// separated). Empty: anyone in the configured chat.
+    pub allowed_users: Vec<i64>,
+    /// `notify.telegram.commands` (default true): answer commands from the configured chat.
+    pub commands: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +205,11 @@ pub struct NotifyConfig {
     pub telegram: Option<TelegramConfig>,
     pub slack: Option<SlackConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// `notify.flap_transitions` (default 3), `notify.flap_window` (10m), `notify.flap_hold`
+    /// (5m): see `notify::flap`.
+    pub flap: crate::notify::flap::FlapSettings,
+    /// `WATCHDOG_STATE_FILE`: where silences and acks persist when Redis is not configured.
+    pub state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +297,8 @@ impl Default for NotifyConfig {
             telegram: None,
             slack: None,
             webhook: None,
+            flap: crate::notify::flap::FlapSettings::default(),
+            state_file: None,
         }
     }
 }
@@ -439,6 +451,11 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ),
     ("notify.telegram.chat_id", "WATCHDOG_TELEGRAM_CHAT_ID"),
     ("notify.telegram.api_url", "WATCHDOG_TELEGRAM_API_URL"),
+    (
+        "notify.telegram.allowed_users",
+        "WATCHDOG_TELEGRAM_ALLOWED_USERS",
+    ),
+    ("notify.state_file", "WATCHDOG_STATE_FILE"),
     ("notify.slack.webhook_url", "WATCHDOG_SLACK_WEBHOOK_URL"),
     (
         "notify.slack.webhook_url_file",
@@ -903,6 +920,20 @@ fn read_notify(r: &mut ConfigReader<'_>, n: &mut NotifyConfig) {
     if let Some(v) = r.get_checked("notify.max_attempts", convert::u32, at_least_one) {
         n.max_attempts = v.value;
     }
+    if let Some(v) = r.get("notify.flap_transitions", convert::u32) {
+        n.flap.transitions = v.value;
+    }
+    if let Some(v) = r.get_checked("notify.flap_window", convert::duration, positive) {
+        n.flap.window = v.value;
+    }
+    if let Some(v) = r.get_checked("notify.flap_hold", convert::duration, positive) {
+        n.flap.hold = v.value;
+    }
+    if let Some(v) = r.string("notify.state_file")
+        && !v.value.trim().is_empty()
+    {
+        n.state_file = Some(PathBuf::from(v.value.trim()));
+    }
     n.telegram = read_telegram(r);
     n.slack = r
         .secret("notify.slack.webhook_url", "notify.slack.webhook_url_file")
@@ -945,6 +976,20 @@ fn read_telegram(r: &mut ConfigReader<'_>) -> Option<TelegramConfig> {
     let api_url = r.get("notify.telegram.api_url", |raw| {
         convert::string(raw).and_then(|s| http_url(&s))
     });
+    let allowed_users = r.get("notify.telegram.allowed_users", |raw| {
+        convert::string_list(raw).and_then(|items| {
+            items
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("{s:?} is not a numeric Telegram user id"))
+                })
+                .collect::<Result<Vec<i64>, String>>()
+        })
+    });
+    let commands = r.bool("notify.telegram.commands");
     if r.errors().len() > errors_before {
         return None; // something given was bad; a "missing partner" error would only add noise
     }
@@ -953,6 +998,8 @@ fn read_telegram(r: &mut ConfigReader<'_>) -> Option<TelegramConfig> {
             bot_token: token.value,
             chat_id: chat.value.trim().to_string(),
             api_url: api_url.map(|f| f.value),
+            allowed_users: allowed_users.map(|f| f.value).unwrap_or_default(),
+            commands: commands.is_none_or(|f| f.value),
         }),
         (Some(token), None) => {
             let key = r.key_for("notify.telegram.chat_id", token.origin.is_env());

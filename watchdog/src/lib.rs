@@ -8,6 +8,7 @@
 //! - [`signals`]: signal types; [`evaluate`]: the pure tracker turning observations into signals.
 //! - [`decide`]: the pure alert state machine `decide(signal, prev, now, timing)`.
 //! - [`notify`]: message formatting, per-project grouping, the bounded delivery queue, sinks.
+//! - [`operators`]: operators talk back: Telegram commands, silences, acks, pause and resume.
 //! - [`plan`]: the pure remediation planner (a firing container signal and its history in, at
 //!   most one action out).
 //! - [`redis`]: everything that talks to Redis: the connection and the Redis/executor-heartbeat
@@ -28,6 +29,7 @@ pub mod evaluate;
 pub mod incident;
 pub mod metrics;
 pub mod notify;
+pub mod operators;
 pub mod plan;
 pub mod redis;
 pub mod serve;

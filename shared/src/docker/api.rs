@@ -8,7 +8,7 @@
 use super::client::DockerError;
 use super::model::{
     ContainerDetails, ContainerEvent, ContainerRef, ContainerSummary, EngineVersion, EventAction,
-    Health, RunState, StatsSample, compose_identity,
+    Health, HealthProbe, MAX_PROBE_OUTPUT_CHARS, RunState, StatsSample, compose_identity,
 };
 use crate::time::Timestamp;
 use serde::Deserialize;
@@ -257,13 +257,51 @@ pub struct ContainerState {
     pub health: Option<ContainerHealth>,
 }
 
-/// `State.Health`. `Log` is not read: probe output may print anything.
+/// `State.Health`. Probe output may print anything: only the newest entry of `Log` is kept, and
+/// only after [`crate::redact::scrub_text`] (see [`last_probe`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ContainerHealth {
     #[serde(rename = "Status")]
     pub status: Option<HealthStatus>,
     #[serde(rename = "FailingStreak")]
     pub failing_streak: Option<i64>,
+    #[serde(rename = "Log", default)]
+    pub log: Option<Vec<HealthLogEntry>>,
+}
+
+/// One entry of `State.Health.Log`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HealthLogEntry {
+    #[serde(rename = "ExitCode")]
+    pub exit_code: Option<i64>,
+    /// Scrubbed as it is read, so no Vigil value ever holds the raw probe output.
+    #[serde(rename = "Output", default, deserialize_with = "scrubbed")]
+    pub output: Option<String>,
+}
+
+fn scrubbed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.map(|s| crate::redact::scrub_text(&s)))
+}
+
+/// The newest probe, its output trimmed to its tail and scrubbed of secrets.
+fn last_probe(health: Option<&ContainerHealth>) -> Option<HealthProbe> {
+    let entry = health?.log.as_ref()?.last()?;
+    let output = crate::redact::scrub_text(entry.output.as_deref().unwrap_or("").trim());
+    let count = output.chars().count();
+    let output = if count > MAX_PROBE_OUTPUT_CHARS {
+        let tail: String = output
+            .chars()
+            .skip(count - MAX_PROBE_OUTPUT_CHARS)
+            .collect();
+        format!("...{tail}")
+    } else {
+        output
+    };
+    Some(HealthProbe {
+        exit_code: entry.exit_code.unwrap_or(-1),
+        output,
+    })
 }
 
 /// `HostConfig`, the parts Vigil reads.
@@ -327,6 +365,7 @@ impl TryFrom<ContainerInspect> for ContainerDetails {
                 .and_then(|h| h.status)
                 .map_or(Health::None, Health::from),
             health_failing_streak: non_negative(health.and_then(|h| h.failing_streak)),
+            last_probe: last_probe(health),
             exit_code: state.as_ref().and_then(|s| s.exit_code).unwrap_or(0),
             oom_killed: state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false),
             restart_count: non_negative(c.restart_count),
@@ -721,6 +760,14 @@ mod tests {
         assert_eq!(d.container.name, "demo-web-1");
         assert_eq!(d.container.service.as_deref(), Some("web"));
         assert_eq!(d.image, "vigil-test/busybox:latest");
+        assert_eq!(
+            d.last_probe,
+            Some(HealthProbe {
+                exit_code: 1,
+                output: "token=<redacted>".into()
+            }),
+            "probe output is kept, scrubbed"
+        );
         assert_eq!(d.state, RunState::Exited);
         assert_eq!(d.health, Health::Unhealthy);
         assert_eq!(d.health_failing_streak, 4);

@@ -77,6 +77,37 @@ pub struct ContainerDetails {
     /// `Config.StopTimeout` in seconds (compose `stop_grace_period`), `None` when the engine's
     /// default applies.
     pub stop_timeout: Option<u64>,
+    /// The newest entry of `State.Health.Log`, its output trimmed and scrubbed of secrets.
+    pub last_probe: Option<HealthProbe>,
+}
+
+/// One healthcheck run as the engine logged it. The output is already cut to
+/// [`MAX_PROBE_OUTPUT_CHARS`] and passed through [`crate::redact::scrub_text`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthProbe {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// Longest probe output kept (the tail, where the error usually is).
+pub const MAX_PROBE_OUTPUT_CHARS: usize = 600;
+
+/// What a container's exit code means, for people: `killed (137)`, `terminated (143)`,
+/// `exited with error (1)`. Codes above 128 are "killed by signal N" per the shell convention.
+pub fn exit_meaning(code: i64) -> String {
+    let what = match code {
+        0 => "exited normally".to_string(),
+        126 => "command not executable".to_string(),
+        127 => "command not found".to_string(),
+        130 => "interrupted".to_string(),
+        134 => "aborted".to_string(),
+        137 => "killed".to_string(),
+        139 => "crashed (segmentation fault)".to_string(),
+        143 => "terminated".to_string(),
+        129..=192 => format!("killed by signal {}", code - 128),
+        _ => "exited with error".to_string(),
+    };
+    format!("{what} ({code})")
 }
 
 /// One-shot stats sample (`stream=false&one-shot=true`). CPU % needs the previous sample.

@@ -215,6 +215,18 @@ impl Core {
         }
     }
 
+    /// Signals currently firing (or resolving), with when they started, for `/status`.
+    pub fn firing(&self) -> Vec<(Signal, Timestamp)> {
+        self.alerts
+            .values()
+            .filter_map(|t| match t.state {
+                AlertState::Firing { since, .. } => Some((t.last.clone(), since)),
+                AlertState::Resolving { firing_since, .. } => Some((t.last.clone(), firing_since)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Signals currently firing, by kind (for metrics).
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
@@ -311,6 +323,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            last_probe: None,
             stop_timeout: None,
         }
     }

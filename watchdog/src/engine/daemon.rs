@@ -188,8 +188,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
     }
 
-    let (notifier, notify_task) =
-        Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
+    let ops = crate::operators::wiring::start(&cfg, &cancel).await?;
+    let (notifier, notify_task) = Notifier::start_with(
+        &cfg.notify,
+        cfg.hostname.clone(),
+        crate::notify::Extras {
+            operators: Some(ops.clone()),
+            facts: Some(Arc::new(docker.clone())),
+        },
+        cancel.child_token(),
+    );
     let metrics = Metrics::new(Some(notifier.clone()));
     let server = start_server(&cfg, &health, Some(metrics.clone()), &cancel).await?;
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
@@ -287,14 +295,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
                 let decisions = core.tick(now);
                 metrics.set_firing(&core.firing_by_kind());
+                crate::operators::wiring::publish_firing(&ops, core.firing());
                 runner.tick(&mut core, now);
                 decisions
             }
         };
         let now = Timestamp::now();
         for d in decisions {
+            let remedy = remedy_for(&core, remote.as_ref(), &d);
+            if let Some(r) = &remedy {
+                ops.status.note_remedy(&d.signal.key, r);
+            }
             if runner.on_decision(&mut core, &d, now) {
-                dispatch(&notifier, &metrics, d);
+                let since = core.since_of(&d.signal.key);
+                dispatch(&notifier, &metrics, d, since, remedy);
             }
         }
         save_changes(&mut core, &mut runner, remote.as_ref());
@@ -345,7 +359,20 @@ fn save_changes(core: &mut Core, runner: &mut Runner, remote: Option<&Remote>) {
     }
 }
 
-fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
+/// What an alert says Vigil does about it: the planned remediation, requested or not.
+fn remedy_for(core: &Core, remote: Option<&Remote>, d: &Decision) -> Option<String> {
+    let plan = core.remediation_for(d)?;
+    let requested = remote.and_then(|r| r.requester.as_ref()).is_some();
+    Some(crate::operators::wiring::remedy_text(&plan, requested))
+}
+
+fn dispatch(
+    notifier: &Notifier,
+    metrics: &Metrics,
+    d: Decision,
+    since: Option<Timestamp>,
+    remedy: Option<String>,
+) {
     let Some(occasion) = Occasion::from_action(&d.action) else {
         return;
     };
@@ -357,7 +384,11 @@ fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
         decision = occasion.as_str(),
         "Signal decided."
     );
-    notifier.notify(occasion, d.signal);
+    notifier.enqueue(
+        crate::notify::Notice::new(occasion, d.signal, notifier.host())
+            .with_since(since)
+            .with_remedy(remedy),
+    );
 }
 
 fn note_source_health(health: &Health, metrics: &Metrics, obs: &Observation, now: Timestamp) {

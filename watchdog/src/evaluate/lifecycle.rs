@@ -327,7 +327,7 @@ pub(super) fn signal_exit(
     ) {
         return;
     }
-    let detail = format!("exited with code {code}");
+    let detail = vigil_shared::docker::exit_meaning(code);
     mem.exit_signalled_at = Some(exited_at);
     mem.exit_active = Some((occurrence, detail.clone()));
     out.push(

@@ -221,7 +221,7 @@ fn pct(v: f64) -> String {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut unit = 0;
@@ -558,6 +558,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            last_probe: None,
             stop_timeout: None,
         }
     }
@@ -714,7 +715,7 @@ mod tests {
         let out = tr.observe(&die("shop-job-1", 3, 0), t(0));
         let a = active(&out, SignalKind::ContainerExited);
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].detail, "exited with code 3");
+        assert_eq!(a[0].detail, "exited with error (3)");
         assert_eq!(a[0].occurrence, Some(0));
         // The sweep sees the same exit: same occurrence, not a new one.
         let mut d = details("shop-job-1", RunState::Exited);
@@ -839,7 +840,7 @@ mod tests {
         let out = tr.tick(t(3 * S));
         let a = active(&out, SignalKind::ContainerExited);
         assert_eq!(a.len(), 1);
-        assert_eq!(a[0].detail, "exited with code 137");
+        assert_eq!(a[0].detail, "killed (137)");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! What people read: one [`Notice`] per decision to tell them something, and the [`Message`] that
 //! carries one notice or a project's group of them to the sinks.
 //!
-//! Text is plain (no markup), so no sink has an escaping bug to have. Every message stays well
-//! below Telegram's 4096-character limit: huge groups list the first lines and "... and M more".
+//! A message body is a list of [`Block`]s (see [`super::format`]); each sink renders it (plain
+//! text, Telegram HTML, Slack mrkdwn) with its own escaping. Every message stays well below
+//! Telegram's 4096-character limit: huge groups list the first lines and "... and M more".
+//!
+//! A single-notice alert says what a person on call needs to decide without a terminal: the
+//! cause (signal detail, exit code meaning, OOM with the memory limit, the last healthcheck
+//! output), restart count, image, how long it has been firing, and what Vigil did or will do.
 
+use super::facts::ContainerFacts;
+use super::format::{self, Block};
 use super::truncate_chars;
-use crate::signals::{Severity, Signal};
+use crate::signals::{Severity, Signal, SignalKind};
 use std::time::Duration;
-use vigil_shared::time::human_duration;
+use vigil_shared::time::{Timestamp, human_duration};
 
 /// Longest message text we produce (Telegram's limit is 4096 characters).
 pub const MAX_MESSAGE_CHARS: usize = 3500;
@@ -19,8 +26,11 @@ const MAX_DETAIL_CHARS: usize = 1500;
 const MAX_LINE_DETAIL_CHARS: usize = 160;
 /// Longest line of a group message (long names included).
 const MAX_LINE_CHARS: usize = 300;
+/// The label `vigil.remediate=true` people add to let Vigil act (said in alert-only messages).
+pub const OPT_IN_HINT: &str = "alert only: this container is not opted in; add the label vigil.remediate=true to let Vigil restart it";
 
-/// Why a notice is sent; the engine maps decide's `Action` onto this (`None` sends nothing).
+/// Why a notice is sent; the engine maps decide's `Action` onto the first three, the notifier's
+/// damping and silences add the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Occasion {
     Alert,
@@ -30,6 +40,20 @@ pub enum Occasion {
     Recovery {
         lasted: Duration,
     },
+    /// Changed state `transitions` times within `window`: one message, then quiet until it has
+    /// been stable for `hold`.
+    Flapping {
+        transitions: u32,
+        window: Duration,
+        hold: Duration,
+    },
+    /// Stable again after flapping; `firing` says in which state it settled.
+    Settled {
+        transitions: u32,
+        firing: bool,
+    },
+    /// A silence ended while the signal still fires.
+    SilenceEnded,
 }
 
 impl Occasion {
@@ -38,11 +62,18 @@ impl Occasion {
             Occasion::Alert => "alert",
             Occasion::Realert => "realert",
             Occasion::Recovery { .. } => "recovery",
+            Occasion::Flapping { .. } => "flapping",
+            Occasion::Settled { .. } => "settled",
+            Occasion::SilenceEnded => "silence_ended",
         }
     }
 
+    /// True when the notice says things are fine again.
     pub fn is_recovery(self) -> bool {
-        matches!(self, Occasion::Recovery { .. })
+        matches!(
+            self,
+            Occasion::Recovery { .. } | Occasion::Settled { firing: false, .. }
+        )
     }
 
     /// What to tell people for a decision; None for `Action::None`.
@@ -63,6 +94,12 @@ pub struct Notice {
     pub occasion: Occasion,
     pub signal: Signal,
     pub host: String,
+    /// When the signal started firing (for "firing for").
+    pub since: Option<Timestamp>,
+    /// The container's facts at alert time, when it is a container and inspect answered.
+    pub facts: Option<ContainerFacts>,
+    /// What Vigil did or will do, in words ("restart requested: ...", "alert only: ...").
+    pub remedy: Option<String>,
 }
 
 impl Notice {
@@ -71,7 +108,20 @@ impl Notice {
             occasion,
             signal,
             host: host.into(),
+            since: None,
+            facts: None,
+            remedy: None,
         }
+    }
+
+    pub fn with_since(mut self, since: Option<Timestamp>) -> Notice {
+        self.since = since;
+        self
+    }
+
+    pub fn with_remedy(mut self, remedy: Option<String>) -> Notice {
+        self.remedy = remedy;
+        self
     }
 
     pub fn project(&self) -> Option<&str> {
@@ -80,7 +130,7 @@ impl Notice {
 
     /// What the notice is about, briefly: `shop/web (shop-web-1)`, `web (shop-web-1)` inside a
     /// project group, or the subject name (`/`, `postgres`).
-    fn subject_label(&self, in_project_group: bool) -> String {
+    pub fn subject_label(&self, in_project_group: bool) -> String {
         let s = &self.signal.subject;
         match (&s.container, &s.service) {
             (Some(c), Some(svc)) if in_project_group => format!("{svc} ({c})"),
@@ -98,6 +148,12 @@ impl Notice {
             Occasion::Alert => format!("[{}]", self.signal.severity),
             Occasion::Realert => format!("[{}, still firing]", self.signal.severity),
             Occasion::Recovery { .. } => "[recovered]".to_string(),
+            Occasion::Flapping { .. } => format!("[{}, flapping]", self.signal.severity),
+            Occasion::Settled { firing: true, .. } => "[stopped flapping, firing]".to_string(),
+            Occasion::Settled { firing: false, .. } => "[stopped flapping, ok]".to_string(),
+            Occasion::SilenceEnded => {
+                format!("[{}, silence ended, still firing]", self.signal.severity)
+            }
         }
     }
 
@@ -108,46 +164,197 @@ impl Notice {
 
     fn full_line(&self) -> String {
         let head = format!(
-            "- {} {} {}",
+            "{} {} {}",
             self.tag(),
             self.signal.kind,
             self.subject_label(true)
         );
         match self.occasion {
             Occasion::Recovery { lasted } => format!("{head} after {}", human_duration(lasted)),
-            Occasion::Alert | Occasion::Realert if self.signal.detail.is_empty() => head,
-            Occasion::Alert | Occasion::Realert => format!(
+            _ if self.signal.detail.is_empty() || self.occasion.is_recovery() => head,
+            _ => format!(
                 "{head}: {}",
                 truncate_chars(&one_line(&self.signal.detail), MAX_LINE_DETAIL_CHARS)
             ),
         }
     }
+
+    /// The title of a message about this notice alone.
+    fn title(&self) -> String {
+        let sig = &self.signal;
+        let who = self.subject_label(false);
+        match self.occasion {
+            Occasion::Alert => format!("ALERT [{}] {}: {who}", sig.severity, sig.kind),
+            Occasion::Realert => format!("STILL FIRING [{}] {}: {who}", sig.severity, sig.kind),
+            Occasion::Recovery { .. } => format!("RECOVERED {}: {who}", sig.kind),
+            Occasion::Flapping { .. } => {
+                format!("FLAPPING [{}] {}: {who}", sig.severity, sig.kind)
+            }
+            Occasion::Settled { firing: true, .. } => {
+                format!("STOPPED FLAPPING, STILL FIRING {}: {who}", sig.kind)
+            }
+            Occasion::Settled { firing: false, .. } => {
+                format!("STOPPED FLAPPING, RECOVERED {}: {who}", sig.kind)
+            }
+            Occasion::SilenceEnded => format!(
+                "STILL FIRING after silence [{}] {}: {who}",
+                sig.severity, sig.kind
+            ),
+        }
+    }
+
+    /// The body of a message about this notice alone.
+    fn blocks(&self) -> Vec<Block> {
+        let sig = &self.signal;
+        let s = &sig.subject;
+        let mut b = vec![Block::field("host", &self.host)];
+        if let Some(p) = &s.project {
+            b.push(Block::field("project", p));
+        }
+        if let Some(svc) = &s.service {
+            b.push(Block::field("service", svc));
+        }
+        if let Some(c) = &s.container {
+            b.push(Block::field("container", c));
+        }
+        if let Some(n) = &s.name {
+            b.push(Block::field("subject", n));
+        }
+        b.push(Block::field("signal", sig.kind.as_str()));
+        b.push(Block::field("severity", sig.severity.as_str()));
+        if !sig.detail.is_empty() {
+            b.push(Block::field(
+                "detail",
+                truncate_chars(&sig.detail, MAX_DETAIL_CHARS),
+            ));
+        }
+        let firing = !self.occasion.is_recovery();
+        if firing && let Some(f) = &self.facts {
+            self.fact_blocks(f, &mut b);
+        }
+        match self.occasion {
+            Occasion::Recovery { lasted } => {
+                b.push(Block::Line(format!(
+                    "recovered after {}",
+                    human_duration(lasted)
+                )));
+            }
+            Occasion::Flapping {
+                transitions,
+                window,
+                hold,
+            } => b.push(Block::Line(format!(
+                "changed state {transitions} times within {}; further changes are held until \
+                 it has been stable for {}, then one summary follows",
+                human_duration(window),
+                human_duration(hold)
+            ))),
+            Occasion::Settled {
+                transitions,
+                firing,
+            } => b.push(Block::Line(format!(
+                "stable again after {transitions} state changes; now {}",
+                if firing { "still firing" } else { "ok" }
+            ))),
+            Occasion::SilenceEnded => {
+                b.push(Block::Line("the silence ended and this still fires".into()))
+            }
+            Occasion::Alert | Occasion::Realert => {}
+        }
+        if firing && let Some(since) = self.since {
+            let for_how_long = sig.observed_at.since(since);
+            if for_how_long >= Duration::from_secs(1) {
+                b.push(Block::field("firing for", human_duration(for_how_long)));
+            }
+        }
+        match (&self.remedy, &self.facts) {
+            (Some(r), _) if firing => b.push(Block::field("vigil", r)),
+            (None, Some(f)) if firing && !f.opted_in && sig.kind.is_container() => {
+                b.push(Block::field("vigil", OPT_IN_HINT))
+            }
+            _ => {}
+        }
+        b
+    }
+
+    fn fact_blocks(&self, f: &ContainerFacts, b: &mut Vec<Block>) {
+        let kind = self.signal.kind;
+        if let Some(exit) = f.exit_text()
+            && matches!(
+                kind,
+                SignalKind::ContainerExited
+                    | SignalKind::ContainerOomKilled
+                    | SignalKind::ContainerRestartLoop
+            )
+        {
+            b.push(Block::field("exit", exit));
+        }
+        if f.oom_killed
+            || matches!(
+                kind,
+                SignalKind::ContainerOomKilled | SignalKind::ContainerMemoryHigh
+            )
+        {
+            b.push(Block::field("memory limit", f.memory_limit_text()));
+        }
+        b.push(Block::field("restarts", f.restart_count.to_string()));
+        if !f.image.is_empty() {
+            b.push(Block::field("image", &f.image));
+        }
+        if let Some(p) = &f.last_probe
+            && (kind == SignalKind::ContainerUnhealthy || p.exit_code != 0)
+        {
+            let text = if p.output.is_empty() {
+                "(no output)".to_string()
+            } else {
+                p.output.clone()
+            };
+            b.push(Block::Code {
+                label: format!("last healthcheck output (exit {})", p.exit_code),
+                text,
+            });
+        }
+    }
 }
 
-/// What a sink sends: a title, a plain-text body, and the notices it was made from (the webhook
-/// sink sends those structured; a plain message has none).
+/// What a sink sends: a title, a body (rendered per sink), the same body as plain text, and the
+/// notices it was made from (the webhook sink sends those structured; a plain message has none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub title: String,
     pub text: String,
+    pub blocks: Vec<Block>,
     /// The highest severity among the alerting notices; `Info` for recoveries and plain messages.
     pub severity: Severity,
     pub project: Option<String>,
     /// The host the notices came from, when known.
     pub host: Option<String>,
     pub notices: Vec<Notice>,
+    /// Signal keys this message continues (replies in a thread where the sink has threads), for
+    /// messages without notices, such as executor outcomes.
+    pub thread: Vec<String>,
 }
 
 impl Message {
-    /// A free-form message (test-notify, executor outcomes).
+    /// A free-form message (test-notify, executor outcomes, command answers): one line per line.
     pub fn plain(title: impl Into<String>, text: impl Into<String>) -> Message {
+        let text = truncate_chars(&text.into(), MAX_MESSAGE_CHARS);
+        let blocks = text.lines().map(|l| Block::Line(l.to_string())).collect();
+        Message::from_blocks(title, blocks)
+    }
+
+    /// A message from ready blocks (kept below the size limit).
+    pub fn from_blocks(title: impl Into<String>, blocks: Vec<Block>) -> Message {
+        let text = truncate_chars(&format::plain(&blocks), MAX_MESSAGE_CHARS);
         Message {
             title: title.into(),
-            text: truncate_chars(&text.into(), MAX_MESSAGE_CHARS),
+            text,
+            blocks,
             severity: Severity::Info,
             project: None,
             host: None,
             notices: Vec::new(),
+            thread: Vec::new(),
         }
     }
 
@@ -163,58 +370,16 @@ impl Message {
 
     /// The message for one notice.
     pub fn single(notice: Notice) -> Message {
-        let sig = &notice.signal;
-        let s = &sig.subject;
-        let title = match notice.occasion {
-            Occasion::Alert => {
-                format!(
-                    "ALERT [{}] {}: {}",
-                    sig.severity,
-                    sig.kind,
-                    notice.subject_label(false)
-                )
-            }
-            Occasion::Realert => format!(
-                "STILL FIRING [{}] {}: {}",
-                sig.severity,
-                sig.kind,
-                notice.subject_label(false)
-            ),
-            Occasion::Recovery { .. } => {
-                format!("RECOVERED {}: {}", sig.kind, notice.subject_label(false))
-            }
-        };
-        let mut lines = vec![format!("host: {}", notice.host)];
-        if let Some(p) = &s.project {
-            lines.push(format!("project: {p}"));
-        }
-        if let Some(svc) = &s.service {
-            lines.push(format!("service: {svc}"));
-        }
-        if let Some(c) = &s.container {
-            lines.push(format!("container: {c}"));
-        }
-        if let Some(n) = &s.name {
-            lines.push(format!("subject: {n}"));
-        }
-        lines.push(format!("signal: {}", sig.kind));
-        lines.push(format!("severity: {}", sig.severity));
-        if !sig.detail.is_empty() {
-            lines.push(format!(
-                "detail: {}",
-                truncate_chars(&sig.detail, MAX_DETAIL_CHARS)
-            ));
-        }
-        if let Occasion::Recovery { lasted } = notice.occasion {
-            lines.push(format!("recovered after {}", human_duration(lasted)));
-        }
+        let blocks = fit(notice.blocks());
         Message {
-            title,
-            text: truncate_chars(&lines.join("\n"), MAX_MESSAGE_CHARS),
+            title: notice.title(),
+            text: truncate_chars(&format::plain(&blocks), MAX_MESSAGE_CHARS),
+            blocks,
             severity: message_severity(std::slice::from_ref(&notice)),
-            project: s.project.clone(),
+            project: notice.signal.subject.project.clone(),
             host: Some(notice.host.clone()),
             notices: vec![notice],
+            thread: Vec::new(),
         }
     }
 
@@ -235,33 +400,40 @@ impl Message {
         };
         let title = format!("{label}: {counts}");
 
-        let mut text = format!("host: {host}");
+        let mut blocks = vec![Block::field("host", &host)];
         if let Some(p) = &project {
-            text.push_str(&format!("\nproject: {p}"));
+            blocks.push(Block::field("project", p));
         }
         // Reserve room for the "... and M more" line so the cut never overflows.
         let budget = MAX_MESSAGE_CHARS - 40;
+        let mut used = format::plain(&blocks).chars().count();
         let mut listed = 0;
         for n in &notices {
             let line = n.line();
-            if listed >= MAX_GROUP_LINES || text.chars().count() + 1 + line.chars().count() > budget
-            {
+            let cost = 3 + line.chars().count();
+            if listed >= MAX_GROUP_LINES || used + cost > budget {
                 break;
             }
-            text.push('\n');
-            text.push_str(&line);
+            used += cost;
+            blocks.push(Block::Item(line));
             listed += 1;
         }
         if listed < notices.len() {
-            text.push_str(&format!("\n... and {} more", notices.len() - listed));
+            blocks.push(Block::Line(format!(
+                "... and {} more",
+                notices.len() - listed
+            )));
         }
+        let text = format::plain(&blocks);
         Some(Message {
             title,
             text,
+            blocks,
             severity: message_severity(&notices),
             project,
             host: Some(host),
             notices,
+            thread: Vec::new(),
         })
     }
 
@@ -271,6 +443,15 @@ impl Message {
             && (!self.notices.is_empty() || self.severity <= Severity::Info)
     }
 
+    /// The signal keys this message belongs to (its notices', then its explicit thread keys).
+    pub fn thread_keys(&self) -> Vec<&str> {
+        self.notices
+            .iter()
+            .map(|n| n.signal.key.as_str())
+            .chain(self.thread.iter().map(String::as_str))
+            .collect()
+    }
+
     /// Title and body as one plain text, for sinks that take a single string.
     pub fn render(&self) -> String {
         truncate_chars(
@@ -278,6 +459,64 @@ impl Message {
             MAX_MESSAGE_CHARS + 200,
         )
     }
+
+    /// Title and body as Telegram HTML, below Telegram's limit even when escaping made it grow:
+    /// trailing blocks give way to a "cut" line.
+    pub fn render_html(&self) -> String {
+        let title = truncate_chars(&self.title, 300);
+        let mut blocks = self.blocks.clone();
+        let cut = Block::Line("... (cut)".into());
+        loop {
+            let html = format::html::render(&title, &blocks);
+            if html.chars().count() <= MAX_MESSAGE_CHARS + 500 || blocks.len() <= 1 {
+                return html;
+            }
+            if blocks.last() == Some(&cut) {
+                blocks.pop();
+            }
+            blocks.pop();
+            blocks.push(cut.clone());
+        }
+    }
+}
+
+/// Drops the largest blocks' excess so the plain rendering stays below the limit. Escaping can
+/// at most quintuple a character (`&` to `&amp;`), so values are cut well below the limit.
+fn fit(mut blocks: Vec<Block>) -> Vec<Block> {
+    for b in &mut blocks {
+        match b {
+            Block::Field { value, .. } => *value = truncate_chars(value, MAX_DETAIL_CHARS),
+            Block::Code { text, .. } => *text = truncate_chars(text, 700),
+            Block::Item(t) | Block::Line(t) => *t = truncate_chars(t, MAX_DETAIL_CHARS),
+        }
+    }
+    while format::html::render("", &blocks).chars().count() > MAX_MESSAGE_CHARS {
+        let Some((i, _)) = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, format::plain(std::slice::from_ref(b)).chars().count()))
+            .max_by_key(|(_, n)| *n)
+        else {
+            break;
+        };
+        match &mut blocks[i] {
+            Block::Field { value: t, .. } | Block::Code { text: t, .. } => {
+                let keep = t.chars().count() / 2;
+                *t = truncate_chars(t, keep.max(10));
+                if keep <= 10 {
+                    break;
+                }
+            }
+            Block::Item(t) | Block::Line(t) => {
+                let keep = t.chars().count() / 2;
+                *t = truncate_chars(t, keep.max(10));
+                if keep <= 10 {
+                    break;
+                }
+            }
+        }
+    }
+    blocks
 }
 
 fn message_severity(notices: &[Notice]) -> Severity {
@@ -439,7 +678,7 @@ pub(crate) mod tests {
         assert_eq!(m.title, "shop: 1 problem, 1 recovered");
         assert!(
             m.text
-                .contains("[recovered] container_unhealthy svc2 (shop-svc2-1) after 5s"),
+                .contains("- [recovered] container_unhealthy svc2 (shop-svc2-1) after 5s"),
             "{}",
             m.text
         );
@@ -500,6 +739,79 @@ pub(crate) mod tests {
         let m = Message::group(Some("shop".into()), notices).expect("non-empty");
         assert!(m.render().chars().count() < 4096);
         assert!(m.text.contains("more"));
+    }
+
+    fn facts() -> ContainerFacts {
+        ContainerFacts {
+            image: "shop/api:1.2".into(),
+            restart_count: 4,
+            memory_limit: 64 << 20,
+            exit_code: Some(137),
+            oom_killed: true,
+            last_probe: Some(vigil_shared::docker::HealthProbe {
+                exit_code: 1,
+                output: "db connection refused on 5432".into(),
+            }),
+            opted_in: false,
+        }
+    }
+
+    #[test]
+    fn alerts_carry_the_cause() {
+        let mut n = container_notice("shop", 1, Occasion::Alert);
+        n.facts = Some(facts());
+        n.since = Some(Timestamp(1_000 - 125_000));
+        n.remedy = Some(OPT_IN_HINT.into());
+        let m = Message::single(n.clone());
+        for want in [
+            "restarts: 4",
+            "image: shop/api:1.2",
+            "memory limit: 64 MiB",
+            "last healthcheck output (exit 1):\n  db connection refused on 5432",
+            "firing for: 2m 5s",
+            "vigil: alert only",
+        ] {
+            assert!(m.text.contains(want), "missing {want:?} in {}", m.text);
+        }
+        let mut exited = n;
+        exited.signal.kind = SignalKind::ContainerExited;
+        let m = Message::single(exited);
+        assert!(m.text.contains("exit: killed (137)"), "{}", m.text);
+        let recovered = container_notice(
+            "shop",
+            1,
+            Occasion::Recovery {
+                lasted: Duration::from_secs(3),
+            },
+        );
+        assert!(!Message::single(recovered).text.contains("vigil:"));
+    }
+
+    #[test]
+    fn html_renders_hostile_names_literally() {
+        let mut n = container_notice("shop", 1, Occasion::Alert);
+        n.signal.subject.container = Some("<b>&_".into());
+        n.facts = Some(facts());
+        let html = Message::single(n).render_html();
+        assert!(html.contains("<b>container:</b> &lt;b&gt;&amp;_"), "{html}");
+        assert!(!html.contains("<b>&_"), "{html}");
+    }
+
+    #[test]
+    fn html_stays_below_the_limit_when_escaping_grows_it() {
+        let mut n = container_notice("shop", 1, Occasion::Alert);
+        n.signal.detail = "<&>".repeat(3000);
+        let html = Message::single(n).render_html();
+        assert!(html.chars().count() < 4096, "{}", html.chars().count());
+        let notices: Vec<Notice> = (0..1000)
+            .map(|i| {
+                let mut n = container_notice("shop", i, Occasion::Alert);
+                n.signal.detail = "&".repeat(500);
+                n
+            })
+            .collect();
+        let m = Message::group(Some("shop".into()), notices).expect("non-empty");
+        assert!(m.render_html().chars().count() < 4096);
     }
 
     #[test]

@@ -9,12 +9,20 @@
 //! - [`queue`]: the [`Notifier`]: a non-blocking, drop-oldest queue feeding a worker that groups
 //!   and hands each message to one task per sink, so a slow sink never delays the others. Retries
 //!   with backoff, honouring the sink's "retry after".
+//! - [`facts`]: the container facts an alert carries (image, restarts, memory limit, exit
+//!   meaning, last healthcheck output), read by one inspect at alert time.
+//! - [`flap`]: the pure [`flap::FlapDamper`]: a signal changing state too often becomes one
+//!   "flapping" notice, then one summary when it settles.
+//! - [`format`]: one body, rendered as plain text, Telegram HTML or Slack mrkdwn, each escaped.
 //! - sinks, each behind the [`Sink`] trait: [`log`] (always on), [`telegram`], [`slack`],
 //!   [`webhook`]; [`http`] holds what the two ureq-based sinks share.
 //!
 //! Secrets (the bot token, the webhook URLs) never appear in a log line or an error text: every
 //! error from an HTTP client is scrubbed before it leaves its sink.
 
+pub mod facts;
+pub mod flap;
+pub mod format;
 pub mod group;
 pub mod http;
 pub mod log;
@@ -26,7 +34,7 @@ pub mod webhook;
 
 pub use group::Grouper;
 pub use message::{Message, Notice, Occasion};
-pub use queue::{Notifier, NotifyStats, SinkStats};
+pub use queue::{Extras, Notifier, NotifyStats, SinkStats};
 
 use crate::config::NotifyConfig;
 use std::future::Future;
@@ -104,12 +112,20 @@ pub async fn test_notify(
     config: &NotifyConfig,
     host: &str,
 ) -> Vec<(String, Result<(), SendError>)> {
-    let msg = Message::plain(
+    let msg = Message::from_blocks(
         format!("Vigil test notification from {host}"),
-        format!(
-            "host: {host}\nThis is a test message from the Vigil watchdog. \
-             If you can read it, this channel works."
-        ),
+        vec![
+            format::Block::field("host", host),
+            format::Block::Line(
+                "This is a test message from the Vigil watchdog. If you can read it, this \
+                 channel works, formatting included."
+                    .into(),
+            ),
+            format::Block::Code {
+                label: "sample healthcheck output".into(),
+                text: "<ok> & done".into(),
+            },
+        ],
     )
     .with_host(host);
     let mut results = Vec::new();

@@ -1,18 +1,27 @@
 //! Delivery: detection hands notices to [`Notifier::enqueue`], which never blocks and never
 //! fails; a worker task groups them ([`Grouper`]) and hands each message to one task per sink.
 //!
+//! Before grouping, each notice passes the operators' [`Gate`] (silences, acks), the
+//! [`FlapDamper`], and, for a container alert, one fresh inspect for its facts (bounded by
+//! [`FACTS_DEADLINE`]).
+//!
 //! Each sink has its own bounded queue and task, so a slow or failing sink delays only itself.
 //! A failed send is retried with exponential backoff (or after the wait the sink was told) up to
-//! `max_attempts`; a permanent failure is not retried. Every queue drops its oldest entry when
+//! `max_attempts`; a permanent failure is not retried. A message waiting for its retry does not
+//! hold back the messages behind it: they go out meanwhile. Every queue drops its oldest entry when
 //! full and counts the drop: losing an old alert is better than stalling detection.
 //!
 //! Shutdown: when the cancellation token fires, the worker closes all open groups at once, hands
 //! them to the sinks, and waits at most the drain deadline for the sinks to finish.
 
+use super::facts::{FACTS_DEADLINE, FactSource};
+use super::flap::FlapDamper;
 use super::group::Grouper;
 use super::message::{Message, Notice, Occasion};
 use super::{SendError, Sink, configured_sinks};
 use crate::config::NotifyConfig;
+use crate::operators::Operators;
+use crate::operators::gate::Gate;
 use crate::signals::Signal;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -136,7 +145,7 @@ impl<T> DropOldest<T> {
 #[derive(Debug)]
 enum Item {
     /// Grouped with others of its project.
-    Notice(Notice),
+    Notice(Box<Notice>),
     /// Sent as is, at once.
     Message(Message),
 }
@@ -155,6 +164,68 @@ pub struct Notifier {
     shared: Arc<Shared>,
 }
 
+/// Optional stages of the notifier: the operators' filter and the container facts source.
+#[derive(Default, Clone)]
+pub struct Extras {
+    pub operators: Option<Arc<Operators>>,
+    pub facts: Option<Arc<dyn FactSource>>,
+}
+
+/// The stages a notice passes before grouping.
+struct Filters {
+    gate: Option<Gate>,
+    operators: Option<Arc<Operators>>,
+    flap: FlapDamper,
+    facts: Option<Arc<dyn FactSource>>,
+}
+
+impl Filters {
+    async fn admit(&mut self, notice: Notice, now: Instant) -> Option<Notice> {
+        let notice = match self.gate.as_mut() {
+            Some(g) => g.admit(notice, vigil_shared::time::Timestamp::now())?,
+            None => notice,
+        };
+        let mut notice = self.flap.admit(notice, now)?;
+        if let Some(src) = &self.facts
+            && notice.facts.is_none()
+            && !notice.occasion.is_recovery()
+            && let Some(id) = notice.signal.subject.container_id.clone()
+        {
+            notice.facts = tokio::time::timeout(FACTS_DEADLINE, src.facts(&id))
+                .await
+                .ok()
+                .flatten();
+        }
+        Some(notice)
+    }
+
+    /// Notices that time made due: silences ended, flapping settled.
+    async fn due(&mut self, now: Instant) -> Vec<Notice> {
+        let wall = vigil_shared::time::Timestamp::now();
+        let mut out = Vec::new();
+        if let Some(ops) = &self.operators {
+            ops.expire(wall).await;
+        }
+        if let Some(g) = self.gate.as_mut() {
+            for n in g.released(wall) {
+                out.extend(self.flap.admit(n, now));
+            }
+        }
+        out.extend(self.flap.due(now));
+        out
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let flap = self.flap.next_deadline();
+        // With operators, silences may end at any moment: look once a second.
+        let ops = self
+            .operators
+            .as_ref()
+            .map(|_| Instant::now() + Duration::from_secs(1));
+        [flap, ops].into_iter().flatten().min()
+    }
+}
+
 /// Retry settings of one sink task.
 #[derive(Debug, Clone, Copy)]
 struct Retry {
@@ -171,6 +242,16 @@ impl Notifier {
         host: String,
         cancel: CancellationToken,
     ) -> (Notifier, JoinHandle<()>) {
+        Notifier::start_with(config, host, Extras::default(), cancel)
+    }
+
+    /// Like [`Notifier::start`], with the operators' filter and a facts source.
+    pub fn start_with(
+        config: &NotifyConfig,
+        host: String,
+        extras: Extras,
+        cancel: CancellationToken,
+    ) -> (Notifier, JoinHandle<()>) {
         let mut sinks = Vec::new();
         for sink in configured_sinks(config) {
             match sink {
@@ -178,7 +259,7 @@ impl Notifier {
                 Err(e) => tracing::error!(error = %e, "Notification sink left out."),
             }
         }
-        Notifier::start_with_sinks(config, host, sinks, cancel)
+        Notifier::start_with_sinks_and(config, host, sinks, extras, cancel)
     }
 
     /// Like [`Notifier::start`] with the given sinks (tests, or callers with their own).
@@ -186,6 +267,17 @@ impl Notifier {
         config: &NotifyConfig,
         host: String,
         sinks: Vec<Arc<dyn Sink>>,
+        cancel: CancellationToken,
+    ) -> (Notifier, JoinHandle<()>) {
+        Notifier::start_with_sinks_and(config, host, sinks, Extras::default(), cancel)
+    }
+
+    /// Like [`Notifier::start_with_sinks`], with the optional stages.
+    pub fn start_with_sinks_and(
+        config: &NotifyConfig,
+        host: String,
+        sinks: Vec<Arc<dyn Sink>>,
+        extras: Extras,
         cancel: CancellationToken,
     ) -> (Notifier, JoinHandle<()>) {
         let retry = Retry {
@@ -221,13 +313,19 @@ impl Notifier {
             sink_queues,
         });
         let grouper = Grouper::new(config.group_window);
-        let handle = tokio::spawn(run_worker(shared.clone(), grouper, tasks, cancel));
+        let filters = Filters {
+            gate: extras.operators.clone().map(Gate::new),
+            operators: extras.operators,
+            flap: FlapDamper::new(config.flap),
+            facts: extras.facts,
+        };
+        let handle = tokio::spawn(run_worker(shared.clone(), grouper, filters, tasks, cancel));
         (Notifier { shared }, handle)
     }
 
     /// Queues a notice. Never blocks: when the queue is full the oldest entry is dropped.
     pub fn enqueue(&self, notice: Notice) {
-        self.accept(Item::Notice(notice));
+        self.accept(Item::Notice(Box::new(notice)));
     }
 
     /// Queues a notice about `signal` from this notifier's host.
@@ -283,16 +381,25 @@ impl Notifier {
 async fn run_worker(
     shared: Arc<Shared>,
     mut grouper: Grouper,
+    mut filters: Filters,
     mut sinks: JoinSet<()>,
     cancel: CancellationToken,
 ) {
+    let ops = filters.operators.clone();
     loop {
-        let now = Instant::now();
         for item in shared.intake.take_all() {
             match item {
-                Item::Notice(n) => grouper.push(n, now),
+                Item::Notice(n) => {
+                    if let Some(n) = filters.admit(*n, Instant::now()).await {
+                        grouper.push(n, Instant::now());
+                    }
+                }
                 Item::Message(m) => dispatch(&shared, m),
             }
+        }
+        let now = Instant::now();
+        for n in filters.due(now).await {
+            grouper.push(n, now);
         }
         for m in grouper.due(now) {
             dispatch(&shared, m);
@@ -300,18 +407,28 @@ async fn run_worker(
         if cancel.is_cancelled() {
             break;
         }
-        let next = grouper.next_deadline();
+        let next = [grouper.next_deadline(), filters.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let changed = async {
+            match &ops {
+                Some(o) => o.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = shared.intake.wait() => {}
             _ = sleep_until(next) => {}
+            _ = changed => {}
         }
     }
 
     // Shutdown: nothing waits for its window any more.
     for item in shared.intake.take_all() {
         match item {
-            Item::Notice(n) => grouper.push(n, Instant::now()),
+            Item::Notice(n) => grouper.push(*n, Instant::now()),
             Item::Message(m) => dispatch(&shared, m),
         }
     }
@@ -366,74 +483,108 @@ async fn run_sink(
     stats: Arc<SinkStats>,
     retry: Retry,
 ) {
+    // Messages waiting for their next attempt: (due, message, attempt number).
+    let mut later: Vec<(Instant, Arc<Message>, u32)> = Vec::new();
     loop {
-        match queue.pop() {
-            Some(msg) => deliver(sink.as_ref(), &msg, &stats, retry).await,
-            None if queue.is_closed() => return,
-            None => queue.wait().await,
+        let now = Instant::now();
+        let due = later
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _, _))| *at <= now)
+            .min_by_key(|(_, (at, _, _))| *at)
+            .map(|(i, _)| i);
+        let (msg, attempt) = match due {
+            Some(i) => {
+                let (_, msg, attempt) = later.remove(i);
+                (msg, attempt)
+            }
+            None => match queue.pop() {
+                Some(msg) => (msg, 1),
+                None => {
+                    if queue.is_closed() && later.is_empty() {
+                        return;
+                    }
+                    let next = later.iter().map(|(at, _, _)| *at).min();
+                    if queue.is_closed() {
+                        sleep_until(next).await;
+                    } else {
+                        tokio::select! {
+                            _ = queue.wait() => {}
+                            _ = sleep_until(next) => {}
+                        }
+                    }
+                    continue;
+                }
+            },
+        };
+        if let Some(wait) = attempt_once(sink.as_ref(), &msg, attempt, &stats, retry).await {
+            later.push((Instant::now() + wait, msg, attempt + 1));
         }
     }
 }
 
-/// Sends one message to one sink, retrying retryable failures; counts the outcome.
-async fn deliver(sink: &dyn Sink, msg: &Message, stats: &SinkStats, retry: Retry) {
-    let mut attempt = 1;
-    loop {
-        let outcome = match tokio::time::timeout(retry.send_timeout, sink.send(msg)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::retryable(format!(
-                "no answer within {}s",
-                retry.send_timeout.as_secs_f64()
-            ))),
-        };
-        match outcome {
-            Ok(()) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-                if attempt > 1 {
-                    tracing::info!(
-                        notify.sink = sink.name(),
-                        notify.title = %msg.title,
-                        notify.attempt = attempt,
-                        "Notification delivered after retrying."
-                    );
-                }
-                return;
+/// Makes attempt number `attempt` to send one message; counts the outcome. Returns the wait
+/// before the next attempt when one is due.
+async fn attempt_once(
+    sink: &dyn Sink,
+    msg: &Message,
+    attempt: u32,
+    stats: &SinkStats,
+    retry: Retry,
+) -> Option<Duration> {
+    let outcome = match tokio::time::timeout(retry.send_timeout, sink.send(msg)).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::retryable(format!(
+            "no answer within {}s",
+            retry.send_timeout.as_secs_f64()
+        ))),
+    };
+    match outcome {
+        Ok(()) => {
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+            if attempt > 1 {
+                tracing::info!(
+                    notify.sink = sink.name(),
+                    notify.title = %msg.title,
+                    notify.attempt = attempt,
+                    "Notification delivered after retrying."
+                );
             }
-            Err(SendError::Permanent(reason)) => {
+            None
+        }
+        Err(SendError::Permanent(reason)) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                notify.sink = sink.name(),
+                notify.title = %msg.title,
+                error = %reason,
+                "Notification rejected; not retrying. Check this sink's configuration."
+            );
+            None
+        }
+        Err(SendError::Retryable { after, reason }) => {
+            if attempt >= retry.max_attempts {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     notify.sink = sink.name(),
                     notify.title = %msg.title,
+                    notify.attempts = attempt,
                     error = %reason,
-                    "Notification rejected; not retrying. Check this sink's configuration."
+                    "Notification not delivered; giving up."
                 );
-                return;
+                return None;
             }
-            Err(SendError::Retryable { after, reason }) => {
-                if attempt >= retry.max_attempts {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        notify.sink = sink.name(),
-                        notify.title = %msg.title,
-                        notify.attempts = attempt,
-                        error = %reason,
-                        "Notification not delivered; giving up."
-                    );
-                    return;
-                }
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                let wait = retry_delay(attempt, after);
-                tracing::warn!(
-                    notify.sink = sink.name(),
-                    notify.title = %msg.title,
-                    notify.attempt = attempt,
-                    notify.retry_in_ms = wait.as_millis() as u64,
-                    error = %reason,
-                    "Notification failed; will retry."
-                );
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            let wait = retry_delay(attempt, after);
+            tracing::warn!(
+                notify.sink = sink.name(),
+                notify.title = %msg.title,
+                notify.attempt = attempt,
+                notify.retry_in_ms = wait.as_millis() as u64,
+                error = %reason,
+                "Notification failed; will retry."
+            );
+            Some(wait)
         }
     }
 }
@@ -465,6 +616,8 @@ mod tests {
             telegram: None,
             slack: None,
             webhook: None,
+            flap: crate::notify::flap::FlapSettings::default(),
+            state_file: None,
         }
     }
 

@@ -1,13 +1,21 @@
-//! The Slack incoming-webhook sink: the title as `text`, the body in one attachment coloured by
-//! severity. Slack answers 200 `ok` on success, 429 with Retry-After when rate limited, and a
-//! 4xx word (`invalid_payload`, `no_service`, ...) that retrying will not fix.
+//! The Slack incoming-webhook sink, Block Kit: the title as the notification `text` (what the
+//! phone shows), and one attachment coloured by severity holding a header and an mrkdwn section
+//! (values escaped, healthcheck output in a code block). Slack answers 200 `ok` on success, 429
+//! with Retry-After when rate limited, and a 4xx word (`invalid_payload`, `no_service`, ...) that
+//! retrying will not fix.
 
+use super::format::mrkdwn;
 use super::http::{self, Answer};
-use super::{Message, SendFuture, Sink};
+use super::{Message, SendFuture, Sink, truncate_chars};
 use crate::config::SlackConfig;
 use crate::signals::Severity;
 use std::time::Duration;
 use vigil_shared::config::Secret;
+
+/// Slack's limit on one section's text.
+const MAX_SECTION_CHARS: usize = 2900;
+/// Slack's limit on a header's text.
+const MAX_HEADER_CHARS: usize = 150;
 
 pub struct SlackSink {
     url: Secret,
@@ -25,9 +33,23 @@ impl SlackSink {
 
 /// The JSON Slack receives for `msg`.
 pub fn payload(msg: &Message) -> serde_json::Value {
+    let body = truncate_chars(&mrkdwn::render(&msg.blocks), MAX_SECTION_CHARS);
     serde_json::json!({
-        "text": msg.title,
-        "attachments": [{ "color": colour(msg), "text": msg.text }],
+        "text": mrkdwn::escape(&msg.title),
+        "attachments": [{
+            "color": colour(msg),
+            "fallback": msg.render(),
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": {"type": "plain_text", "text": truncate_chars(&msg.title, MAX_HEADER_CHARS)},
+                },
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": body},
+                },
+            ],
+        }],
     })
 }
 
@@ -63,12 +85,20 @@ mod tests {
     use crate::notify::message::tests::container_notice;
 
     #[test]
-    fn payload_has_text_and_a_coloured_attachment() {
-        let m = Message::single(container_notice("shop", 1, Occasion::Alert));
+    fn payload_is_block_kit_with_a_coloured_attachment() {
+        let mut n = container_notice("shop", 1, Occasion::Alert);
+        n.signal.subject.container = Some("<b>&_".into());
+        let m = Message::single(n);
         let p = payload(&m);
-        assert_eq!(p["text"], m.title.as_str());
-        assert_eq!(p["attachments"][0]["text"], m.text.as_str());
         assert_eq!(p["attachments"][0]["color"], "#e8590c");
+        assert_eq!(p["attachments"][0]["blocks"][0]["type"], "header");
+        let section = p["attachments"][0]["blocks"][1]["text"]["text"]
+            .as_str()
+            .expect("section text");
+        assert!(
+            section.contains("*container:* &lt;b&gt;&amp;_"),
+            "{section}"
+        );
         let r = Message::single(container_notice(
             "shop",
             1,

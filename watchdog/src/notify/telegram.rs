@@ -1,75 +1,197 @@
-//! The Telegram sink (teloxide): one plain-text `sendMessage` per message, no parse mode, so no
-//! text can break Markdown or HTML escaping. The API base URL is configurable (a local Bot API
-//! server, or the test fake).
+//! The Telegram sink: `sendMessage` with `parse_mode = "HTML"` (every value escaped, see
+//! [`super::format::html`]), one thread per incident (updates reply to the first message of their
+//! signal), and an answer judged by what matters: a 2xx whose JSON says `"ok": true` is
+//! delivered, whatever else the body holds or lacks, so a reply the client cannot fully parse
+//! never causes a duplicate page.
 //!
-//! Error classes: flood control (`retry_after`) and network trouble are retried; an API error
-//! (bad token, unknown chat, bot blocked) is permanent. teloxide's network errors quote the
-//! request URL, which holds the token: every error text is scrubbed.
+//! Error classes: flood control (429 with `parameters.retry_after`), 5xx and network trouble are
+//! retried; other API errors (bad token, unknown chat, bot blocked) are permanent. The URL holds
+//! the token: every error text is scrubbed. The API base URL is configurable (a local Bot API
+//! server, or the test fake); the command side ([`crate::operators::bot`]) shares [`BotApi`].
 
-use super::{Message, NotifyError, SendError, SendFuture, Sink, scrub};
+use super::http::{self, Answer};
+use super::{Message, NotifyError, SendError, SendFuture, Sink, scrub, truncate_chars};
 use crate::config::TelegramConfig;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
-use teloxide::requests::Requester;
-use teloxide::types::{ChatId, Recipient};
-use teloxide::{Bot, RequestError};
 use vigil_shared::config::Secret;
 
-pub struct TelegramSink {
-    bot: Bot,
-    chat: Recipient,
+/// The public Bot API.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org/";
+/// Threads remembered (signal key to first message id); the oldest are forgotten beyond this.
+const MAX_THREADS: usize = 4096;
+
+/// A minimal Bot API client for sending: JSON in, lenient JSON out.
+#[derive(Clone)]
+pub struct BotApi {
+    agent: ureq::Agent,
+    /// `<api>/bot<token>/` as a secret (it holds the token).
+    base: Secret,
     token: Secret,
+    pub chat_id: String,
+}
+
+impl BotApi {
+    pub fn new(config: &TelegramConfig, timeout: Duration) -> Result<BotApi, NotifyError> {
+        let api = config
+            .api_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+        let api = if api.ends_with('/') {
+            api
+        } else {
+            format!("{api}/")
+        };
+        if !(api.starts_with("http://") || api.starts_with("https://")) {
+            return Err(NotifyError::Setup {
+                sink: "telegram",
+                reason: "the API URL must be http(s)".into(),
+            });
+        }
+        Ok(BotApi {
+            agent: http::agent(timeout),
+            base: Secret::new(format!("{api}bot{}/", config.bot_token.expose())),
+            token: config.bot_token.clone(),
+            chat_id: config.chat_id.trim().to_string(),
+        })
+    }
+
+    /// Sends `html` to the configured chat, replying to `reply_to` when given. Returns the new
+    /// message's id when the answer holds one.
+    pub async fn send_html(
+        &self,
+        html: &str,
+        reply_to: Option<i64>,
+    ) -> Result<Option<i64>, SendError> {
+        let chat: serde_json::Value = match self.chat_id.parse::<i64>() {
+            Ok(id) => id.into(),
+            Err(_) => self.chat_id.clone().into(),
+        };
+        let mut body = serde_json::json!({
+            "chat_id": chat,
+            "text": html,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        if let Some(id) = reply_to {
+            body["reply_parameters"] =
+                serde_json::json!({"message_id": id, "allow_sending_without_reply": true});
+        }
+        let url = Secret::new(format!("{}sendMessage", self.base.expose()));
+        let answer = http::post_json(&self.agent, &url, body)
+            .await
+            .map_err(|e| self.scrub_error(e))?;
+        judge(&answer, &[self.token.expose(), url.expose()])
+    }
+
+    fn scrub_error(&self, e: SendError) -> SendError {
+        match e {
+            SendError::Retryable { after, reason } => SendError::Retryable {
+                after,
+                reason: scrub_bot_path(&scrub(&reason, &[self.token.expose()])),
+            },
+            SendError::Permanent(r) => {
+                SendError::Permanent(scrub_bot_path(&scrub(&r, &[self.token.expose()])))
+            }
+        }
+    }
+}
+
+/// Judges a Bot API answer: a 2xx with `"ok": true` is delivered (the message id is read if
+/// present); 429 waits `parameters.retry_after`; 5xx retries; anything else is permanent.
+pub(crate) fn judge(answer: &Answer, secrets: &[&str]) -> Result<Option<i64>, SendError> {
+    let json: Option<serde_json::Value> = serde_json::from_str(&answer.body).ok();
+    let ok = json
+        .as_ref()
+        .and_then(|j| j.get("ok"))
+        .and_then(|v| v.as_bool());
+    let describe = || {
+        let d = json
+            .as_ref()
+            .and_then(|j| j.get("description"))
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| answer.body.trim().to_string());
+        truncate_chars(&scrub(&d, secrets), 200)
+    };
+    match answer.status {
+        200..=299 if ok != Some(false) => {
+            if ok.is_none() {
+                tracing::warn!(
+                    http.status = answer.status,
+                    "Telegram answered 2xx without a readable \"ok\"; counted as delivered (a \
+                     duplicate page is worse than a lost receipt)."
+                );
+            }
+            Ok(json
+                .as_ref()
+                .and_then(|j| j.pointer("/result/message_id"))
+                .and_then(|v| v.as_i64()))
+        }
+        429 => {
+            let after = json
+                .as_ref()
+                .and_then(|j| j.pointer("/parameters/retry_after"))
+                .and_then(|v| v.as_u64())
+                .map(Duration::from_secs)
+                .or(answer.retry_after);
+            Err(SendError::Retryable {
+                after,
+                reason: format!("rate limited: {}", describe()),
+            })
+        }
+        408 | 500..=599 => Err(SendError::Retryable {
+            after: answer.retry_after,
+            reason: format!("HTTP {}: {}", answer.status, describe()),
+        }),
+        s => Err(SendError::Permanent(format!("HTTP {s}: {}", describe()))),
+    }
+}
+
+pub struct TelegramSink {
+    api: BotApi,
+    /// Signal key to the id of the first message about its incident.
+    threads: Mutex<HashMap<String, i64>>,
 }
 
 impl TelegramSink {
     pub fn new(config: &TelegramConfig, timeout: Duration) -> Result<TelegramSink, NotifyError> {
-        let client = teloxide::net::default_reqwest_settings()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| NotifyError::Setup {
-                sink: "telegram",
-                reason: scrub(&e.to_string(), &[config.bot_token.expose()]),
-            })?;
-        let mut bot = Bot::with_client(config.bot_token.expose(), client);
-        if let Some(url) = &config.api_url {
-            bot = bot.set_api_url(url.clone());
-        }
         Ok(TelegramSink {
-            bot,
-            chat: recipient(&config.chat_id),
-            token: config.bot_token.clone(),
+            api: BotApi::new(config, timeout)?,
+            threads: Mutex::new(HashMap::new()),
         })
     }
 
-    fn scrub(&self, text: &str) -> String {
-        scrub_bot_path(&scrub(text, &[self.token.expose()]))
+    fn threads(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn classify(&self, e: RequestError) -> SendError {
-        match e {
-            RequestError::RetryAfter(secs) => SendError::Retryable {
-                after: Some(secs.duration()),
-                reason: format!("rate limited, retry after {}s", secs.seconds()),
-            },
-            RequestError::Api(api) => SendError::Permanent(self.scrub(&api.to_string())),
-            RequestError::MigrateToChatId(id) => SendError::Permanent(format!(
-                "the group became a supergroup with chat id {id}; set WATCHDOG_TELEGRAM_CHAT_ID to it"
-            )),
-            // Unparseable answers are typically a proxy's or gateway's error page: transient.
-            RequestError::InvalidJson { .. } => {
-                SendError::retryable("the Bot API answered with something that is not its JSON")
-            }
-            other @ (RequestError::Network(_) | RequestError::Io(_)) => {
-                SendError::retryable(self.scrub(&other.to_string()))
+    /// The message an update of `msg` replies to: the first thread root among its keys.
+    fn root_of(&self, msg: &Message) -> Option<i64> {
+        let threads = self.threads();
+        msg.thread_keys()
+            .into_iter()
+            .find_map(|k| threads.get(k).copied())
+    }
+
+    /// After a send: alerts open threads for their keys; recoveries close them.
+    fn remember(&self, msg: &Message, sent: Option<i64>) {
+        let mut threads = self.threads();
+        for n in &msg.notices {
+            let key = &n.signal.key;
+            if n.occasion.is_recovery() {
+                threads.remove(key);
+            } else if let Some(id) = sent
+                && !threads.contains_key(key)
+            {
+                if threads.len() >= MAX_THREADS {
+                    threads.clear();
+                }
+                threads.insert(key.clone(), id);
             }
         }
-    }
-}
-
-/// A numeric chat id, or a channel username (`@channel`).
-fn recipient(chat_id: &str) -> Recipient {
-    match chat_id.trim().parse::<i64>() {
-        Ok(id) => Recipient::Id(ChatId(id)),
-        Err(_) => Recipient::ChannelUsername(chat_id.trim().to_string()),
     }
 }
 
@@ -100,10 +222,10 @@ impl Sink for TelegramSink {
 
     fn send<'a>(&'a self, msg: &'a Message) -> SendFuture<'a> {
         Box::pin(async move {
-            match self.bot.send_message(self.chat.clone(), msg.render()).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(self.classify(e)),
-            }
+            let reply_to = self.root_of(msg);
+            let sent = self.api.send_html(&msg.render_html(), reply_to).await?;
+            self.remember(msg, sent);
+            Ok(())
         })
     }
 }
@@ -112,12 +234,47 @@ impl Sink for TelegramSink {
 mod tests {
     use super::*;
 
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+
     #[test]
-    fn chat_ids_and_channels() {
-        assert_eq!(recipient("-100123"), Recipient::Id(ChatId(-100123)));
+    fn ok_is_delivered_whatever_else_the_body_holds() {
         assert_eq!(
-            recipient("@alerts"),
-            Recipient::ChannelUsername("@alerts".into())
+            judge(
+                &answer(200, r#"{"ok":true,"result":{"message_id":1}}"#),
+                &[]
+            ),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            judge(&answer(200, r#"{"ok":true,"result":"??"}"#), &[]),
+            Ok(None)
+        );
+        assert_eq!(judge(&answer(200, "<html>proxy</html>"), &[]), Ok(None));
+        assert!(judge(&answer(200, r#"{"ok":false}"#), &[]).is_err());
+    }
+
+    #[test]
+    fn error_classes() {
+        let limited = judge(
+            &answer(429, r#"{"ok":false,"parameters":{"retry_after":7}}"#),
+            &[],
+        );
+        assert!(
+            matches!(limited, Err(SendError::Retryable { after: Some(d), .. }) if d == Duration::from_secs(7))
+        );
+        assert!(judge(&answer(502, "bad gateway"), &[]).is_err_and(|e| e.is_retryable()));
+        let perm = judge(
+            &answer(400, r#"{"ok":false,"description":"chat not found tok123"}"#),
+            &["tok123"],
+        );
+        assert!(
+            matches!(perm, Err(SendError::Permanent(r)) if r.contains("chat not found") && !r.contains("tok123"))
         );
     }
 
@@ -136,6 +293,8 @@ mod tests {
             bot_token: Secret::new("123456:SECRET-token"),
             chat_id: "42".into(),
             api_url: Some(url::Url::parse("http://127.0.0.1:9/").expect("valid url")),
+            allowed_users: Vec::new(),
+            commands: true,
         };
         let sink = TelegramSink::new(&cfg, Duration::from_secs(2)).expect("client builds");
         let e = sink

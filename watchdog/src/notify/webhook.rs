@@ -21,10 +21,15 @@ impl WebhookSink {
     }
 }
 
-/// The JSON document a webhook receives for `msg` (format version 1).
+/// The schema version in every document (`v`). Fields are only ever added within a version;
+/// renaming or removing one makes a new version. Documented in `docs/webhook.md`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The JSON document a webhook receives for `msg`.
 pub fn payload(msg: &Message) -> serde_json::Value {
     serde_json::json!({
-        "v": 1,
+        "v": SCHEMA_VERSION,
+        "schema": "vigil.notification",
         "source": "vigil-watchdog",
         "title": msg.title,
         "text": msg.text,
@@ -51,6 +56,21 @@ fn notice_json(n: &Notice) -> serde_json::Value {
         "observed_at": n.signal.observed_at,
         "host": n.host,
         "lasted_secs": lasted_secs,
+        "since": n.since,
+        "remedy": n.remedy,
+        "facts": n.facts.as_ref().map(|f| serde_json::json!({
+            "image": f.image,
+            "restart_count": f.restart_count,
+            "memory_limit_bytes": f.memory_limit,
+            "exit_code": f.exit_code,
+            "exit_meaning": f.exit_text(),
+            "oom_killed": f.oom_killed,
+            "healthcheck": f.last_probe.as_ref().map(|p| serde_json::json!({
+                "exit_code": p.exit_code,
+                "output": p.output,
+            })),
+            "opted_in": f.opted_in,
+        })),
     })
 }
 
