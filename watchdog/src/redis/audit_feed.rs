@@ -202,6 +202,8 @@ impl Feed {
                 format!("refused {action} of {name}: {} {audit}", words(&rec.reason)),
                 Severity::Medium,
             ),
+            // The outcome record that follows tells; an intent alone says nothing new.
+            "intent" => return None,
             "rejected" => {
                 if let Some(told) = self.rejection_told_at
                     && now.since(told) < REJECTION_QUIET
