@@ -20,6 +20,7 @@
 //! Secrets (the bot token, the webhook URLs) never appear in a log line or an error text: every
 //! error from an HTTP client is scrubbed before it leaves its sink.
 
+pub mod config;
 pub mod facts;
 pub mod flap;
 pub mod format;
