@@ -282,7 +282,7 @@ fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
     let beat = wait_until("a heartbeat naming the problem", WAIT, || {
         rig.heartbeat().filter(|b| b.contains("cannot-audit"))
     });
-    let (ok, detail) = vigil_watchdog::redis_link::judge_heartbeat(
+    let (ok, detail) = vigil_watchdog::redis::link::judge_heartbeat(
         "vigil:heartbeat:executor",
         Some(&beat),
         Timestamp::now(),
