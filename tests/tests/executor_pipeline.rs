@@ -367,19 +367,21 @@ fn forged_and_malformed_requests_are_rejected_audited_and_never_touch_the_target
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The stream is written right after the file: give it a moment.
+    // The stream is written right after the file: give it a moment. It also carries the intent
+    // written before the one executed request.
+    let expected = cases.len() + 4;
     let deadline = Instant::now() + Duration::from_secs(5);
     let stream_len = loop {
         let n: usize = redis::cmd("XLEN")
             .arg("vigil:audit")
             .query(&mut rig.redis())
             .expect("XLEN");
-        if n >= cases.len() + 3 || Instant::now() > deadline {
+        if n >= expected || Instant::now() > deadline {
             break n;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(stream_len, cases.len() + 3);
+    assert_eq!(stream_len, expected);
 }
 
 #[test]

@@ -181,11 +181,13 @@ impl Stack {
     }
 }
 
+/// The decision records of the audit log (the write-ahead `intent` before each action left out).
 fn audit_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
+        .filter(|r| r["decision"] != "intent")
         .collect()
 }
 
