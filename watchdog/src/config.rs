@@ -30,6 +30,9 @@ pub struct Config {
     pub interval: Duration,
     /// `WATCHDOG_LISTEN` (default 127.0.0.1:9750): `/healthz` and `/metrics`. None disables.
     pub listen: Option<SocketAddr>,
+    /// `WATCHDOG_LISTEN_TOKEN_FILE`: required when `listen` is not loopback (see
+    /// [`crate::status_page::access`]).
+    pub listen_token: Option<Secret>,
     pub log: LogConfig,
     pub docker: DockerConfig,
     pub scope: ScopeConfig,
@@ -308,6 +311,7 @@ impl Config {
             deployment: "default".to_string(),
             interval: Duration::from_secs(15),
             listen: DEFAULT_LISTEN.parse().ok(),
+            listen_token: None,
             log: LogConfig::default(),
             docker: DockerConfig::default(),
             scope: ScopeConfig::default(),
@@ -484,6 +488,7 @@ fn from_table(
     let mut c = Config::with_hostname(String::new());
 
     read_top(&mut r, &mut c);
+    c.listen_token = crate::status_page::access::read_token(&mut r, c.listen);
     if c.hostname.is_empty() {
         c.hostname = default_hostname();
     }

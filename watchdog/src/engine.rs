@@ -204,6 +204,11 @@ impl Core {
         }
     }
 
+    /// Every tracked alert key's latest signal and state (for the status page).
+    pub fn alerts(&self) -> impl Iterator<Item = (&Signal, &AlertState)> {
+        self.alerts.values().map(|t| (&t.last, &t.state))
+    }
+
     /// Signals currently firing, by kind (for metrics).
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
@@ -268,6 +273,7 @@ use crate::notify::{Notifier, Occasion};
 use crate::redis_link::{self, RedisLink};
 use crate::request::{RequestJob, Requester, SentRequests};
 use crate::serve::{self, Health};
+use crate::status_page::{self, Board};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
@@ -386,9 +392,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
     let health = Health::new(cfg.enabled);
+    let board = status_page::new_board(&cfg);
 
     if !cfg.enabled {
-        let server = start_server(&cfg, &health, None, &cancel).await?;
+        let server = start_server(&cfg, &health, None, &board, &cancel).await?;
         tracing::warn!(
             "WATCHDOG_ENABLED=false: the watchdog is inert. It watches nothing, sends nothing \
              and requests nothing until re-enabled and restarted."
@@ -421,7 +428,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (notifier, notify_task) =
         Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
     let metrics = Metrics::new(Some(notifier.clone()));
-    let server = start_server(&cfg, &health, Some(metrics.clone()), &cancel).await?;
+    let server = start_server(&cfg, &health, Some(metrics.clone()), &board, &cancel).await?;
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
     let mut sources = JoinSet::new();
     let mut core = Core::new(&cfg);
@@ -442,6 +449,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     if let Some(requester) = remote.as_ref().and_then(|r| r.requester.as_ref()) {
         metrics.attach_requests(requester.stats().clone());
+    }
+    if let Some(redis) = &cfg.redis {
+        let link = Arc::new(RedisLink::new(redis)?);
+        sources.spawn(status_page::reader::run(
+            link,
+            board.clone(),
+            cancel.clone(),
+        ));
     }
     let label = cfg.scope.label.clone();
     sources.spawn(collect::events::run(
@@ -489,6 +504,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 Some(obs) => {
                     let now = Timestamp::now();
                     note_source_health(&health, &metrics, &obs, now);
+                    board.observe(&obs, now);
                     let decisions = core.observe(&obs, now);
                     if let Observation::Event(event) = &obs {
                         let latency = Timestamp::now().since(event.at());
@@ -505,11 +521,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
                 let decisions = core.tick(now);
                 metrics.set_firing(&core.firing_by_kind());
+                board.set_alerts(core.alerts());
                 decisions
             }
         };
         for d in decisions {
-            request_remediation(&core, remote.as_ref(), &metrics, &d);
+            request_remediation(&core, remote.as_ref(), &metrics, &board, &d);
             dispatch(&notifier, &metrics, d);
         }
         save_changes(&mut core, remote.as_ref());
@@ -539,7 +556,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Plans a remediation for an alert and, when requests are possible, asks for it.
-fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, d: &Decision) {
+fn request_remediation(
+    core: &Core,
+    remote: Option<&Remote>,
+    metrics: &Metrics,
+    board: &Board,
+    d: &Decision,
+) {
     let Some(remediation) = core.remediation_for(d) else {
         return;
     };
@@ -557,6 +580,9 @@ fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, 
         }
     );
     if let Some(requester) = requester {
+        if let Some(id) = d.signal.subject.container_id.as_deref() {
+            board.note_request(id, remediation.action.as_str(), Timestamp::now());
+        }
         metrics.request("queued");
         requester.request(RequestJob {
             remediation,
@@ -619,6 +645,7 @@ async fn start_server(
     cfg: &Config,
     health: &Arc<Health>,
     metrics: Option<Arc<Metrics>>,
+    board: &Arc<Board>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(addr) = cfg.listen else {
@@ -626,8 +653,17 @@ async fn start_server(
     };
     let render: Option<serve::MetricsRender> =
         metrics.map(|m| Arc::new(move || m.render()) as serve::MetricsRender);
-    let (bound, handle) = serve::serve(addr, health.clone(), render, cancel.clone()).await?;
-    tracing::info!(listen.addr = %bound, "Serving /healthz and /metrics.");
+    let web = status_page::Web {
+        board: board.clone(),
+        access: status_page::Access::new(cfg.listen_token.as_ref()),
+    };
+    let (bound, handle) =
+        serve::serve(addr, health.clone(), render, Some(web), cancel.clone()).await?;
+    tracing::info!(
+        listen.addr = %bound,
+        token_required = cfg.listen_token.is_some(),
+        "Serving the status page, /api/status, /healthz and /metrics."
+    );
     Ok(Some(handle))
 }
 

@@ -14,7 +14,8 @@
 //!   [`alert_store`]: alert states kept in Redis across restarts; [`audit_feed`]: the executor's
 //!   audit stream told to people.
 //! - [`engine`]: the runtime that wires sources, evaluation, decide and notify together.
-//! - [`serve`]: `/healthz` (and later `/metrics`) on `WATCHDOG_LISTEN`.
+//! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`; [`status_page`]: the read-only
+//!   status page and `/api/status` beside them.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
 pub mod alert_store;
@@ -32,3 +33,4 @@ pub mod redis_link;
 pub mod request;
 pub mod serve;
 pub mod signals;
+pub mod status_page;
