@@ -1162,7 +1162,8 @@ mod tests {
             .with("WATCHDOG_DISK_PATHS", "/, /host/var ,")
             .with("WATCHDOG_PROC_ROOT", "/host/proc")
             .with("WATCHDOG_HOSTNAME", "box1")
-            .with("WATCHDOG_LISTEN", "0.0.0.0:9000");
+            .with("WATCHDOG_LISTEN", "0.0.0.0:9000")
+            .with("WATCHDOG_LISTEN_TOKEN", "a-token-of-16-or-more");
         let c = load_with(toml_text, &env).unwrap();
         assert_eq!(c.interval, Duration::from_secs(5400));
         assert_eq!(c.thresholds.cpu_percent, 90.0);
