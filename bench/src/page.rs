@@ -43,6 +43,7 @@ fn details(i: usize, health: Health) -> ContainerDetails {
         started_at: None,
         finished_at: None,
         memory_limit: 0,
+        stop_timeout: None,
     }
 }
 

@@ -68,12 +68,22 @@ enum Inner {
     },
 }
 
+/// The engine's stop timeout when neither the container nor the configuration sets one.
+pub const ENGINE_DEFAULT_STOP_TIMEOUT: u64 = 10;
+/// How much longer than the stop timeout a restart or stop call may take (the start half of a
+/// restart, a slow engine).
+const STOP_CALL_MARGIN: Duration = Duration::from_secs(20);
+
 /// The writing client: POST `/v1.41/containers/{id}/{restart?t=N|start|stop?t=N}`.
+///
+/// `t` is the container's own stop timeout (`Config.StopTimeout`, compose's
+/// `stop_grace_period`) unless `EXECUTOR_STOP_TIMEOUT` overrides it: a database that asked for
+/// 60 s gets 60 s before SIGKILL.
 #[derive(Clone)]
 pub struct DockerWriter {
     inner: Inner,
     timeout: Duration,
-    stop_timeout: Duration,
+    stop_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for DockerWriter {
@@ -86,9 +96,14 @@ impl std::fmt::Debug for DockerWriter {
 }
 
 impl DockerWriter {
-    /// A writer for `host` (`unix:///path` or `tcp://host:port`). `timeout` bounds each call
-    /// (it must exceed `stop_timeout`, which the engine waits before SIGKILL).
-    pub fn new(host: &str, timeout: Duration, stop_timeout: Duration) -> Result<Self, ActError> {
+    /// A writer for `host` (`unix:///path` or `tcp://host:port`). `timeout` bounds each call;
+    /// a restart or stop may take its stop timeout plus a margin on top. `stop_timeout`
+    /// overrides every container's own stop timeout when set.
+    pub fn new(
+        host: &str,
+        timeout: Duration,
+        stop_timeout: Option<Duration>,
+    ) -> Result<Self, ActError> {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -110,7 +125,7 @@ impl DockerWriter {
         };
         Ok(DockerWriter {
             inner,
-            timeout: timeout.max(stop_timeout + Duration::from_secs(5)),
+            timeout,
             stop_timeout,
         })
     }
@@ -118,12 +133,30 @@ impl DockerWriter {
     /// The request path for a permitted action.
     pub fn path_for(&self, permit: &Permit) -> Result<String, ActError> {
         let id = validate_id(permit.container_id())?;
-        let t = self.stop_timeout.as_secs();
+        let t = self.stop_seconds(permit);
         Ok(match permit.action() {
             Action::Restart => format!("{WRITE_API_PREFIX}/containers/{id}/restart?t={t}"),
             Action::Start => format!("{WRITE_API_PREFIX}/containers/{id}/start"),
             Action::Stop => format!("{WRITE_API_PREFIX}/containers/{id}/stop?t={t}"),
         })
+    }
+
+    /// Seconds the engine waits before SIGKILL for this permit's container.
+    pub fn stop_seconds(&self, permit: &Permit) -> u64 {
+        self.stop_timeout
+            .map(|d| d.as_secs())
+            .or(permit.container_stop_timeout())
+            .unwrap_or(ENGINE_DEFAULT_STOP_TIMEOUT)
+    }
+
+    /// How long the call for this permit may take.
+    pub fn call_timeout(&self, permit: &Permit) -> Duration {
+        match permit.action() {
+            Action::Start => self.timeout,
+            Action::Restart | Action::Stop => self
+                .timeout
+                .max(Duration::from_secs(self.stop_seconds(permit)) + STOP_CALL_MARGIN),
+        }
     }
 
     /// Carries out the permitted action. 204 is done; 304 (already started/stopped) is done
@@ -167,12 +200,10 @@ impl DockerWriter {
                 .unwrap_or_default();
             Ok::<_, ActError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, send)
+        let timeout = self.call_timeout(permit);
+        let (status, body) = tokio::time::timeout(timeout, send)
             .await
-            .map_err(|_| ActError::Timeout {
-                action,
-                timeout: self.timeout,
-            })??;
+            .map_err(|_| ActError::Timeout { action, timeout })??;
         match status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(match action {
                 Action::Restart => "restarted",
@@ -235,7 +266,10 @@ impl Engine for DockerEngine {
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TargetFacts>, ActError>> {
         Box::pin(async move {
             match self.reader.inspect(id).await {
-                Ok(details) => Ok(Some(TargetFacts::from(&details))),
+                Ok(details) => {
+                    vigil_shared::labels::report_unclear(&details.container.name, &details.labels);
+                    Ok(Some(TargetFacts::from(&details)))
+                }
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -281,6 +315,8 @@ mod tests {
             exit_code: 1,
             oom_killed: false,
             started_at: None,
+            finished_at: None,
+            stop_timeout: Some(45),
         };
         let target = Target {
             id: id.into(),
@@ -299,7 +335,10 @@ mod tests {
             &req,
             Some(&facts),
             &PolicyState::new(),
-            &PolicySettings::default(),
+            &PolicySettings {
+                allowed_actions: Action::ALL.to_vec(),
+                ..PolicySettings::default()
+            },
             switches,
             now,
         )
@@ -307,11 +346,27 @@ mod tests {
     }
 
     #[test]
-    fn paths_pin_the_api_version_and_stop_timeout() {
+    fn paths_use_the_containers_own_stop_timeout_unless_overridden() {
+        let own = DockerWriter::new("unix:///var/run/docker.sock", Duration::from_secs(30), None)
+            .expect("valid host");
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            own.path_for(&permit(Action::Restart, false)).expect("path"),
+            format!("/v1.41/containers/{id}/restart?t=45")
+        );
+        assert_eq!(
+            own.call_timeout(&permit(Action::Stop, false)),
+            Duration::from_secs(65),
+            "the call outlives the stop timeout"
+        );
+        assert_eq!(
+            own.call_timeout(&permit(Action::Start, false)),
+            Duration::from_secs(30)
+        );
         let w = DockerWriter::new(
             "unix:///var/run/docker.sock",
             Duration::from_secs(30),
-            Duration::from_secs(10),
+            Some(Duration::from_secs(10)),
         )
         .expect("valid host");
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -335,7 +390,7 @@ mod tests {
         let w = DockerWriter::new(
             "unix:///nonexistent/vigil-test.sock",
             Duration::from_secs(1),
-            Duration::from_secs(1),
+            None,
         )
         .expect("valid host");
         let out = w
@@ -352,19 +407,6 @@ mod tests {
 
     #[test]
     fn bad_hosts_are_refused() {
-        assert!(
-            DockerWriter::new("http://x", Duration::from_secs(1), Duration::from_secs(1)).is_err()
-        );
-        let w = DockerWriter::new(
-            "unix:///var/run/docker.sock",
-            Duration::from_secs(1),
-            Duration::from_secs(10),
-        )
-        .expect("valid host");
-        assert_eq!(
-            w.timeout,
-            Duration::from_secs(15),
-            "the call outlives the stop timeout"
-        );
+        assert!(DockerWriter::new("http://x", Duration::from_secs(1), None).is_err());
     }
 }

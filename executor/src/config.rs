@@ -48,9 +48,10 @@ pub struct Config {
     pub docker_host: String,
     /// `EXECUTOR_DOCKER_TIMEOUT`: per engine call (default 30 s; a restart waits for the stop).
     pub docker_timeout: Duration,
-    /// `EXECUTOR_STOP_TIMEOUT`: seconds the engine waits before SIGKILL on restart/stop
-    /// (default 10 s, the `t` parameter).
-    pub stop_timeout: Duration,
+    /// `EXECUTOR_STOP_TIMEOUT`: overrides how long the engine waits before SIGKILL on
+    /// restart/stop (the `t` parameter). Unset (the default): each container's own stop timeout
+    /// (compose `stop_grace_period`), or the engine's 10 s when it has none.
+    pub stop_timeout: Option<Duration>,
     /// `EXECUTOR_REDIS_URL[_FILE]` (required).
     pub redis_url: Secret,
     /// `EXECUTOR_PREFIX`: Redis key prefix (default `vigil:`).
@@ -122,7 +123,7 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
                 Ok(())
             }
         })
-        .map_or(Duration::from_secs(10), |f| f.value);
+        .map(|f| f.value);
     let redis_url = r.secret("redis_url", "redis_url_file");
     if let Some(url) = &redis_url
         && let Err(msg) = redis_url_ok(&url.value)
@@ -497,7 +498,7 @@ mod tests {
             (c.reclaim_idle, c.max_deliveries),
             (Duration::from_secs(30), 5)
         );
-        assert_eq!(c.stop_timeout, Duration::from_secs(10));
+        assert_eq!(c.stop_timeout, None);
         assert_eq!(c.verify_keys.keys().collect::<Vec<_>>(), ["wd1"]);
         let p = &c.policy;
         assert_eq!(p.max_skew, Duration::from_secs(30));

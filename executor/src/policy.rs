@@ -10,8 +10,10 @@
 //! 1. `disabled` (kill switch `EXECUTOR_ENABLED=false`), `paused` (the runtime pause key exists).
 //! 2. `action_not_allowed`: the action is not in the allowlist.
 //! 3. `target_missing` (no such container), `target_mismatch` (the id names another container
-//!    than the request's name), `not_opted_in` (no `vigil.remediate=true`).
-//! 4. `protected`: label `vigil.protected=true`, a configured protected name (the executor, the
+//!    than the request's name), `not_opted_in` (`vigil.remediate` is not true, as
+//!    [`vigil_shared::labels::remediates`] reads it).
+//! 4. `protected`: label `vigil.protected` with any value but a false one
+//!    ([`vigil_shared::labels::is_protected`]), a configured protected name (the executor, the
 //!    watchdog, Redis, the gate), or this executor's own container.
 //! 5. `stale`: the re-inspected state makes the request pointless or harmful (already healthy
 //!    again, already restarting, started after the request was issued, stopped by an operator,
@@ -33,13 +35,12 @@ use crate::audit::{AuditRecord, Decision};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use vigil_shared::docker::{ContainerDetails, Health, RunState};
+use vigil_shared::labels::{self, ExitCause};
 use vigil_shared::protocol::{Action, Payload};
 use vigil_shared::time::Timestamp;
 
-/// The opt-in label: only containers carrying `vigil.remediate=true` are ever acted on.
-pub const LABEL_REMEDIATE: &str = "vigil.remediate";
-/// Containers carrying `vigil.protected=true` are never acted on.
-pub const LABEL_PROTECTED: &str = "vigil.protected";
+// Label names and their fail-safe meaning live in the shared crate (the watchdog reads them too).
+pub use vigil_shared::labels::{PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE};
 
 /// Every stable rule name, for metrics label sets and docs.
 pub const ALL_RULES: [&str; 13] = [
@@ -69,7 +70,8 @@ pub struct PolicySettings {
     pub max_skew: Duration,
     /// Longest accepted request lifetime (default 5 min).
     pub max_ttl: Duration,
-    /// Actions the executor may carry out (default all three).
+    /// Actions the executor may carry out (default `restart` and `start`; `stop` only when
+    /// configured).
     pub allowed_actions: Vec<Action>,
     /// Host-wide: at most this many actions per rolling minute (default 5).
     pub budget_per_minute: u32,
@@ -95,7 +97,7 @@ impl Default for PolicySettings {
         PolicySettings {
             max_skew: Duration::from_secs(30),
             max_ttl: Duration::from_secs(5 * 60),
-            allowed_actions: Action::ALL.to_vec(),
+            allowed_actions: vec![Action::Restart, Action::Start],
             budget_per_minute: 5,
             breaker_max_actions: 3,
             breaker_window: Duration::from_secs(3600),
@@ -147,6 +149,9 @@ pub struct TargetFacts {
     pub exit_code: i64,
     pub oom_killed: bool,
     pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// The container's own stop timeout in seconds (`Config.StopTimeout`), when it set one.
+    pub stop_timeout: Option<u64>,
 }
 
 impl From<&ContainerDetails> for TargetFacts {
@@ -162,15 +167,9 @@ impl From<&ContainerDetails> for TargetFacts {
             exit_code: d.exit_code,
             oom_killed: d.oom_killed,
             started_at: d.started_at,
+            finished_at: d.finished_at,
+            stop_timeout: d.stop_timeout,
         }
-    }
-}
-
-impl TargetFacts {
-    fn label_is_true(&self, key: &str) -> bool {
-        self.labels
-            .get(key)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 }
 
@@ -182,9 +181,16 @@ pub struct Permit {
     container_id: String,
     container_name: String,
     dry_run: bool,
+    /// The container's own stop timeout (seconds), from the fresh inspect.
+    stop_timeout: Option<u64>,
 }
 
 impl Permit {
+    /// The container's own stop timeout in seconds (`Config.StopTimeout`), when it set one.
+    pub fn container_stop_timeout(&self) -> Option<u64> {
+        self.stop_timeout
+    }
+
     pub fn action(&self) -> Action {
         self.action
     }
@@ -210,6 +216,9 @@ impl Permit {
 pub struct Denied {
     pub rule: &'static str,
     pub detail: String,
+    /// Temporary refusals only: when asking again may succeed (backoff end, breaker window,
+    /// budget minute, pause re-check). Audited as `retry_at`.
+    pub retry_at: Option<Timestamp>,
 }
 
 impl Denied {
@@ -217,9 +226,18 @@ impl Denied {
         Denied {
             rule,
             detail: detail.into(),
+            retry_at: None,
         }
     }
+
+    fn until(mut self, at: Timestamp) -> Denied {
+        self.retry_at = Some(at);
+        self
+    }
 }
+
+/// A paused executor has no end time: the watchdog is told to ask again after this long.
+pub const PAUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// The rules that need no engine answer (switches and allowlist). [`evaluate`] applies them
 /// first too; the pipeline calls this before it inspects, so a paused executor makes no
@@ -232,6 +250,7 @@ pub fn precheck(req: &Payload, cfg: &PolicySettings, switches: Switches) -> Resu
         ));
     }
     if switches.paused {
+        // The caller adds `retry_at` (this check has no clock): see [`PAUSED_RETRY`].
         return Err(Denied::new(
             "paused",
             "the executor is paused by an operator (pause key set)",
@@ -273,28 +292,32 @@ pub fn evaluate(
             ),
         ));
     }
-    if !facts.label_is_true(LABEL_REMEDIATE) {
+    if !labels::remediates(&facts.labels) {
         return Err(Denied::new(
             "not_opted_in",
             format!("{} does not carry {LABEL_REMEDIATE}=true", facts.name),
         ));
     }
     check_protected(facts, cfg)?;
-    check_fresh(req, facts)?;
+    check_fresh(req, facts, state)?;
     check_history(&facts.id, state, cfg, now)?;
     Ok(Permit {
         action: req.action,
         container_id: facts.id.clone(),
         container_name: facts.name.clone(),
         dry_run: switches.dry_run,
+        stop_timeout: facts.stop_timeout,
     })
 }
 
 fn check_protected(facts: &TargetFacts, cfg: &PolicySettings) -> Result<(), Denied> {
-    if facts.label_is_true(LABEL_PROTECTED) {
+    if labels::is_protected(&facts.labels) {
         return Err(Denied::new(
             "protected",
-            format!("{} carries {LABEL_PROTECTED}=true", facts.name),
+            format!(
+                "{} carries {LABEL_PROTECTED} (any value but false protects)",
+                facts.name
+            ),
         ));
     }
     if let Some(own) = cfg.self_container_id.as_deref()
@@ -340,7 +363,7 @@ fn same_container(a: &str, b: &str) -> bool {
     n >= 12 && a[..n] == b[..n]
 }
 
-fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
+fn check_fresh(req: &Payload, facts: &TargetFacts, state: &PolicyState) -> Result<(), Denied> {
     let stale = |why: String| Err(Denied::new("stale", format!("{}: {why}", facts.name)));
     let started_since_request = facts.started_at.is_some_and(|t| t > req.issued_at);
     match req.action {
@@ -360,7 +383,7 @@ fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
             RunState::Removing | RunState::Dead => {
                 stale(format!("is {:?}", facts.state).to_lowercase())
             }
-            RunState::Exited if stopped_by_operator(facts) => stale(format!(
+            RunState::Exited if stopped_by_operator(facts, state) => stale(format!(
                 "stopped by an operator or exited cleanly (exit {})",
                 facts.exit_code
             )),
@@ -374,10 +397,15 @@ fn check_fresh(req: &Payload, facts: &TargetFacts) -> Result<(), Denied> {
     }
 }
 
-/// Exit 0, or SIGKILL/SIGTERM (137/143) that was not the kernel's OOM killer: intent, not
-/// failure.
-fn stopped_by_operator(facts: &TargetFacts) -> bool {
-    facts.exit_code == 0 || (matches!(facts.exit_code, 137 | 143) && !facts.oom_killed)
+/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]) that was not this executor's
+/// own `stop`: intent, not failure. Vigil's own stop is recognised by the audit: the exit
+/// happened while an executed `stop` of this container was under way.
+fn stopped_by_operator(facts: &TargetFacts, state: &PolicyState) -> bool {
+    match labels::classify_exit(facts.exit_code, facts.oom_killed) {
+        ExitCause::Clean => true,
+        ExitCause::Stopped => !state.stopped_by_vigil(&facts.id, facts.finished_at),
+        ExitCause::OomKilled | ExitCause::Failed => false,
+    }
 }
 
 fn check_history(
@@ -398,7 +426,8 @@ fn check_history(
                     fmt_ms(since),
                     fmt_ms(wait)
                 ),
-            ));
+            )
+            .until(last.plus(wait)));
         }
     }
     let window_start = now.minus(cfg.breaker_window);
@@ -420,6 +449,15 @@ fn check_history(
                 "{in_window} actions within {}: circuit open, manual action needed",
                 fmt_ms(cfg.breaker_window)
             ),
+        )
+        .until(
+            actions
+                .iter()
+                .rev()
+                .nth(cfg.breaker_max_actions.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(last)
+                .plus(cfg.breaker_window),
         ));
     }
     let minute_ago = now.minus(Duration::from_secs(60));
@@ -431,6 +469,16 @@ fn check_history(
                 "{host_recent} actions on this host within the last minute (budget {})",
                 cfg.budget_per_minute
             ),
+        )
+        .until(
+            state
+                .recent
+                .iter()
+                .rev()
+                .nth(cfg.budget_per_minute.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(now)
+                .plus(Duration::from_secs(60)),
         ));
     }
     Ok(())
@@ -454,7 +502,16 @@ pub struct PolicyState {
     recent: VecDeque<Timestamp>,
     /// When `breaker_opened` was last said per container.
     breaker_announced: BTreeMap<String, Timestamp>,
+    /// This executor's own executed `stop`s per container: `(started, finished)` of the call.
+    own_stops: BTreeMap<String, (Timestamp, Timestamp)>,
 }
+
+/// Slack around an own stop's call when matching the container's `FinishedAt` to it.
+const OWN_STOP_SLACK: Duration = Duration::from_secs(5);
+/// How long an own stop is remembered (a stopped container may wait days for its `start`).
+const OWN_STOP_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most own stops remembered.
+const MAX_OWN_STOPS: usize = 10_000;
 
 impl PolicyState {
     pub fn new() -> PolicyState {
@@ -476,6 +533,10 @@ impl PolicyState {
         match rec.decision {
             Decision::Executed | Decision::Failed if rec.action.is_some() => {
                 self.record(&target.id, rec.ts);
+                if rec.decision == Decision::Executed && rec.action == Some(Action::Stop) {
+                    let done = rec.ts.plus(Duration::from_millis(rec.duration_ms));
+                    self.record_own_stop(&target.id, rec.ts, done);
+                }
             }
             Decision::Refused if rec.reason == "breaker_opened" => {
                 self.breaker_announced.insert(target.id.clone(), rec.ts);
@@ -501,6 +562,32 @@ impl PolicyState {
         }
     }
 
+    /// This executor stopped `container_id` with a call that ran from `started` to `finished`.
+    pub fn record_own_stop(&mut self, container_id: &str, started: Timestamp, finished: Timestamp) {
+        if self.own_stops.len() >= MAX_OWN_STOPS
+            && let Some(oldest) = self
+                .own_stops
+                .iter()
+                .min_by_key(|(_, (s, _))| *s)
+                .map(|(k, _)| k.clone())
+        {
+            self.own_stops.remove(&oldest);
+        }
+        self.own_stops
+            .insert(container_id.to_string(), (started, finished));
+    }
+
+    /// Whether the exit at `finished_at` was this executor's own stop: it happened during an
+    /// executed `stop` call (a later exit, e.g. an operator's stop after a manual start, is not).
+    pub fn stopped_by_vigil(&self, container_id: &str, finished_at: Option<Timestamp>) -> bool {
+        let (Some(&(started, finished)), Some(at)) =
+            (self.own_stops.get(container_id), finished_at)
+        else {
+            return false;
+        };
+        at >= started.minus(OWN_STOP_SLACK) && at <= finished.plus(OWN_STOP_SLACK)
+    }
+
     /// A refusal was audited; remembers breaker announcements.
     pub fn observe_denial(&mut self, container_id: &str, denied: &Denied, now: Timestamp) {
         if denied.rule == "breaker_opened" {
@@ -518,6 +605,8 @@ impl PolicyState {
         self.actions
             .retain(|_, list| list.last().is_some_and(|t| *t >= horizon));
         self.breaker_announced.retain(|_, t| *t >= horizon);
+        let own_horizon = now.minus(OWN_STOP_MEMORY);
+        self.own_stops.retain(|_, (_, done)| *done >= own_horizon);
         let minute_ago = now.minus(Duration::from_secs(120));
         while self.recent.front().is_some_and(|t| *t < minute_ago) {
             self.recent.pop_front();
@@ -624,6 +713,8 @@ mod tests {
             exit_code: 0,
             oom_killed: false,
             started_at: Some(T0.minus(secs(3600))),
+            finished_at: None,
+            stop_timeout: None,
         }
     }
 
@@ -634,7 +725,74 @@ mod tests {
         sw: Switches,
         now: Timestamp,
     ) -> Result<Permit, &'static str> {
-        evaluate(r, f, s, &PolicySettings::default(), sw, now).map_err(|d| d.rule)
+        let cfg = PolicySettings {
+            allowed_actions: Action::ALL.to_vec(),
+            ..PolicySettings::default()
+        };
+        evaluate(r, f, s, &cfg, sw, now).map_err(|d| d.rule)
+    }
+
+    #[test]
+    fn stop_is_not_allowed_by_default() {
+        let r = req(Action::Stop, ID, "web-1", T0);
+        let f = facts(ID, "web-1");
+        let d = evaluate(
+            &r,
+            Some(&f),
+            &PolicyState::new(),
+            &PolicySettings::default(),
+            on(),
+            T0,
+        )
+        .expect_err("stop needs configuration");
+        assert_eq!(d.rule, "action_not_allowed");
+    }
+
+    #[test]
+    fn own_stop_may_be_started_again_an_operators_stop_not() {
+        let mut s = PolicyState::new();
+        s.record_own_stop(ID, T0, T0.plus(secs(2)));
+        let mut f = facts(ID, "web-1");
+        f.state = RunState::Exited;
+        f.exit_code = 143;
+        f.finished_at = Some(T0.plus(secs(1)));
+        let later = T0.plus(secs(3600));
+        let r = req(Action::Start, ID, "web-1", later);
+        assert_eq!(eval(&r, Some(&f), &s, on(), later).map(drop), Ok(()));
+        // Started by a person afterwards, then `docker stop` by a person: an operator's stop.
+        f.started_at = Some(T0.plus(secs(60)));
+        f.finished_at = Some(T0.plus(secs(120)));
+        assert_eq!(eval(&r, Some(&f), &s, on(), later).map(drop), Err("stale"));
+        // And with no own stop on record at all.
+        f.finished_at = Some(T0.plus(secs(1)));
+        assert_eq!(
+            eval(&r, Some(&f), &PolicyState::new(), on(), later).map(drop),
+            Err("stale")
+        );
+    }
+
+    #[test]
+    fn labels_mean_what_the_shared_parser_says() {
+        for value in ["1", "yes", "TRUE", " on ", "garbage"] {
+            let mut f = facts(ID, "web-1");
+            f.labels.insert(LABEL_PROTECTED.into(), value.into());
+            let r = req(Action::Restart, ID, "web-1", T0);
+            assert_eq!(
+                eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
+                Err("protected"),
+                "vigil.protected={value:?}"
+            );
+        }
+        for value in ["yes", "1", "On"] {
+            let mut f = facts(ID, "web-1");
+            f.labels.insert(LABEL_REMEDIATE.into(), value.into());
+            let r = req(Action::Restart, ID, "web-1", T0);
+            assert_eq!(
+                eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
+                Ok(()),
+                "vigil.remediate={value:?}"
+            );
+        }
     }
 
     #[test]
@@ -1037,6 +1195,46 @@ mod tests {
         assert!(evaluate(&r, Some(&f), &state, &cfg, on(), now).is_ok());
     }
 
+    #[test]
+    fn temporary_refusals_say_when_to_ask_again_and_asking_then_passes() {
+        let cfg = PolicySettings::default();
+        let f = facts(ID, "web-1");
+        let ask = |state: &PolicyState, at: Timestamp| {
+            let r = req(Action::Restart, ID, "web-1", at);
+            evaluate(&r, Some(&f), state, &cfg, on(), at)
+        };
+        // Backoff: 10 s after the first action.
+        let mut state = PolicyState::new();
+        state.record(ID, T0);
+        let d = ask(&state, T0.plus(secs(3))).expect_err("backoff");
+        assert_eq!((d.rule, d.retry_at), ("backoff", Some(T0.plus(secs(10)))));
+        assert!(ask(&state, T0.plus(secs(10))).is_ok());
+        // Breaker: three within the hour; it closes an hour after the oldest of the three.
+        let mut state = PolicyState::new();
+        for t in [0, 100, 400] {
+            state.record(ID, T0.plus(secs(t)));
+        }
+        let d = ask(&state, T0.plus(secs(1000))).expect_err("breaker");
+        assert_eq!(d.rule, "breaker_opened");
+        let at = d.retry_at.expect("retry_at");
+        assert_eq!(at, T0.plus(secs(3600)));
+        assert!(ask(&state, at).is_ok());
+        // Budget: the fifth action back leaves the minute.
+        let mut state = PolicyState::new();
+        for i in 0..5 {
+            state.record(&format!("{i:064x}"), T0.plus(secs(i)));
+        }
+        let d = ask(&state, T0.plus(secs(30))).expect_err("budget");
+        assert_eq!((d.rule, d.retry_at), ("budget", Some(T0.plus(secs(60)))));
+        assert!(ask(&state, T0.plus(secs(60))).is_ok());
+        // Permanent refusals carry none.
+        let mut bare = f.clone();
+        bare.labels.clear();
+        let r = req(Action::Restart, ID, "web-1", T0);
+        let d = evaluate(&r, Some(&bare), &PolicyState::new(), &cfg, on(), T0).expect_err("x");
+        assert_eq!((d.rule, d.retry_at), ("not_opted_in", None));
+    }
+
     fn record(seq: u64, ts: Timestamp, decision: Decision, reason: &str) -> AuditRecord {
         AuditRecord {
             seq,
@@ -1054,6 +1252,7 @@ mod tests {
             reason: reason.into(),
             result: None,
             duration_ms: 1,
+            retry_at: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -11,9 +11,11 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
+//! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
 pub mod config;
 pub mod docker;
+pub mod labels;
 pub mod names;
 pub mod protocol;
 pub mod shutdown;

@@ -46,18 +46,12 @@ use vigil_shared::docker::{
 };
 use vigil_shared::time::{Timestamp, human_duration};
 
-/// `vigil.ignore=true`: the container is not watched at all.
-pub const LABEL_IGNORE: &str = "vigil.ignore";
-/// `vigil.monitor=false`: same as `vigil.ignore=true`.
-pub const LABEL_MONITOR: &str = "vigil.monitor";
-/// `vigil.cpu_threshold=<pct>`: this container's CPU threshold.
-pub const LABEL_CPU_THRESHOLD: &str = "vigil.cpu_threshold";
-/// `vigil.memory_threshold=<pct>`: this container's memory threshold.
-pub const LABEL_MEMORY_THRESHOLD: &str = "vigil.memory_threshold";
-/// `vigil.remediate=true`: the planner may propose actions for this container.
-pub const LABEL_REMEDIATE: &str = "vigil.remediate";
-/// `vigil.protected=true`: never acted upon.
-pub const LABEL_PROTECTED: &str = "vigil.protected";
+// Label names and their meaning live in the shared crate (the executor reads them too).
+pub use vigil_shared::labels::{
+    CPU_THRESHOLD as LABEL_CPU_THRESHOLD, IGNORE as LABEL_IGNORE,
+    MEMORY_THRESHOLD as LABEL_MEMORY_THRESHOLD, MONITOR as LABEL_MONITOR,
+    PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE,
+};
 
 /// Severity ladder for sampled percentages: above this every threshold is critical.
 const CRITICAL_PERCENT: f64 = 95.0;
@@ -143,7 +137,7 @@ impl EvalSettings {
 
     /// Whether a container with these labels is watched at all (scope and opt-out).
     pub fn watches(&self, labels: &BTreeMap<String, String>) -> bool {
-        if label_is_true(labels, LABEL_IGNORE) || label_is_false(labels, LABEL_MONITOR) {
+        if vigil_shared::labels::is_ignored(labels) {
             return false;
         }
         if let Some(scope) = &self.scope_label {
@@ -171,37 +165,19 @@ impl From<&Config> for EvalSettings {
     }
 }
 
-/// `true`, `1`, `yes`, `on` (any case).
+/// `true`, `1`, `yes`, `on` (any case): [`vigil_shared::labels::is_true`].
 pub fn label_is_true(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    labels.get(key).is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "true" | "1" | "yes" | "on"
-        )
-    })
+    vigil_shared::labels::is_true(labels, key)
 }
 
-/// `false`, `0`, `no`, `off` (any case).
+/// `false`, `0`, `no`, `off` (any case): [`vigil_shared::labels::is_false`].
 pub fn label_is_false(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    labels.get(key).is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "false" | "0" | "no" | "off"
-        )
-    })
+    vigil_shared::labels::is_false(labels, key)
 }
 
-/// A percentage label (`vigil.cpu_threshold=70`, `70%` also accepted); invalid values are
-/// ignored in favour of the default.
+/// A percentage label: [`vigil_shared::labels::percent`].
 fn label_percent(labels: &BTreeMap<String, String>, key: &str) -> Option<f64> {
-    let v: f64 = labels
-        .get(key)?
-        .trim()
-        .trim_end_matches('%')
-        .trim()
-        .parse()
-        .ok()?;
-    (v.is_finite() && v > 0.0).then_some(v)
+    vigil_shared::labels::percent(labels, key)
 }
 
 /// The severity tier of a sampled percentage, `None` below 0.8 x threshold.
@@ -584,9 +560,9 @@ impl Tracker {
                     at,
                 ));
             }
-            EventAction::HealthStatus(_) => {
+            EventAction::HealthStatus(h) => {
                 mem.health_streak = 0;
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, *h, at));
             }
             EventAction::Kill { .. } | EventAction::Stop => {
                 mem.intent_at = Some(at);
@@ -928,6 +904,26 @@ fn missing_signal(expected: &str, running: &BTreeSet<(String, String)>, at: Time
     }
 }
 
+/// The detail of an inactive `container_unhealthy` signal that is a recovery (the engine said
+/// `healthy`), as opposed to one that only means "not unhealthy now" (`starting` after a
+/// restart, stopped, gone). The remediation loop heals incidents on the former only.
+pub const HEALTHY_AGAIN: &str = "healthy";
+
+fn healthy_again(mem: &ContainerMemory, health: Health, at: Timestamp) -> Signal {
+    let detail = if health == Health::Healthy {
+        HEALTHY_AGAIN
+    } else {
+        ""
+    };
+    mem.signal(
+        SignalKind::ContainerUnhealthy,
+        false,
+        Severity::Info,
+        detail,
+        at,
+    )
+}
+
 fn health_detail(streak: u64) -> String {
     if streak > 0 {
         format!("health check failing ({streak} consecutive failures)")
@@ -1206,7 +1202,7 @@ fn sweep_lifecycle(
                     at,
                 ));
             } else {
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, c.health, at));
             }
             if mem.held_kill.is_none() {
                 clear_edges(mem, at, out);
@@ -1287,7 +1283,7 @@ fn sweep_exit(
     mem.sweep_judged_finish = Some(finished);
     if c.oom_killed {
         signal_oom(mem, settings, finished, nanos(finished), out);
-    } else if c.exit_code == 137 || c.exit_code == 143 {
+    } else if vigil_shared::labels::is_stop_signal_exit(c.exit_code) {
         // Only a signal from outside ends a container with these codes: someone stopped it.
         mem.stopped_by_operator = true;
     } else if c.exit_code != 0 {
@@ -1433,6 +1429,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             memory_limit: 0,
+            stop_timeout: None,
         }
     }
 

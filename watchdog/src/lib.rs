@@ -26,6 +26,7 @@ pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod evaluate;
+pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -23,12 +23,9 @@ use std::time::Duration;
 use vigil_shared::protocol::Action;
 use vigil_shared::time::{Timestamp, human_duration};
 
-/// `vigil.remediate.memory=true`: a container whose memory grows steadily toward its limit may
-/// be restarted before the kernel OOM-kills it (needs `vigil.remediate=true` as well).
-pub const LABEL_REMEDIATE_MEMORY: &str = "vigil.remediate.memory";
-/// `vigil.remediate.cpu=true`: a container with high CPU may be restarted (needs
-/// `vigil.remediate=true` as well). Without it, high CPU is alert-only.
-pub const LABEL_REMEDIATE_CPU: &str = "vigil.remediate.cpu";
+pub use vigil_shared::labels::{
+    REMEDIATE_CPU as LABEL_REMEDIATE_CPU, REMEDIATE_MEMORY as LABEL_REMEDIATE_MEMORY,
+};
 
 pub const CONFIDENCE_UNHEALTHY: f64 = 0.9;
 pub const CONFIDENCE_OOM: f64 = 0.8;

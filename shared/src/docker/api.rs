@@ -289,6 +289,10 @@ pub struct ContainerConfig {
     pub image: Option<String>,
     #[serde(rename = "Labels")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Seconds the engine waits after the stop signal before SIGKILL (compose
+    /// `stop_grace_period`); absent means the engine's default.
+    #[serde(rename = "StopTimeout")]
+    pub stop_timeout: Option<i64>,
 }
 
 impl TryFrom<ContainerInspect> for ContainerDetails {
@@ -298,9 +302,9 @@ impl TryFrom<ContainerInspect> for ContainerDetails {
         let id =
             c.id.filter(|s| !s.is_empty())
                 .ok_or_else(|| decode_error("container inspect", "no Id"))?;
-        let (config_image, config_labels) = match c.config {
-            Some(cfg) => (cfg.image, cfg.labels),
-            None => (None, None),
+        let (config_image, config_labels, stop_timeout) = match c.config {
+            Some(cfg) => (cfg.image, cfg.labels, cfg.stop_timeout),
+            None => (None, None, None),
         };
         let labels = labels(config_labels);
         let state = c.state;
@@ -337,6 +341,7 @@ impl TryFrom<ContainerInspect> for ContainerDetails {
                 .and_then(parse_docker_time),
             labels,
             memory_limit,
+            stop_timeout: stop_timeout.and_then(|t| u64::try_from(t).ok()),
         })
     }
 }

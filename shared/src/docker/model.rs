@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Compose's project label.
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_PROJECT: &str = crate::labels::COMPOSE_PROJECT;
 /// Compose's service label.
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_SERVICE: &str = crate::labels::COMPOSE_SERVICE;
 
 /// Lifecycle state of a container (`State.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ pub struct ContainerDetails {
     pub finished_at: Option<Timestamp>,
     /// `HostConfig.Memory` in bytes, 0 when unlimited.
     pub memory_limit: u64,
+    /// `Config.StopTimeout` in seconds (compose `stop_grace_period`), `None` when the engine's
+    /// default applies.
+    pub stop_timeout: Option<u64>,
 }
 
 /// One-shot stats sample (`stream=false&one-shot=true`). CPU % needs the previous sample.

@@ -54,7 +54,10 @@ pub async fn sweep_once(
     let mut stats = BTreeMap::new();
     while let Some(outcome) = outcomes.next().await {
         match outcome? {
-            Outcome::Details(d) => containers.push(*d),
+            Outcome::Details(d) => {
+                vigil_shared::labels::report_unclear(&d.container.name, &d.labels);
+                containers.push(*d)
+            }
             Outcome::Stats(id, sample) => {
                 stats.insert(id, sample);
             }
