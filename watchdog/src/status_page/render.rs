@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn clock_formats_utc() {
         assert_eq!(clock(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(clock(1_795_000_000_000), "2026-11-18 08:26:40 UTC");
+        assert_eq!(clock(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(clock(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 

@@ -135,7 +135,7 @@ fn docker_text_is_escaped_and_states_show() {
     let html = render::page(&b.snapshot(Timestamp(T0 + 5000))).expect("render");
     assert!(!html.contains("<img"), "{html}");
     assert!(
-        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        html.contains("&#60;img src=x onerror=alert(1)&#62;"),
         "{html}"
     );
     assert!(!html.contains("h<o>st"));
