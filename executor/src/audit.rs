@@ -23,10 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use vigil_shared::protocol::{Action, Target};
 use vigil_shared::time::Timestamp;
 
@@ -54,6 +51,13 @@ pub enum Decision {
     DryRun,
     /// Allowed and attempted; the engine call failed.
     Failed,
+    /// Written (and synced) just before a Docker call; the outcome record follows. An intent
+    /// with no outcome after it is resolved at start-up by inspecting the container.
+    Intent,
+    /// Start-up cut a torn last line (a crash mid-append) and records what was dropped.
+    Recovered,
+    /// The file was behind the audit stream and an operator accepted the gap; `seq` jumps.
+    Gap,
 }
 
 impl Decision {
@@ -64,6 +68,9 @@ impl Decision {
             Decision::Refused => "refused",
             Decision::DryRun => "dry_run",
             Decision::Failed => "failed",
+            Decision::Intent => "intent",
+            Decision::Recovered => "recovered",
+            Decision::Gap => "gap",
         }
     }
 }
@@ -176,6 +183,11 @@ impl AuditRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        source: Box<AuditError>,
+    },
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -214,6 +226,8 @@ pub struct VerifySummary {
     pub head_seq: u64,
     /// [`GENESIS_HASH`] for an empty log.
     pub head_hash: String,
+    /// Ranges of `seq` an operator accepted as missing (`gap` records), oldest first.
+    pub gaps: Vec<(u64, u64)>,
 }
 
 /// The pure chain state: the next sequence number and the current head hash.
@@ -235,10 +249,12 @@ impl Default for AuditChain {
 impl AuditChain {
     /// Continues after a verified head.
     pub fn resume(summary: &VerifySummary) -> AuditChain {
-        AuditChain {
-            head_seq: summary.head_seq,
-            head_hash: summary.head_hash.clone(),
-        }
+        AuditChain::at(summary.head_seq, &summary.head_hash)
+    }
+
+    /// Moves the sequence on to `seq` (the next record is `seq + 1`), for a `gap` record.
+    pub fn skip_to(&mut self, seq: u64) {
+        self.head_seq = self.head_seq.max(seq);
     }
 
     pub fn head_seq(&self) -> u64 {
@@ -247,6 +263,14 @@ impl AuditChain {
 
     pub fn head_hash(&self) -> &str {
         &self.head_hash
+    }
+
+    /// A chain continuing at `(seq, hash)`.
+    pub fn at(head_seq: u64, head_hash: &str) -> AuditChain {
+        AuditChain {
+            head_seq,
+            head_hash: head_hash.to_string(),
+        }
     }
 
     /// Seals `entry` as the next record and advances the head. Returns the record and its line.
@@ -299,44 +323,103 @@ pub fn verify_chain_with(
     expected_head: Option<(u64, &str)>,
     mut visit: impl FnMut(&AuditRecord),
 ) -> Result<VerifySummary, AuditError> {
-    let mut chain = AuditChain::default();
-    let mut head_matched = false;
     if !content.is_empty() && !content.ends_with(b"\n") {
         let line = content.split(|b| *b == b'\n').count();
         return Err(AuditError::TornTail { line });
     }
+    let mut v = ChainVerifier::new(expected_head);
     let lines = content.strip_suffix(b"\n").unwrap_or(content);
     if !content.is_empty() {
-        for (idx, raw) in lines.split(|b| *b == b'\n').enumerate() {
-            let line = idx + 1;
-            let rec = check_line(raw, line, &chain)?;
-            if let Some((seq, hash)) = expected_head
-                && rec.seq == seq
-            {
-                if rec.hash != hash {
-                    return Err(AuditError::HeadMismatch { seq });
-                }
-                head_matched = true;
-            }
-            chain.head_seq = rec.seq;
-            chain.head_hash = rec.hash.clone();
+        for raw in lines.split(|b| *b == b'\n') {
+            let rec = v.check(raw)?;
             visit(&rec);
         }
     }
-    if let Some((seq, _)) = expected_head
-        && seq > 0
-        && !head_matched
-    {
-        return Err(AuditError::Truncated {
-            expected_seq: seq,
-            last_seq: chain.head_seq,
-        });
+    v.finish()
+}
+
+/// Verifies a chain one line at a time (so a log of any size is checked in bounded memory).
+/// Lines are numbered from 1 across everything fed, whatever file they came from.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    chain: AuditChain,
+    line: usize,
+    records: u64,
+    expected_head: Option<(u64, String)>,
+    head_matched: bool,
+    gaps: Vec<(u64, u64)>,
+}
+
+impl ChainVerifier {
+    pub fn new(expected_head: Option<(u64, &str)>) -> ChainVerifier {
+        ChainVerifier {
+            chain: AuditChain::default(),
+            line: 0,
+            records: 0,
+            expected_head: expected_head.map(|(s, h)| (s, h.to_string())),
+            head_matched: false,
+            gaps: Vec::new(),
+        }
     }
-    Ok(VerifySummary {
-        records: chain.head_seq,
-        head_seq: chain.head_seq,
-        head_hash: chain.head_hash,
-    })
+
+    /// Line numbers restart at 1 (a new file begins).
+    pub fn start_file(&mut self) {
+        self.line = 0;
+    }
+
+    /// Checks the next complete line (without its newline) and returns its record.
+    pub fn check(&mut self, raw: &[u8]) -> Result<AuditRecord, AuditError> {
+        self.line += 1;
+        let rec = check_line(raw, self.line, &self.chain)?;
+        if let Some((seq, hash)) = &self.expected_head
+            && rec.seq == *seq
+        {
+            if rec.hash != *hash {
+                return Err(AuditError::HeadMismatch { seq: *seq });
+            }
+            self.head_matched = true;
+        }
+        if rec.seq != self.chain.head_seq + 1 {
+            self.gaps.push((self.chain.head_seq + 1, rec.seq - 1));
+        }
+        self.chain.head_seq = rec.seq;
+        self.chain.head_hash = rec.hash.clone();
+        self.records += 1;
+        Ok(rec)
+    }
+
+    /// Lines checked so far.
+    pub fn lines(&self) -> usize {
+        self.line
+    }
+
+    /// The chain as verified so far.
+    pub fn chain(&self) -> &AuditChain {
+        &self.chain
+    }
+
+    /// Ends the check: the expected head, if any, must have been seen.
+    pub fn finish(self) -> Result<VerifySummary, AuditError> {
+        if let Some((seq, _)) = self.expected_head
+            && seq > 0
+            && !self.head_matched
+            && !self
+                .gaps
+                .iter()
+                .any(|(from, to)| (*from..=*to).contains(&seq))
+        {
+            return Err(AuditError::Truncated {
+                expected_seq: seq,
+                last_seq: self.chain.head_seq,
+            });
+        }
+        Ok(VerifySummary {
+            records: self.records,
+            head_seq: self.chain.head_seq,
+            head_hash: self.chain.head_hash,
+            gaps: self.gaps,
+        })
+    }
 }
 
 /// Checks one line against the chain so far; returns the parsed record.
@@ -351,7 +434,9 @@ fn check_line(raw: &[u8], line: usize, chain: &AuditChain) -> Result<AuditRecord
         return Err(malformed("hash field is not the last field".into()));
     }
     let expected = chain.head_seq + 1;
-    if rec.seq != expected {
+    // Only a `gap` record (an operator accepted missing records) may skip ahead.
+    let skips_ahead = rec.decision == Decision::Gap && rec.seq > expected;
+    if rec.seq != expected && !skips_ahead {
         return Err(AuditError::Sequence {
             line,
             expected,
@@ -386,86 +471,6 @@ fn split_line(raw: &[u8]) -> Option<(Vec<u8>, &[u8])> {
 fn line_from_body(body: &str, hash: &str) -> String {
     let open = body.strip_suffix('}').unwrap_or(body);
     format!("{open},\"hash\":\"{hash}\"}}")
-}
-
-/// The audit log file: verified on open, appended with `sync_data` after each record.
-#[derive(Debug)]
-pub struct AuditLog {
-    path: PathBuf,
-    file: File,
-    chain: AuditChain,
-}
-
-impl AuditLog {
-    /// Opens (or creates, mode 0640) the log, verifies the whole chain and continues it. A log
-    /// that fails verification is not opened: an operator must look at it.
-    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        AuditLog::open_with(path, None, |_| {})
-    }
-
-    /// [`AuditLog::open`] with a known head to check against and a visitor for each record.
-    pub fn open_with(
-        path: &Path,
-        expected_head: Option<(u64, &str)>,
-        visit: impl FnMut(&AuditRecord),
-    ) -> Result<AuditLog, AuditError> {
-        let io_err = |source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(io_err)?;
-        let mut content = Vec::new();
-        file.read_to_end(&mut content).map_err(io_err)?;
-        let summary = verify_chain_with(&content, expected_head, visit)?;
-        Ok(AuditLog {
-            path: path.to_path_buf(),
-            file,
-            chain: AuditChain::resume(&summary),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `(seq, hash)` of the last record; `(0, GENESIS_HASH)` when empty.
-    pub fn head(&self) -> (u64, &str) {
-        (self.chain.head_seq(), self.chain.head_hash())
-    }
-
-    /// Seals the entry, writes its line and syncs it to disk. The chain only advances once the
-    /// line is durable, so a failed write can be retried with the same entry.
-    pub fn append(&mut self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
-        let mut next = self.chain.clone();
-        let (rec, mut line) = next.seal(entry);
-        line.push('\n');
-        let io_err = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(line.as_bytes()).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)?;
-        self.chain = next;
-        Ok(rec)
-    }
-}
-
-/// Reads and verifies the log at `path` (the `audit verify` command).
-pub fn verify_file(
-    path: &Path,
-    expected_head: Option<(u64, &str)>,
-) -> Result<VerifySummary, AuditError> {
-    let content = std::fs::read(path).map_err(|source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    verify_chain(&content, expected_head)
 }
 
 #[cfg(test)]
@@ -722,40 +727,5 @@ mod tests {
         verify_chain(&forged, None).expect("a rebuilt chain is self-consistent");
         let err = verify_chain(&forged, Some((5, recs[4].hash.as_str()))).expect_err("caught");
         assert!(matches!(err, AuditError::HeadMismatch { seq: 5 }), "{err}");
-    }
-
-    #[test]
-    fn file_log_appends_durably_and_continues_after_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("audit.jsonl");
-        let mut log = AuditLog::open(&path).expect("creates");
-        assert_eq!(log.head(), (0, GENESIS_HASH));
-        let r1 = log.append(entry(1, Decision::Executed)).expect("append");
-        let r2 = log.append(entry(2, Decision::DryRun)).expect("append");
-        assert_eq!((r1.seq, r2.seq), (1, 2));
-        assert_eq!(r2.prev_hash, r1.hash);
-        drop(log);
-
-        let mut seen = Vec::new();
-        let mut log = AuditLog::open_with(&path, Some((2, r2.hash.as_str())), |r| {
-            seen.push(r.decision)
-        })
-        .expect("reopens");
-        assert_eq!(seen, [Decision::Executed, Decision::DryRun]);
-        assert_eq!(log.head(), (2, r2.hash.as_str()));
-        let r3 = log.append(entry(3, Decision::Failed)).expect("append");
-        assert_eq!((r3.seq, r3.prev_hash.as_str()), (3, r2.hash.as_str()));
-
-        let summary = verify_file(&path, None).expect("valid file");
-        assert_eq!((summary.records, summary.head_hash), (3, r3.hash.clone()));
-
-        // A tampered file is not opened.
-        let text = std::fs::read_to_string(&path).expect("read");
-        std::fs::write(&path, text.replacen("req-2", "req-7", 1)).expect("write");
-        let err = AuditLog::open(&path).expect_err("refuses a tampered log");
-        assert!(
-            matches!(err, AuditError::HashMismatch { line: 2, seq: 2 }),
-            "{err}"
-        );
     }
 }

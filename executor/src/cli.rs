@@ -1,9 +1,10 @@
 //! Command line: raw arguments become a [`Command`]; the tool commands (`check-config`,
-//! `audit verify`, `audit tail`, `keygen`) run here and return the exit code. `run` (the
+//! `audit verify`, `audit repair`, `audit tail`, `keygen`) run here and return the exit code. `run` (the
 //! default) is the service itself, assembled in `main.rs`.
 
-use crate::audit::{self, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::config::{self, DEFAULT_AUDIT_FILE};
+use crate::journal;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use vigil_shared::config::{ConfigErrors, EXIT_CONFIG, ProcessEnv};
@@ -28,7 +29,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Consume requests and act on them (the default).
-    Run,
+    Run {
+        /// Go on although the audit file is behind the audit stream (deleted, replaced or
+        /// restored from an older backup), recording the missing range as a `gap` record.
+        #[arg(long)]
+        accept_audit_gap: bool,
+    },
     /// Validate the configuration (including the verify keys), print a summary, exit 0 or 78.
     CheckConfig,
     /// Inspect the audit log.
@@ -58,6 +64,12 @@ pub enum AuditCommand {
         #[arg(long)]
         head: Option<String>,
     },
+    /// Cut a torn last line (left by a crash mid-append) and record what was cut; refuses any
+    /// other damage.
+    Repair {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Print the last N records.
     Tail {
         #[arg(short = 'n', default_value_t = 20)]
@@ -69,14 +81,16 @@ pub enum AuditCommand {
 
 impl Cli {
     pub fn command(&self) -> Command {
-        self.command.clone().unwrap_or(Command::Run)
+        self.command.clone().unwrap_or(Command::Run {
+            accept_audit_gap: false,
+        })
     }
 }
 
 /// Runs a tool command and returns the exit code; `Run` is not a tool (returns `None`).
 pub fn run_tool(cli: &Cli) -> Option<i32> {
     Some(match cli.command() {
-        Command::Run => return None,
+        Command::Run { .. } => return None,
         Command::CheckConfig => match config::load(cli.config.as_deref(), &ProcessEnv) {
             Ok(cfg) => {
                 println!("configuration ok\n{}", cfg.summary());
@@ -86,6 +100,7 @@ pub fn run_tool(cli: &Cli) -> Option<i32> {
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify { file, head } => audit_verify(&audit_path(file), head.as_deref()),
+            AuditCommand::Repair { file } => audit_repair(&audit_path(file)),
             AuditCommand::Tail { n, file } => audit_tail(&audit_path(file), n),
         },
         Command::Keygen { dir, key_id } => {
@@ -150,19 +165,54 @@ fn audit_verify(path: &Path, head: Option<&str>) -> i32 {
             return EXIT_USAGE;
         }
     };
-    match audit::verify_file(path, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+    match journal::verify_file(path, head.as_ref().map(|(s, h)| (*s, h.as_str()))) {
         Ok(summary) => {
+            let segments = journal::segments(path).map_or(0, |s| s.len());
             println!(
-                "audit log ok: {} ({} records, head {}:{})",
+                "audit log ok: {} ({} records in {} file(s), head {}:{})",
                 path.display(),
                 summary.records,
+                segments + 1,
                 summary.head_seq,
                 summary.head_hash
             );
+            for (from, to) in &summary.gaps {
+                println!("  gap: records #{from}..#{to} are missing (accepted by an operator)");
+            }
             0
         }
         Err(e) => {
             println!("audit log INVALID: {}: {e}", path.display());
+            1
+        }
+    }
+}
+
+fn audit_repair(path: &Path) -> i32 {
+    match journal::repair_file(path) {
+        Ok(None) => {
+            println!(
+                "audit log {}: nothing to repair (no torn last line)",
+                path.display()
+            );
+            0
+        }
+        Ok(Some((torn, rec))) => {
+            println!(
+                "audit log {}: cut {} bytes (sha256 {}) at offset {}; recorded as #{}",
+                path.display(),
+                torn.bytes,
+                torn.sha256,
+                torn.offset,
+                rec.seq
+            );
+            0
+        }
+        Err(e) => {
+            println!(
+                "audit log {}: NOT repaired: {e}\n(only a torn last line can be repaired; restore anything else from a backup)",
+                path.display()
+            );
             1
         }
     }
@@ -211,7 +261,19 @@ mod tests {
     #[test]
     fn default_command_is_run() {
         let cli = Cli::parse_from(["vigil-executor"]);
-        assert!(matches!(cli.command(), Command::Run));
+        assert!(matches!(
+            cli.command(),
+            Command::Run {
+                accept_audit_gap: false
+            }
+        ));
+        let cli = Cli::parse_from(["vigil-executor", "run", "--accept-audit-gap"]);
+        assert!(matches!(
+            cli.command(),
+            Command::Run {
+                accept_audit_gap: true
+            }
+        ));
         let cli = Cli::parse_from(["vigil-executor", "audit", "verify", "--head", "1:x"]);
         assert!(matches!(cli.command(), Command::Audit { .. }));
     }

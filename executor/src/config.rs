@@ -24,10 +24,8 @@ pub const CONFIG_PATH_VAR: &str = "EXECUTOR_CONFIG";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9751";
 /// Default audit log.
 pub const DEFAULT_AUDIT_FILE: &str = "/var/lib/vigil/audit.jsonl";
-/// TEST ONLY: `EXECUTOR_TEST_CRASH_AFTER_READ=1` makes the executor abort right after it
-/// reserved a request's nonce (before acting, auditing or acknowledging), so integration tests
-/// can prove that a crash mid-flight leads to exactly one action. Never set it in production.
-pub const TEST_CRASH_VAR: &str = "EXECUTOR_TEST_CRASH_AFTER_READ";
+/// Default consumer name: fixed, so a re-created container finds its pending entries again.
+pub const DEFAULT_CONSUMER: &str = "executor";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -64,9 +62,15 @@ pub struct Config {
     pub audit_file: PathBuf,
     /// `EXECUTOR_LISTEN` (default 127.0.0.1:9751); `off` disables.
     pub listen: Option<SocketAddr>,
-    /// `EXECUTOR_CONSUMER`: consumer name in the group (default the host name, which in a
-    /// container is stable across restarts, so pending entries are found again).
+    /// `EXECUTOR_CONSUMER`: consumer name in the group (default `executor`; fixed, so a
+    /// re-created container finds its pending entries again). Give each executor its own.
     pub consumer: String,
+    /// `EXECUTOR_LEASE_TTL`: lifetime of the lease on a request being handled, renewed every
+    /// third of it while the action runs (default 30 s).
+    pub lease_ttl: Duration,
+    /// `EXECUTOR_AUDIT_SEGMENT_BYTES`: rotate the audit file at this size (default 64 MiB).
+    /// `EXECUTOR_AUDIT_MIN_FREE_BYTES`: act only while this much space is free (default 64 KiB).
+    pub audit_limits: crate::journal::LogLimits,
     /// `EXECUTOR_RECLAIM_IDLE`: pending entries idle this long are reclaimed (default 30 s).
     pub reclaim_idle: Duration,
     /// `EXECUTOR_MAX_DELIVERIES`: an entry delivered more often goes to the dead-letter stream
@@ -77,8 +81,6 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub policy: PolicySettings,
-    /// See [`TEST_CRASH_VAR`]. Test only.
-    pub test_crash_after_read: bool,
 }
 
 const ENV_ALIASES: &[(&str, &str)] = &[
@@ -165,7 +167,31 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
     };
     let consumer = r
         .get_checked("consumer", convert::string, simple_name)
-        .map_or_else(default_consumer, |f| f.value);
+        .map_or_else(|| DEFAULT_CONSUMER.to_string(), |f| f.value);
+    let lease_ttl = r
+        .get_checked("lease_ttl", convert::duration, |d| {
+            if *d >= Duration::from_secs(1) {
+                Ok(())
+            } else {
+                Err("must be at least 1s".into())
+            }
+        })
+        .map_or(Duration::from_secs(30), |f| f.value);
+    let defaults = crate::journal::LogLimits::default();
+    let audit_limits = crate::journal::LogLimits {
+        segment_bytes: r
+            .get_checked("audit_segment_bytes", convert::u64, |n| {
+                if *n >= 4096 {
+                    Ok(())
+                } else {
+                    Err("must be at least 4096".into())
+                }
+            })
+            .map_or(defaults.segment_bytes, |f| f.value),
+        min_free_bytes: r
+            .get("audit_min_free_bytes", convert::u64)
+            .map_or(defaults.min_free_bytes, |f| f.value),
+    };
     let reclaim_idle = r
         .get_checked("reclaim_idle", convert::duration, positive)
         .map_or(Duration::from_secs(30), |f| f.value);
@@ -206,9 +232,6 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
         }
     });
     let policy = read_policy(&mut r, self_id.map(|f| f.value));
-    let test_crash_after_read = r
-        .get("test_crash_after_read", convert::bool)
-        .is_some_and(|f| f.value);
 
     let redis_url = match redis_url {
         Some(f) => Some(f.value),
@@ -264,13 +287,14 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
         audit_file,
         listen,
         consumer,
+        lease_ttl,
+        audit_limits,
         reclaim_idle,
         max_deliveries,
         shutdown_timeout,
         log_format,
         log_level,
         policy,
-        test_crash_after_read,
     })
 }
 
@@ -384,21 +408,8 @@ impl Config {
             format_duration(p.max_skew),
         ));
         lines.push(format!("protected: {}", p.protected_names.join(", ")));
-        if self.test_crash_after_read {
-            lines.push(format!("WARNING: {TEST_CRASH_VAR} is set (test only)"));
-        }
         lines.join("\n")
     }
-}
-
-/// The host name (a container's id prefix inside Docker), else `executor`.
-fn default_consumer() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_string())
-        .find(|s| simple_name(s).is_ok())
-        .unwrap_or_else(|| "executor".to_string())
 }
 
 /// This process's container id when it runs in Docker: the engine bind-mounts
@@ -506,7 +517,6 @@ mod tests {
         assert_eq!(p.backoff_initial, Duration::from_secs(10));
         assert_eq!(p.backoff_max, Duration::from_secs(300));
         assert_eq!(p.backoff_reset, Duration::from_secs(600));
-        assert!(!c.test_crash_after_read);
         assert!(c.summary().contains("executor: enabled"));
         assert!(!c.summary().contains("6379"), "the Redis URL is a secret");
     }
@@ -529,7 +539,8 @@ mod tests {
             .with("EXECUTOR_POLICY__PROTECTED_NAMES", "a, b")
             .with("EXECUTOR_POLICY__ALLOWED_ACTIONS", "restart")
             .with("EXECUTOR_SELF_ID", "abcdef0123456789")
-            .with(TEST_CRASH_VAR, "1");
+            .with("EXECUTOR_LEASE_TTL", "45s")
+            .with("EXECUTOR_AUDIT_SEGMENT_BYTES", "1048576");
         let c = load_str("", &env).expect("valid");
         assert!(!c.enabled && c.dry_run);
         assert_eq!(c.deployment, "prod");
@@ -547,7 +558,8 @@ mod tests {
             c.policy.self_container_id.as_deref(),
             Some("abcdef0123456789")
         );
-        assert!(c.test_crash_after_read);
+        assert_eq!(c.lease_ttl, Duration::from_secs(45));
+        assert_eq!(c.audit_limits.segment_bytes, 1 << 20);
     }
 
     #[test]

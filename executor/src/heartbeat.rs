@@ -1,5 +1,7 @@
-//! The executor's heartbeat: `SET <prefix>heartbeat:executor <unix ms> PX 30000` every 5 s, so
-//! the watchdog can tell when the executor is gone. Each beat also reads the pause key for
+//! The executor's heartbeat: `SET <prefix>heartbeat:executor <value> PX 30000` every 5 s, so
+//! the watchdog can tell when the executor is gone; the value (see
+//! [`vigil_shared::heartbeat`]) also carries why the audit log cannot be written, if it cannot,
+//! so the watchdog pages. Each beat also reads the pause key for
 //! `/healthz` (requests read it themselves, per request).
 
 use crate::serve::Health;
@@ -36,7 +38,10 @@ pub async fn run(
         let beat = async {
             let _: () = redis::cmd("SET")
                 .arg(&key)
-                .arg(Timestamp::now().as_millis())
+                .arg(vigil_shared::heartbeat::encode(
+                    Timestamp::now().as_millis(),
+                    health.audit_problem().as_deref(),
+                ))
                 .arg("PX")
                 .arg(TTL.as_millis() as u64)
                 .query_async(&mut conn)

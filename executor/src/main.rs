@@ -1,4 +1,4 @@
-//! `vigil-executor`: trace, config, build, spawn, wait for SIGTERM/SIGINT, drain with a deadline.
+// `vigil-executor`: trace, config, build, spawn, wait for SIGTERM/SIGINT, drain with a deadline.
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,7 +8,7 @@ use vigil_executor::act::{DockerEngine, DockerWriter};
 use vigil_executor::cli::{self, Cli};
 use vigil_executor::config::{self, Config, LogFormat};
 use vigil_executor::metrics::Metrics;
-use vigil_executor::pipeline::{Pipeline, PipelineOptions};
+use vigil_executor::pipeline::{Pipeline, PipelineError, PipelineOptions};
 use vigil_executor::serve::Health;
 use vigil_executor::source::{self, RedisSource, SourceOptions};
 use vigil_executor::verify::Verifier;
@@ -31,9 +31,15 @@ fn main() {
         .worker_threads(2)
         .enable_all()
         .build();
+    let accept_audit_gap = matches!(
+        cli.command(),
+        cli::Command::Run {
+            accept_audit_gap: true
+        }
+    );
     let code = match runtime
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(cfg)))
+        .and_then(|rt| rt.block_on(run(cfg, accept_audit_gap)))
     {
         Ok(()) => 0,
         Err(e) => {
@@ -44,7 +50,7 @@ fn main() {
     std::process::exit(code);
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
     tracing::info!(summary = %cfg.summary(), "Starting the executor.");
     if !cfg.enabled {
         tracing::warn!("EXECUTOR_ENABLED=false: every request will be audited as refused.");
@@ -78,24 +84,49 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             consumer: cfg.consumer.clone(),
             reclaim_idle: cfg.reclaim_idle,
             max_deliveries: cfg.max_deliveries,
+            lease_ttl: cfg.lease_ttl,
         },
     );
     let verifier = Verifier::new(cfg.verify_keys.clone(), cfg.deployment.clone())
         .with_limits(cfg.policy.max_skew, cfg.policy.max_ttl);
-    let pipeline = Pipeline::open(
+    let mut pipeline = Pipeline::open(
         PipelineOptions {
             verifier,
             policy: cfg.policy.clone(),
             enabled: cfg.enabled,
             dry_run: cfg.dry_run,
-            crash_after_reserve: cfg.test_crash_after_read,
+            limits: cfg.audit_limits,
         },
         &cfg.audit_file,
         Arc::new(DockerEngine::new(reader, writer)),
         Arc::new(source.clone()),
     )
-    .with_context(|| format!("opening the audit log {}", cfg.audit_file.display()))?
+    .with_context(|| {
+        format!(
+            "opening the audit log {} (a torn last line is repaired on its own; anything else needs an operator: `vigil-executor audit verify` names the record, restore the file from a backup)",
+            cfg.audit_file.display()
+        )
+    })?
     .with_metrics(metrics);
+    // The file must not be behind the audit stream (deleted, replaced, restored from a backup).
+    let mut backoff = std::time::Duration::from_millis(250);
+    loop {
+        match pipeline.check_continuity(accept_audit_gap).await {
+            Ok(()) => break,
+            Err(PipelineError::Broker(e)) => {
+                tracing::warn!(error = %e, "Cannot read the audit stream to check the file against it; retrying.");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e))
+                    .context("checking the audit file against the audit stream");
+            }
+        }
+    }
     tracing::info!(
         audit.seq = pipeline.audit_head().0,
         audit.file = %cfg.audit_file.display(),

@@ -22,7 +22,8 @@
 //! and the kill switch, pause and allowlist rules make no Docker call at all.
 
 use crate::act::{ActError, Engine};
-use crate::audit::{AuditEntry, AuditError, AuditLog, AuditRecord, Decision};
+use crate::audit::{AuditEntry, AuditError, AuditRecord, Decision};
+use crate::journal::{AuditLog, LogLimits};
 use crate::metrics::Metrics;
 use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
 use crate::verify::{Rejected, Verifier};
@@ -37,9 +38,9 @@ use vigil_shared::time::Timestamp;
 /// How long the executor remembers which requests it audited (for re-deliveries): longer than
 /// any nonce reservation.
 const AUDITED_MEMORY: Duration = Duration::from_secs(2 * 3600);
-/// Most audit lines kept for the stream while Redis is away; the file keeps them all and
-/// start-up resynchronises the stream from the file.
-const MAX_BACKLOG: usize = 100_000;
+/// Most audit lines kept in memory for the stream while Redis is away, and most re-published
+/// from the file after a reconnect: the stream is the recent feed, the file is the record.
+const MAX_BACKLOG: usize = 2_000;
 
 /// A Redis failure (or any broker failure): the entry is left pending and retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,8 +69,8 @@ pub trait Broker: Send + Sync {
     fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>>;
     /// `XADD <prefix>audit * record <line>`.
     fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
-    /// `seq` of the last record on the audit stream (0 when empty).
-    fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
+    /// `(seq, hash)` of this executor's last record on the audit stream (`None`: none there).
+    fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>>;
 }
 
 /// Why a request could not be finished; the entry stays pending and is retried.
@@ -79,6 +80,15 @@ pub enum PipelineError {
     Broker(#[from] BrokerError),
     #[error("cannot write the audit log: {0}")]
     Audit(#[from] AuditError),
+    /// The audit log cannot be written right now (checked before anything is done).
+    #[error("cannot audit: {0}")]
+    CannotAudit(String),
+    /// An interrupted action could not be resolved yet (the engine did not answer).
+    #[error("cannot resolve an interrupted action: {0}")]
+    Resolve(String),
+    /// The file is behind the audit stream (replaced, restored, deleted).
+    #[error("{0}")]
+    Continuity(String),
 }
 
 /// How one entry ended.
@@ -101,8 +111,8 @@ pub struct PipelineOptions {
     pub policy: PolicySettings,
     pub enabled: bool,
     pub dry_run: bool,
-    /// TEST ONLY ([`crate::config::TEST_CRASH_VAR`]): abort right after the nonce reservation.
-    pub crash_after_reserve: bool,
+    /// Rotation size and free-space floor of the audit files.
+    pub limits: LogLimits,
 }
 
 /// The request pipeline and the state it carries between requests.
@@ -116,6 +126,8 @@ pub struct Pipeline {
     audited: HashMap<String, Timestamp>,
     /// Audit lines written to the file but not yet to the stream.
     backlog: VecDeque<String>,
+    /// Intent records with no outcome yet, by request id (resolved before anything else).
+    intents: HashMap<String, AuditRecord>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -129,10 +141,39 @@ impl Pipeline {
     ) -> Result<Pipeline, AuditError> {
         let mut state = PolicyState::new();
         let mut audited = HashMap::new();
-        let audit = AuditLog::open_with(audit_path, None, |rec| {
-            state.observe(rec);
+        let mut intents: HashMap<String, AuditRecord> = HashMap::new();
+        let mut n = 0u64;
+        let (audit, _, _) = AuditLog::open_with(audit_path, opts.limits, None, |rec| {
+            let outcome_of_intent = matches!(rec.decision, Decision::Executed | Decision::Failed)
+                && rec
+                    .request_id
+                    .as_ref()
+                    .is_some_and(|id| intents.remove(id).is_some());
+            if rec.decision == Decision::Intent
+                && let Some(id) = &rec.request_id
+            {
+                intents.insert(id.clone(), rec.clone());
+            }
+            // The intent counted the action; its outcome must not count it again.
+            if outcome_of_intent {
+                state.observe_outcome(rec);
+            } else {
+                state.observe(rec);
+            }
             remember(&mut audited, rec);
+            n += 1;
+            if n.is_multiple_of(4096) {
+                let horizon = rec.ts.minus(AUDITED_MEMORY);
+                audited.retain(|_, t| *t >= horizon);
+                state.prune(&opts.policy, rec.ts);
+            }
         })?;
+        if !intents.is_empty() {
+            tracing::warn!(
+                audit.intents = intents.len(),
+                "The audit log ends with actions whose outcome was never recorded (a crash mid-action); resolving them from the containers' state."
+            );
+        }
         Ok(Pipeline {
             opts,
             engine,
@@ -141,6 +182,7 @@ impl Pipeline {
             state,
             audited,
             backlog: VecDeque::new(),
+            intents,
             metrics: None,
         })
     }
@@ -165,6 +207,125 @@ impl Pipeline {
         &self.state
     }
 
+    /// Why the audit log cannot be written now, or `Ok` when it can.
+    pub fn check_audit(&mut self) -> Result<(), String> {
+        self.audit.check_writable()
+    }
+
+    /// Compares the file's head with this executor's last record on the audit stream. A file
+    /// behind the stream is refused unless `accept_gap`, which records the gap and goes on.
+    pub async fn check_continuity(&mut self, accept_gap: bool) -> Result<(), PipelineError> {
+        let Some((stream_seq, stream_hash)) = self.broker.audit_stream_head().await? else {
+            return Ok(());
+        };
+        let (file_seq, _) = self.audit.head();
+        if stream_seq <= file_seq {
+            return match self.audit.hash_of(stream_seq)? {
+                Some(h) if h == stream_hash => Ok(()),
+                Some(_) => Err(PipelineError::Continuity(format!(
+                    "audit record #{stream_seq} in {} differs from the one on the audit stream: the file was replaced or rewritten",
+                    self.audit.path().display()
+                ))),
+                // The stream's record fell inside an accepted gap.
+                None => Ok(()),
+            };
+        }
+        let detail = format!(
+            "the audit file {} ends at record #{file_seq} but the audit stream holds record #{stream_seq} from this executor",
+            self.audit.path().display()
+        );
+        if !accept_gap {
+            return Err(PipelineError::Continuity(format!(
+                "{detail}: the file was deleted, replaced or restored from an older backup. Put the right file back, or start once with `vigil-executor run --accept-audit-gap` to record the gap and go on"
+            )));
+        }
+        let rec = self.audit.append_gap(stream_seq, &detail)?;
+        tracing::warn!(
+            audit.seq = rec.seq,
+            "{detail}; the operator accepted the gap and it is recorded."
+        );
+        self.publish(rec.to_line()).await;
+        Ok(())
+    }
+
+    /// Records the outcome of every intent that has none, from the container's state now: an
+    /// action that happened (a start after the intent) is `executed`, anything else `failed`.
+    pub async fn resolve_intents(&mut self) -> Result<usize, PipelineError> {
+        let mut pending: Vec<AuditRecord> = self.intents.values().cloned().collect();
+        pending.sort_by_key(|r| r.seq);
+        for intent in &pending {
+            let started = Instant::now();
+            let (Some(target), Some(action)) = (&intent.target, intent.action) else {
+                self.intents
+                    .remove(intent.request_id.as_deref().unwrap_or(""));
+                continue;
+            };
+            let facts = self
+                .engine
+                .inspect(&target.id)
+                .await
+                .map_err(|e| PipelineError::Resolve(e.to_string()))?;
+            let (done, why) = match (&facts, action) {
+                (None, _) => (false, "the container no longer exists".to_string()),
+                (Some(f), vigil_shared::protocol::Action::Stop) => (
+                    !matches!(f.state, vigil_shared::docker::RunState::Running),
+                    format!("the container is {:?}", f.state),
+                ),
+                (Some(f), _) => match f.started_at {
+                    Some(t) if t > intent.ts => (
+                        true,
+                        format!("the container started at {} ms, after the intent", t.0),
+                    ),
+                    _ => (
+                        false,
+                        "the container has not started since the intent".to_string(),
+                    ),
+                },
+            };
+            tracing::warn!(
+                request.id = intent.request_id.as_deref().unwrap_or("-"),
+                audit.intent_seq = intent.seq,
+                done,
+                detail = %why,
+                "Resolved an action whose outcome was not recorded."
+            );
+            let entry = AuditEntry {
+                ts: Timestamp::now(),
+                request_id: intent.request_id.clone(),
+                key_id: intent.key_id.clone(),
+                action: intent.action,
+                target: intent.target.clone(),
+                decision: if done {
+                    Decision::Executed
+                } else {
+                    Decision::Failed
+                },
+                reason: if done {
+                    "resolved_after_crash"
+                } else {
+                    "interrupted"
+                }
+                .into(),
+                result: Some(format!(
+                    "outcome of intent #{} not recorded; resolved at {}: {why}",
+                    intent.seq,
+                    if done { "confirmed" } else { "not confirmed" }
+                )),
+                duration_ms: elapsed_ms(started),
+                retry_at: None,
+            };
+            if done && action == vigil_shared::protocol::Action::Stop {
+                self.state
+                    .record_own_stop(&target.id, intent.ts, Timestamp::now());
+            }
+            self.record(entry).await?;
+            if let Some(id) = &intent.request_id {
+                self.intents.remove(id);
+            }
+        }
+        Ok(pending.len())
+    }
+
     /// Handles one stream entry. `raw` is its `envelope` field (`None` when the entry has none).
     pub async fn handle(
         &mut self,
@@ -173,6 +334,12 @@ impl Pipeline {
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
         let started = Instant::now();
+        self.audit
+            .check_writable()
+            .map_err(PipelineError::CannotAudit)?;
+        if !self.intents.is_empty() {
+            self.resolve_intents().await?;
+        }
         let verified = match raw {
             None => Err(Rejected {
                 rejection: vigil_shared::protocol::Rejection::BadEnvelope(
@@ -215,15 +382,7 @@ impl Pipeline {
         let ttl = nonce_ttl(&req, now, self.opts.policy.max_skew);
 
         match self.broker.reserve_nonce(&req.nonce, entry_id, ttl).await? {
-            Reservation::Reserved => {
-                if self.opts.crash_after_reserve {
-                    tracing::error!(
-                        request.id = %request_id,
-                        "EXECUTOR_TEST_CRASH_AFTER_READ is set: aborting after the nonce reservation (test only)."
-                    );
-                    std::process::abort();
-                }
-            }
+            Reservation::Reserved => crate::fault::point("after_reserve"),
             Reservation::HeldBy(holder) if holder == entry_id => {
                 if self.audited.contains_key(&request_id) {
                     tracing::info!(
@@ -328,13 +487,31 @@ impl Pipeline {
             };
             return self.record(entry).await;
         }
+        // Write-ahead: the intent is durable before the Docker call, and counts as an action.
+        let intent = self
+            .record_rec(AuditEntry {
+                target: target.clone(),
+                decision: Decision::Intent,
+                reason: "ok".into(),
+                result: Some(format!(
+                    "about to {} {}",
+                    req.action,
+                    permit.container_name()
+                )),
+                duration_ms: elapsed_ms(started),
+                ..base.clone()
+            })
+            .await?;
+        self.intents.insert(request_id.clone(), intent);
+        self.state.record(permit.container_id(), now);
+        crate::fault::point("after_intent");
         let act_started = Instant::now();
         let result = self.engine.act(&permit).await;
+        crate::fault::point("after_act");
         if let Some(m) = &self.metrics {
             m.action_duration(permit.action(), act_started.elapsed());
         }
-        self.state.record(permit.container_id(), now);
-        match result {
+        let out = match result {
             Ok(what) => {
                 if permit.action() == vigil_shared::protocol::Action::Stop {
                     let done = now.plus(act_started.elapsed());
@@ -360,7 +537,13 @@ impl Pipeline {
                 self.record(entry).await
             }
             Err(e) => self.failed(base, target, "engine_error", &e, started).await,
+        };
+        // Recorded: the intent is resolved. If the outcome could not be written, the intent
+        // stays and is resolved from the container's state before anything else is done.
+        if out.is_ok() {
+            self.intents.remove(&request_id);
         }
+        out
     }
 
     /// Audits an entry moved to the dead-letter stream after `deliveries` deliveries.
@@ -370,6 +553,9 @@ impl Pipeline {
         deliveries: u64,
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
+        self.audit
+            .check_writable()
+            .map_err(PipelineError::CannotAudit)?;
         tracing::warn!(
             stream.entry_id = entry_id,
             stream.deliveries = deliveries,
@@ -406,24 +592,11 @@ impl Pipeline {
 
     /// Queues every file record newer than the stream's last one (start-up, after connecting).
     pub async fn resync_audit_stream(&mut self) -> Result<usize, PipelineError> {
-        let stream_head = self.broker.audit_stream_head().await?;
+        let stream_head = self.broker.audit_stream_head().await?.map_or(0, |(s, _)| s);
         if stream_head >= self.audit.head().0 {
             return Ok(self.flush_audit_stream().await?);
         }
-        let content = std::fs::read(self.audit.path()).map_err(|source| AuditError::Io {
-            path: self.audit.path().to_path_buf(),
-            source,
-        })?;
-        self.backlog.clear();
-        for line in content.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Ok(rec) = serde_json::from_slice::<AuditRecord>(line) else {
-                continue;
-            };
-            if rec.seq > stream_head {
-                self.backlog
-                    .push_back(String::from_utf8_lossy(line).into_owned());
-            }
-        }
+        self.backlog = self.audit.lines_after(stream_head, MAX_BACKLOG)?;
         tracing::info!(
             audit.stream_head = stream_head,
             audit.file_head = self.audit.head().0,
@@ -506,6 +679,16 @@ impl Pipeline {
 
     /// Appends to the file (fsync), then the stream (a stream failure is queued, not fatal).
     async fn record(&mut self, entry: AuditEntry) -> Result<Outcome, PipelineError> {
+        let rec = self.record_rec(entry).await?;
+        Ok(Outcome {
+            decision: Some(rec.decision),
+            reason: rec.reason,
+            request_id: rec.request_id,
+            seq: Some(rec.seq),
+        })
+    }
+
+    async fn record_rec(&mut self, entry: AuditEntry) -> Result<AuditRecord, PipelineError> {
         // One consumer handles entries one at a time, and the record must be durable before the
         // entry is acknowledged, so the short blocking append (write + fdatasync) happens here.
         let rec = self.audit.append(entry)?;
@@ -514,10 +697,16 @@ impl Pipeline {
             m.request(rec.decision.as_str(), &rec.reason);
             m.set_circuit_open(self.state.open_breakers(&self.opts.policy, rec.ts));
         }
+        self.publish(rec.to_line()).await;
+        Ok(rec)
+    }
+
+    /// Queues a line for the stream and tries to flush (a failure is logged, not fatal).
+    async fn publish(&mut self, line: String) {
         if self.backlog.len() >= MAX_BACKLOG {
             self.backlog.pop_front();
         }
-        self.backlog.push_back(rec.to_line());
+        self.backlog.push_back(line);
         if let Err(e) = self.flush_audit_stream().await {
             tracing::warn!(
                 error = %e,
@@ -525,19 +714,13 @@ impl Pipeline {
                 "Cannot publish to the audit stream; the record is in the file and will be published later."
             );
         }
-        Ok(Outcome {
-            decision: Some(rec.decision),
-            reason: rec.reason,
-            request_id: rec.request_id,
-            seq: Some(rec.seq),
-        })
     }
 }
 
 /// Requests with a final record: anything but a rejection (a replay record carries the
 /// original's id, and must not make the original look finished).
 fn remember(audited: &mut HashMap<String, Timestamp>, rec: &AuditRecord) {
-    if rec.decision != Decision::Rejected
+    if !matches!(rec.decision, Decision::Rejected | Decision::Intent)
         && let Some(id) = &rec.request_id
     {
         audited.insert(id.clone(), rec.ts);
@@ -622,12 +805,12 @@ mod tests {
                 Ok(())
             })
         }
-        fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>> {
             Box::pin(async move {
                 let s = self.stream.lock().expect("lock");
                 Ok(s.last()
                     .and_then(|l| serde_json::from_str::<AuditRecord>(l).ok())
-                    .map_or(0, |r| r.seq))
+                    .map(|r| (r.seq, r.hash)))
             })
         }
     }
@@ -739,19 +922,23 @@ mod tests {
                 policy: PolicySettings::default(),
                 enabled,
                 dry_run,
-                crash_after_reserve: false,
+                limits: LogLimits::default(),
             };
             Pipeline::open(opts, &self.path, self.engine.clone(), self.broker.clone())
                 .expect("opens")
         }
+        /// Reasons of the decision records (write-ahead intents left out).
         fn reasons(&self) -> Vec<String> {
-            let text = std::fs::read_to_string(&self.path).expect("audit file");
+            self.all()
+                .into_iter()
+                .filter(|r| r.decision != Decision::Intent)
+                .map(|r| r.reason)
+                .collect()
+        }
+        fn all(&self) -> Vec<AuditRecord> {
+            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
             text.lines()
-                .map(|l| {
-                    serde_json::from_str::<AuditRecord>(l)
-                        .expect("record")
-                        .reason
-                })
+                .map(|l| serde_json::from_str::<AuditRecord>(l).expect("record"))
                 .collect()
         }
     }
@@ -770,8 +957,10 @@ mod tests {
             [format!("inspect {ID}"), format!("restart {ID}")]
         );
         assert_eq!(rig.reasons(), ["ok"]);
-        assert_eq!(rig.broker.stream.lock().expect("lock").len(), 1);
-        crate::audit::verify_file(&rig.path, None).expect("valid chain");
+        let decisions: Vec<Decision> = rig.all().iter().map(|r| r.decision).collect();
+        assert_eq!(decisions, [Decision::Intent, Decision::Executed]);
+        assert_eq!(rig.broker.stream.lock().expect("lock").len(), 2);
+        crate::journal::verify_file(&rig.path, None).expect("valid chain");
     }
 
     #[tokio::test]
@@ -865,6 +1054,59 @@ mod tests {
         let mut p = rig.pipeline(true, false);
         let out = p.handle("1-0", Some(&raw), NOW).await.expect("handled");
         assert_eq!(out.decision, Some(Decision::Executed));
+    }
+
+    /// An intent left without an outcome (a crash mid-action) is resolved from the container.
+    async fn resolve_after(started: Timestamp) -> (Vec<String>, usize) {
+        let mut f = facts();
+        f.started_at = Some(started);
+        let rig = Rig::new(Some(f));
+        let mut log = AuditLog::open(&rig.path).expect("log");
+        log.append(AuditEntry {
+            ts: NOW,
+            request_id: Some("req-1".into()),
+            key_id: Some("wd1".into()),
+            action: Some(Action::Restart),
+            target: Some(Target {
+                id: ID.into(),
+                name: "web-1".into(),
+                project: None,
+                service: None,
+            }),
+            decision: Decision::Intent,
+            reason: "ok".into(),
+            result: None,
+            duration_ms: 0,
+            retry_at: None,
+        })
+        .expect("intent");
+        drop(log);
+        let mut p = rig.pipeline(true, false);
+        // The intent counts as an action at once (backoff applies).
+        assert_eq!(p.policy_state().actions_for(ID).len(), 1);
+        assert_eq!(p.resolve_intents().await.expect("resolved"), 1);
+        assert_eq!(p.resolve_intents().await.expect("nothing left"), 0);
+        drop(p);
+        let p = rig.pipeline(true, false);
+        assert_eq!(p.policy_state().actions_for(ID).len(), 1, "counted once");
+        let restarts = rig
+            .engine
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("restart"))
+            .count();
+        (rig.reasons(), restarts)
+    }
+
+    #[tokio::test]
+    async fn dangling_intent_is_resolved_from_the_container_and_never_repeated() {
+        let (reasons, restarts) = resolve_after(NOW.plus(Duration::from_secs(1))).await;
+        assert_eq!(
+            (reasons, restarts),
+            (vec!["resolved_after_crash".to_string()], 0)
+        );
+        let (reasons, restarts) = resolve_after(NOW.minus(Duration::from_secs(1))).await;
+        assert_eq!((reasons, restarts), (vec!["interrupted".to_string()], 0));
     }
 
     fn signed_nonce(raw: &[u8]) -> String {

@@ -531,7 +531,9 @@ impl PolicyState {
     pub fn observe(&mut self, rec: &AuditRecord) {
         let Some(target) = &rec.target else { return };
         match rec.decision {
-            Decision::Executed | Decision::Failed if rec.action.is_some() => {
+            // An action counts from its intent; records written before intents existed count
+            // from their outcome (the pipeline skips an outcome that follows an intent).
+            Decision::Intent | Decision::Executed | Decision::Failed if rec.action.is_some() => {
                 self.record(&target.id, rec.ts);
                 if rec.decision == Decision::Executed && rec.action == Some(Action::Stop) {
                     let done = rec.ts.plus(Duration::from_millis(rec.duration_ms));
@@ -589,6 +591,18 @@ impl PolicyState {
     }
 
     /// A refusal was audited; remembers breaker announcements.
+    /// The outcome of an action whose `intent` was already counted: only what the outcome
+    /// adds (Vigil's own stop).
+    pub fn observe_outcome(&mut self, rec: &AuditRecord) {
+        if let Some(target) = &rec.target
+            && rec.decision == Decision::Executed
+            && rec.action == Some(Action::Stop)
+        {
+            let done = rec.ts.plus(Duration::from_millis(rec.duration_ms));
+            self.record_own_stop(&target.id, rec.ts, done);
+        }
+    }
+
     pub fn observe_denial(&mut self, container_id: &str, denied: &Denied, now: Timestamp) {
         if denied.rule == "breaker_opened" {
             self.breaker_announced.insert(container_id.to_string(), now);
@@ -613,7 +627,7 @@ impl PolicyState {
         }
     }
 
-    fn actions_for(&self, container_id: &str) -> &[Timestamp] {
+    pub fn actions_for(&self, container_id: &str) -> &[Timestamp] {
         self.actions
             .get(container_id)
             .map(Vec::as_slice)

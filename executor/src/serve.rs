@@ -2,8 +2,10 @@
 //! dry_run, redis_ok, the audit head `seq` and `hash`) and `GET /metrics` (OpenMetrics text, see
 //! [`crate::metrics`]).
 //!
-//! It answers whatever the switches say, so a container health check sees a live process even
-//! when the executor is disabled or paused.
+//! It answers 200 whatever the switches say, so a container health check sees a live process
+//! even when the executor is disabled or paused. It answers 503, with `"status":"cannot_audit"`
+//! and the reason in `"audit"."problem"`, while the audit log cannot be written (the executor
+//! then acts on nothing).
 
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -25,6 +27,8 @@ pub struct Health {
     pub redis_ok: AtomicBool,
     audit_seq: AtomicU64,
     audit_hash: Mutex<String>,
+    /// Why the audit log cannot be written, while it cannot.
+    audit_problem: Mutex<Option<String>>,
     /// Unix ms of the process start and of the last heartbeat that reached Redis (0: none yet).
     started_ms: AtomicI64,
     last_heartbeat_ms: AtomicI64,
@@ -72,14 +76,27 @@ impl Health {
         }
     }
 
+    /// Sets (or clears) why the audit log cannot be written.
+    pub fn set_audit_problem(&self, why: Option<String>) {
+        if let Ok(mut p) = self.audit_problem.lock() {
+            *p = why;
+        }
+    }
+
+    /// Why the audit log cannot be written, if it cannot.
+    pub fn audit_problem(&self) -> Option<String> {
+        self.audit_problem.lock().ok().and_then(|p| p.clone())
+    }
+
     pub fn body(&self) -> String {
+        let problem = self.audit_problem();
         let hash = self
             .audit_hash
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default();
         serde_json::json!({
-            "status": "ok",
+            "status": if problem.is_some() { "cannot_audit" } else { "ok" },
             "enabled": self.enabled.load(Ordering::Relaxed),
             "paused": self.paused.load(Ordering::Relaxed),
             "dry_run": self.dry_run.load(Ordering::Relaxed),
@@ -87,6 +104,7 @@ impl Health {
             "audit": {
                 "seq": self.audit_seq.load(Ordering::Relaxed),
                 "head": hash,
+                "problem": problem,
             },
         })
         .to_string()
@@ -101,6 +119,9 @@ struct Pages {
 impl StatusPages for Pages {
     fn healthz(&self) -> String {
         self.health.body()
+    }
+    fn healthy(&self) -> bool {
+        self.health.audit_problem().is_none()
     }
     fn metrics(&self) -> Option<String> {
         Some(self.metrics.render())

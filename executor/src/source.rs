@@ -8,19 +8,22 @@
 //! - On start (and after every reconnect) this consumer first re-reads its own pending entries
 //!   (`XREADGROUP ... 0`): those read before a crash and never acknowledged.
 //! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 16 BLOCK 1000 ... >`.
-//! - Periodically `XAUTOCLAIM` takes over entries idle longer than `reclaim_idle` (another
-//!   executor's, or ours that failed on a Redis error).
-//! - A re-delivered entry whose delivery count (`XPENDING`) exceeds `max_deliveries` is copied to
-//!   the dead-letter stream with the reason, audited as `dead_letter` and acknowledged.
+//! - Periodically entries idle longer than `reclaim_idle` whose lease is gone are claimed
+//!   (another executor's that died, or ours that failed on a Redis error); see [`crate::lease`].
+//! - Every entry is handled under a lease, so two executors never run one request.
+//! - A re-delivered entry whose delivery count (`XPENDING`) exceeds `max_deliveries` is copied
+//!   (once) to the dead-letter stream with the reason, audited as `dead_letter` and acknowledged.
+//! - Nothing is read, taken or copied while the audit log cannot be written.
 //! - An entry is acknowledged only after its audit record is durable.
 //!
 //! A Redis outage never ends the process: each failed step is logged and retried with backoff.
 
+use crate::lease::Claims;
 use crate::pipeline::{Broker, BrokerError, Pipeline, PipelineError, Reservation};
 use crate::serve::Health;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{FromRedisValue, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +36,12 @@ use vigil_shared::time::Timestamp;
 pub const READ_COUNT: usize = 16;
 /// How long one `XREADGROUP` blocks.
 pub const BLOCK: Duration = Duration::from_millis(1000);
+/// The audit stream entry's field naming the executor (its consumer name) that wrote it.
+pub const AUDIT_EXECUTOR_FIELD: &str = "executor";
 /// Audit stream entries kept (approximately).
 const AUDIT_STREAM_MAXLEN: usize = 100_000;
+/// How often a blocked audit log is checked again.
+const AUDIT_RETRY: Duration = Duration::from_millis(500);
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
@@ -92,6 +99,7 @@ pub struct SourceOptions {
     pub consumer: String,
     pub reclaim_idle: Duration,
     pub max_deliveries: u64,
+    pub lease_ttl: Duration,
 }
 
 /// The requests stream and the pipeline's Redis needs, over one multiplexed connection (the
@@ -100,6 +108,7 @@ pub struct SourceOptions {
 pub struct RedisSource {
     conn: ConnectionManager,
     opts: SourceOptions,
+    claims: Claims,
 }
 
 impl std::fmt::Debug for RedisSource {
@@ -146,7 +155,13 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 
 impl RedisSource {
     pub fn new(conn: ConnectionManager, opts: SourceOptions) -> RedisSource {
-        RedisSource { conn, opts }
+        let claims = Claims::new(
+            conn.clone(),
+            opts.names.clone(),
+            &opts.consumer,
+            opts.lease_ttl,
+        );
+        RedisSource { conn, opts, claims }
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -207,24 +222,17 @@ impl RedisSource {
         self.read_group(after, None).await
     }
 
-    /// `XAUTOCLAIM` of entries idle longer than `reclaim_idle`, at most [`READ_COUNT`] per call.
+    /// Claims entries idle longer than `reclaim_idle` whose lease is gone, at most
+    /// [`READ_COUNT`] per call, scanning from `start` (`-` at first; `-` again when done).
     pub async fn reclaim(&self, start: &str) -> Result<(String, Vec<Entry>), SourceError> {
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.opts.names.requests())
-            .arg(EXECUTOR_GROUP)
-            .arg(&self.opts.consumer)
-            .arg(self.opts.reclaim_idle.as_millis() as u64)
-            .arg(start)
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .query_async(&mut self.conn())
+        let (next, claimed) = self
+            .claims
+            .reclaim(start, self.opts.reclaim_idle, READ_COUNT)
             .await?;
-        let entries = reply
-            .claimed
-            .into_iter()
-            .map(Entry::from_stream_id)
-            .collect();
-        Ok((reply.next_stream_id, entries))
+        Ok((
+            next,
+            claimed.into_iter().map(Entry::from_stream_id).collect(),
+        ))
     }
 
     /// How often the entry was delivered (`XPENDING`); 0 when it is not pending.
@@ -250,25 +258,6 @@ impl RedisSource {
         Ok(())
     }
 
-    /// Copies the entry to the dead-letter stream with why and how often it was delivered.
-    pub async fn dead_letter(&self, entry: &Entry, deliveries: u64) -> Result<(), SourceError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.opts.names.dead()).arg("*");
-        for (k, v) in &entry.fields {
-            if !matches!(k.as_str(), "reason" | "entry_id" | "deliveries") {
-                cmd.arg(k).arg(v.as_slice());
-            }
-        }
-        cmd.arg("reason")
-            .arg("max_deliveries")
-            .arg("entry_id")
-            .arg(&entry.id)
-            .arg("deliveries")
-            .arg(deliveries);
-        let _: String = cmd.query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
     /// Handles one entry: dead-letters it when delivered too often, else runs the pipeline;
     /// acknowledges it once audited.
     async fn process(
@@ -281,19 +270,51 @@ impl RedisSource {
             // Trimmed or deleted from the stream while pending: nothing left to do.
             return self.ack(&entry.id).await;
         }
+        // Fail closed before taking anything: the entry stays pending for later.
+        pipeline.check_audit().map_err(PipelineError::CannotAudit)?;
+        if !self.claims.acquire(&entry.id).await? {
+            tracing::debug!(
+                stream.entry_id = %entry.id,
+                "Another executor holds the lease on this request; leaving it to them."
+            );
+            return Ok(());
+        }
+        let result = self.process_leased(pipeline, entry, redelivered).await;
+        if let Err(e) = self.claims.release(&entry.id).await {
+            tracing::warn!(stream.entry_id = %entry.id, error = %e, "Cannot release a lease; it lapses on its own.");
+        }
+        result
+    }
+
+    async fn process_leased(
+        &self,
+        pipeline: &mut Pipeline,
+        entry: &Entry,
+        redelivered: bool,
+    ) -> Result<(), SourceError> {
+        if !self.claims.still_pending(&entry.id).await? {
+            tracing::debug!(stream.entry_id = %entry.id, "Request already finished by another executor.");
+            return Ok(());
+        }
         if redelivered {
             let deliveries = self.delivery_count(&entry.id).await?;
             if deliveries > self.opts.max_deliveries {
-                self.dead_letter(entry, deliveries).await?;
+                self.claims
+                    .dead_letter_once(&entry.id, &entry.fields, deliveries)
+                    .await?;
                 pipeline
                     .dead_letter(&entry.id, deliveries, Timestamp::now())
                     .await?;
                 return self.ack(&entry.id).await;
             }
         }
-        pipeline
-            .handle(&entry.id, entry.envelope(), Timestamp::now())
-            .await?;
+        let handled = tokio::select! {
+            r = pipeline.handle(&entry.id, entry.envelope(), Timestamp::now()) => r,
+            () = self.claims.keep(&entry.id) => {
+                return Err(SourceError::Reply("the lease keeper stopped".into()));
+            }
+        };
+        handled?;
         self.ack(&entry.id).await
     }
 }
@@ -355,6 +376,8 @@ impl Broker for RedisSource {
                 .arg("*")
                 .arg("record")
                 .arg(line)
+                .arg(AUDIT_EXECUTOR_FIELD)
+                .arg(&self.opts.consumer)
                 .query_async(&mut self.conn())
                 .await
                 .map_err(broker_err)?;
@@ -362,25 +385,47 @@ impl Broker for RedisSource {
         })
     }
 
-    fn audit_stream_head(&self) -> BoxFuture<'_, Result<u64, BrokerError>> {
+    fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>> {
         Box::pin(async move {
-            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-                .arg(self.opts.names.audit())
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(broker_err)?;
-            let seq = reply
-                .ids
-                .first()
-                .and_then(|e| e.get::<String>("record"))
-                .and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
-                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
-                .unwrap_or(0);
-            Ok(seq)
+            // Newest first, a page at a time, until a record of this executor (entries without
+            // an executor field predate it and come from the only executor there was).
+            let mut end = "+".to_string();
+            for _ in 0..(AUDIT_STREAM_MAXLEN / 500 + 10) {
+                let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(self.opts.names.audit())
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(broker_err)?;
+                for e in &reply.ids {
+                    let ours = e
+                        .get::<String>(AUDIT_EXECUTOR_FIELD)
+                        .is_none_or(|c| c == self.opts.consumer);
+                    if !ours {
+                        continue;
+                    }
+                    let head = e
+                        .get::<String>("record")
+                        .and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                        .and_then(|v| {
+                            Some((
+                                v.get("seq")?.as_u64()?,
+                                v.get("hash")?.as_str()?.to_string(),
+                            ))
+                        });
+                    if head.is_some() {
+                        return Ok(head);
+                    }
+                }
+                match reply.ids.last() {
+                    Some(last) if reply.ids.len() >= 500 => end = format!("({}", last.id),
+                    _ => return Ok(None),
+                }
+            }
+            Ok(None)
         })
     }
 }
@@ -402,10 +447,20 @@ pub async fn consume(
     let mut needs_setup = true;
     let mut last_reclaim = Instant::now();
     health.set_audit_head(pipeline.audit_head());
+    let mut told_problem: Option<String> = None;
     while !cancel.is_cancelled() {
         let step = async {
+            // Fail closed: while the audit cannot be written nothing is read or done.
+            match pipeline.check_audit() {
+                Ok(()) => health.set_audit_problem(None),
+                Err(why) => {
+                    health.set_audit_problem(Some(why.clone()));
+                    return Err(SourceError::Pipeline(PipelineError::CannotAudit(why)));
+                }
+            }
             if needs_setup {
                 source.ensure_group().await?;
+                pipeline.resolve_intents().await?;
                 pipeline.resync_audit_stream().await?;
                 let mut after = "0".to_string();
                 loop {
@@ -424,11 +479,11 @@ pub async fn consume(
                 );
             }
             if last_reclaim.elapsed() >= reclaim_every {
-                let mut start = "0-0".to_string();
+                let mut start = "-".to_string();
                 for _ in 0..8 {
                     let (next, claimed) = source.reclaim(&start).await?;
                     run_batch(&source, &mut pipeline, &health, &claimed, true, &cancel).await?;
-                    if next == "0-0" || cancel.is_cancelled() {
+                    if next == "-" || cancel.is_cancelled() {
                         break;
                     }
                     start = next;
@@ -450,6 +505,21 @@ pub async fn consume(
                     .redis_ok
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 backoff = BACKOFF_START;
+                if told_problem.take().is_some() {
+                    tracing::info!("The audit log can be written again; handling requests.");
+                }
+            }
+            Err(SourceError::Pipeline(PipelineError::CannotAudit(why))) => {
+                // Not a Redis problem: keep the connection state, retry soon, log once per cause.
+                health.set_audit_problem(Some(why.clone()));
+                needs_setup = true;
+                if told_problem.as_deref() != Some(why.as_str()) {
+                    tracing::error!(reason = %why, "Cannot write the audit log: acting on nothing; requests stay pending until it works.");
+                    told_problem = Some(why);
+                }
+                if sleep_or_cancel(AUDIT_RETRY, &cancel).await {
+                    break;
+                }
             }
             Err(e) => {
                 health

@@ -136,8 +136,11 @@ pub fn unclear(labels: &BTreeMap<String, String>) -> Vec<(&'static str, &str)> {
         .collect()
 }
 
+/// One reported label: container, label name and value.
+type Reported = (String, &'static str, String);
+
 /// What was reported already; bounded so a hostile label churn cannot grow it for ever.
-static REPORTED: Mutex<Option<HashSet<(String, &'static str, String)>>> = Mutex::new(None);
+static REPORTED: Mutex<Option<HashSet<Reported>>> = Mutex::new(None);
 const MAX_REPORTED: usize = 4096;
 
 /// Logs each unclear boolean label of `container` once (per container, label and value), with

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod docker;
+pub mod heartbeat;
 pub mod labels;
 pub mod names;
 pub mod protocol;

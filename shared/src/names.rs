@@ -41,6 +41,14 @@ impl Names {
     pub fn nonce(&self, nonce: &str) -> String {
         format!("{}nonce:{nonce}", self.prefix)
     }
+    /// The lease an executor holds on a requests-stream entry while it handles it.
+    pub fn lease(&self, entry_id: &str) -> String {
+        format!("{}lease:{entry_id}", self.prefix)
+    }
+    /// Marks an entry whose copy is already in the dead-letter stream.
+    pub fn dead_copied(&self, entry_id: &str) -> String {
+        format!("{}deadcopied:{entry_id}", self.prefix)
+    }
     pub fn executor_heartbeat(&self) -> String {
         format!("{}heartbeat:executor", self.prefix)
     }

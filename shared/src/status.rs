@@ -22,6 +22,10 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub trait StatusPages: Send + Sync + 'static {
     /// The `/healthz` JSON document.
     fn healthz(&self) -> String;
+    /// Whether `/healthz` answers 200 (else 503, with the same document).
+    fn healthy(&self) -> bool {
+        true
+    }
     /// The `/metrics` text, or `None` when this daemon serves no metrics (404).
     fn metrics(&self) -> Option<String>;
     /// Any further page this daemon serves (and its access rule), asked first for every
@@ -97,7 +101,14 @@ fn route(method: &Method, path: &str, pages: &dyn StatusPages) -> Response<Full<
         );
     }
     match path {
-        "/healthz" => reply(StatusCode::OK, pages.healthz(), "application/json"),
+        "/healthz" => {
+            let status = if pages.healthy() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, pages.healthz(), "application/json")
+        }
         "/metrics" => match pages.metrics() {
             Some(text) => reply(StatusCode::OK, text, OPENMETRICS),
             None => reply(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),

@@ -31,6 +31,15 @@ pub fn target_dir() -> PathBuf {
 /// Path of the workspace binary `bin` of package `package` in the debug profile, built first if
 /// it is missing or stale. Builds at most once per (package, bin) per test process.
 pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    build_bin(package, bin, None)
+}
+
+/// [`workspace_bin`] for a binary that needs cargo `features` (e.g. a test-only build).
+pub fn workspace_bin_with_features(package: &str, bin: &str, features: &str) -> PathBuf {
+    build_bin(package, bin, Some(features))
+}
+
+fn build_bin(package: &str, bin: &str, features: Option<&str>) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<(String, String), PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
     let mut built = lock(built);
@@ -41,15 +50,20 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     let path = target_dir().join("debug").join(bin);
     if is_stale(&path) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("[vigil-tests] building {bin} (cargo build -p {package} --bin {bin})");
+        let mut args = vec!["build", "-p", package, "--bin", bin];
+        if let Some(f) = features {
+            args.extend(["--features", f]);
+        }
+        eprintln!("[vigil-tests] building {bin} (cargo {})", args.join(" "));
         let status = Command::new(cargo)
             .current_dir(crate::workspace_root())
-            .args(["build", "-p", package, "--bin", bin])
+            .args(&args)
             .status()
             .expect("running cargo to build a workspace binary");
         assert!(
             status.success(),
-            "cargo build -p {package} --bin {bin} failed: {status}"
+            "cargo {} failed: {status}",
+            args.join(" ")
         );
         assert!(
             path.exists(),

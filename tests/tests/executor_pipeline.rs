@@ -70,6 +70,43 @@ impl Rig {
         exec
     }
 
+    /// The fault-injection build, aborting at the fault point `fault`.
+    fn spawn_faulty(&self, fault: &str) -> ChildProcess {
+        let bin = vigil_tests::process::workspace_bin_with_features(
+            "vigil-executor",
+            "vigil-executor-faults",
+            "fault-injection",
+        );
+        let mut cmd = Command::new(bin);
+        cmd.arg("run");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("VIGIL_FAULT", fault);
+        // The crashed process's lease lapses quickly, so the next one need not wait long.
+        cmd.env("EXECUTOR_LEASE_TTL", "2s");
+        ChildProcess::spawn("executor-faults", cmd)
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("EXECUTOR_REDIS_URL", self.redis.url()),
+            (
+                "EXECUTOR_VERIFY_KEYS",
+                self.dir.path().join("keys").display().to_string(),
+            ),
+            ("EXECUTOR_AUDIT_FILE", self.audit.display().to_string()),
+            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT.into()),
+            ("EXECUTOR_LISTEN", "off".into()),
+            ("EXECUTOR_CONSUMER", "exec-test".into()),
+            ("EXECUTOR_STOP_TIMEOUT", "2s".into()),
+            ("EXECUTOR_LOG_LEVEL", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     fn spawn(&self, extra: &[(&str, &str)]) -> ChildProcess {
         let keys = self.dir.path().join("keys").display().to_string();
         let audit = self.audit.display().to_string();
@@ -133,10 +170,12 @@ impl Rig {
         (env, p.id.to_string())
     }
 
+    /// Decision records: every record but the write-ahead `intent`s.
     fn records(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
         text.lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
+            .filter(|r| r["decision"] != "intent")
             .collect()
     }
 
@@ -493,14 +532,18 @@ fn crash_after_reading_acts_exactly_once() {
     target.wait_for_status("running", WAIT);
     let before = started_at(&target);
 
-    let mut crashing = rig.start(&[("EXECUTOR_TEST_CRASH_AFTER_READ", "1")]);
+    let mut crashing = rig.spawn_faulty("after_reserve");
+    crashing.expect_line("the consumer running", |l| l.contains(READY), WAIT);
     let (_, id) = rig.send(Action::Restart, &target);
     let status = crashing.wait_exit(WAIT).expect("the executor aborted");
     assert!(!status.success(), "aborted: {status:?}");
     assert!(rig.records().is_empty(), "nothing audited before the crash");
     assert_eq!(started_at(&target), before, "nothing done before the crash");
 
-    let _exec = rig.start(&[]);
+    let _exec = rig.start(&[
+        ("EXECUTOR_LEASE_TTL", "2s"),
+        ("EXECUTOR_RECLAIM_IDLE", "1s"),
+    ]);
     let recs = rig.wait_records(1);
     std::thread::sleep(Duration::from_millis(500));
     let recs_after = rig.records();

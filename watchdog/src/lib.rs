@@ -9,17 +9,17 @@
 //! - [`decide`]: the pure alert state machine `decide(signal, prev, now, timing)`.
 //! - [`notify`]: message formatting, per-project grouping, the bounded delivery queue, sinks.
 //! - [`plan`]: the pure remediation planner (a firing container signal and its history in, at
-//!   most one action out); [`request`]: signing and publishing requests to the executor.
-//! - [`redis_link`]: the Redis connection and the Redis/executor-heartbeat probe;
-//!   [`alert_store`]: alert states kept in Redis across restarts; [`audit_feed`]: the executor's
-//!   audit stream told to people.
+//!   most one action out).
+//! - [`redis`]: everything that talks to Redis: the connection and the Redis/executor-heartbeat
+//!   probe (`link`), signing and publishing requests to the executor (`request`), alert states
+//!   kept across restarts (`alert_store`), and the executor's audit stream told to people
+//!   (`audit_feed`).
 //! - [`engine`]: the runtime that wires sources, evaluation, decide and notify together.
 //! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`; [`status_page`]: the read-only
 //!   status page and `/api/status` beside them.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
-pub mod alert_store;
-pub mod audit_feed;
+pub mod change;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -30,8 +30,7 @@ pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
-pub mod redis_link;
-pub mod request;
+pub mod redis;
 pub mod serve;
 pub mod signals;
 pub mod status_page;

@@ -7,7 +7,7 @@
 //! them as it does to registered metrics.
 
 use crate::notify::Notifier;
-use crate::request::RequestStats;
+use crate::redis::request::RequestStats;
 use crate::signals::SignalKind;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};

@@ -18,7 +18,6 @@
 
 use crate::evaluate::{LABEL_REMEDIATE, label_is_true};
 use crate::signals::{Signal, SignalKind};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_shared::protocol::Action;
 use vigil_shared::time::{Timestamp, human_duration};
@@ -38,21 +37,8 @@ pub const MEMORY_TREND_MIN_SAMPLES: usize = 4;
 /// A steady rise reaching the limit within this horizon is worth a restart now.
 pub const MEMORY_TREND_HORIZON: Duration = Duration::from_secs(15 * 60);
 
-/// What the tracker knows about one container that the rules need.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ContainerHistory {
-    pub labels: BTreeMap<String, String>,
-    /// A restart loop is active for this container.
-    pub restart_loop_active: bool,
-    /// Stopped by an operator (a `docker stop`/`kill`) and not started since.
-    pub stopped_by_operator: bool,
-    /// `HostConfig.RestartPolicy.Name`: "", "no", "always", "unless-stopped", "on-failure".
-    pub restart_policy: String,
-    /// `HostConfig.Memory` in bytes, 0 when unlimited or unknown.
-    pub memory_limit: u64,
-    /// Working-set samples `(sampled at, bytes)`, oldest first.
-    pub memory_samples: Vec<(Timestamp, u64)>,
-}
+/// What the tracker knows about a container (defined next to the tracker, which fills it in).
+pub use crate::evaluate::ContainerHistory;
 
 impl ContainerHistory {
     fn label(&self, key: &str) -> bool {
@@ -213,6 +199,7 @@ fn slope_bytes_per_ms(samples: &[(Timestamp, u64)]) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::signals::{Severity, Subject};
+    use std::collections::BTreeMap;
     use vigil_shared::docker::ContainerRef;
 
     const MIB: u64 = 1024 * 1024;

@@ -3,8 +3,8 @@
 //! messages and feeds the results back.
 
 use super::{AuditNote, Effect, Incident, Input, LoopSettings, Outcome, step};
-use crate::audit_feed::AuditView;
 use crate::plan::Remediation;
+use crate::redis::audit_feed::AuditView;
 use crate::signals::Signal;
 use std::collections::{BTreeMap, BTreeSet};
 use vigil_shared::time::Timestamp;
@@ -272,7 +272,7 @@ impl Incidents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_feed::TargetView;
+    use crate::redis::audit_feed::TargetView;
     use crate::signals::{Severity, SignalKind, Subject};
     use vigil_shared::docker::ContainerRef;
     use vigil_shared::protocol::Action;

@@ -5,12 +5,12 @@
 
 use super::LoopSettings;
 use super::driver::{Incidents, Todo};
-use crate::audit_feed::{AuditView, Feed};
 use crate::decide::Action as Decided;
 use crate::engine::{Core, Decision, StateChange};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::request::{RequestJob, Requester, SendFailure, SentRequests};
+use crate::redis::audit_feed::{AuditView, Feed};
+use crate::redis::request::{RequestJob, Requester, SendFailure, SentRequests};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use vigil_shared::time::Timestamp;

@@ -101,6 +101,10 @@ fn opening_asks_at_once() {
     assert_eq!(fx, vec![Effect::Request]);
 }
 
+/// One row of the transition table: name, incident before, input, seconds, expected outcome and
+/// the outputs it must emit.
+type Row<'a> = (&'a str, Incident, Input, i64, Want, Vec<&'a str>);
+
 #[test]
 fn transition_table() {
     let c = cfg();
@@ -113,7 +117,7 @@ fn transition_table() {
         reason: "backoff".into(),
     };
     #[rustfmt::skip]
-    let table: Vec<(&str, Incident, Input, i64, Want, Vec<&str>)> = vec![
+    let table: Vec<Row> = vec![
         // Detected / due.
         ("due + issued -> requested", with_phase(Phase::Due { at: t(0) }, &[]),
             Input::Issued { request_id: "r1".into(), expires_at: t(60) }, 0,

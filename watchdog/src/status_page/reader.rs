@@ -5,10 +5,10 @@
 
 use super::board::{AuditLite, Board};
 use super::history::window_ms;
-use crate::audit_feed::RECORD_FIELD;
 use crate::collect;
-use crate::redis_link::{RedisLink, judge_heartbeat};
-use redis::streams::{StreamRangeReply, StreamReadReply};
+use crate::redis::audit_feed::RECORD_FIELD;
+use crate::redis::link::{RedisLink, judge_heartbeat};
+use ::redis::streams::{StreamRangeReply, StreamReadReply};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,9 +51,9 @@ async fn rebuild(
     link: &RedisLink,
     board: &Board,
     now: Timestamp,
-) -> Result<String, crate::redis_link::LinkError> {
+) -> Result<String, crate::redis::link::LinkError> {
     let start = now.as_millis() - window_ms();
-    let mut cmd = redis::cmd("XREVRANGE");
+    let mut cmd = ::redis::cmd("XREVRANGE");
     cmd.arg(link.names().audit())
         .arg("+")
         .arg(format!("{start}-0"))
@@ -82,17 +82,17 @@ async fn follow(
     link: &RedisLink,
     board: &Board,
     cursor: &mut String,
-) -> Result<(), crate::redis_link::LinkError> {
+) -> Result<(), crate::redis::link::LinkError> {
     loop {
         // XREAD without BLOCK answers at once: entries after the cursor, or none.
-        let mut cmd = redis::cmd("XREAD");
+        let mut cmd = ::redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(READ_COUNT)
             .arg("STREAMS")
             .arg(link.names().audit())
             .arg(&*cursor);
         let reply: Option<StreamReadReply> = link.query(&cmd).await?;
-        let ids: Vec<redis::streams::StreamId> = reply
+        let ids: Vec<::redis::streams::StreamId> = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default();
         let now = Timestamp::now();
@@ -112,9 +112,9 @@ async fn follow(
 async fn executor_state(
     link: &RedisLink,
     board: &Board,
-) -> Result<(), crate::redis_link::LinkError> {
+) -> Result<(), crate::redis::link::LinkError> {
     let key = link.names().executor_heartbeat();
-    let mut pipe = redis::pipe();
+    let mut pipe = ::redis::pipe();
     pipe.cmd("GET")
         .arg(&key)
         .cmd("EXISTS")
@@ -127,7 +127,7 @@ async fn executor_state(
     Ok(())
 }
 
-fn parse(entry: &redis::streams::StreamId) -> Option<AuditLite> {
+fn parse(entry: &::redis::streams::StreamId) -> Option<AuditLite> {
     let json = entry.get::<String>(RECORD_FIELD)?;
     match serde_json::from_str(&json) {
         Ok(rec) => Some(rec),

@@ -11,7 +11,7 @@
 //! what an outcome was about ("restarted web after 45s unhealthy").
 
 use crate::plan::Remediation;
-use crate::redis_link::RedisLink;
+use crate::redis::link::RedisLink;
 use crate::signals::{Signal, SignalKind};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,7 @@ pub enum RequestError {
     #[error("cannot encode the envelope: {0}")]
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
-    Redis(#[from] crate::redis_link::LinkError),
+    Redis(#[from] crate::redis::link::LinkError),
     #[error("the publisher is not keeping up")]
     Busy,
 }

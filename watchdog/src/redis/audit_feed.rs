@@ -13,7 +13,7 @@
 
 use crate::collect;
 use crate::notify::Message;
-use crate::redis_link::{LinkError, RedisLink};
+use crate::redis::link::{LinkError, RedisLink};
 use crate::signals::{Severity, SignalKind};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -137,7 +137,7 @@ impl Feed {
     pub fn describe(
         &mut self,
         rec: &AuditView,
-        note: Option<&crate::request::SentNote>,
+        note: Option<&crate::redis::request::SentNote>,
         now: Timestamp,
     ) -> Option<Message> {
         let name = rec.target_name();
@@ -202,6 +202,8 @@ impl Feed {
                 format!("refused {action} of {name}: {} {audit}", words(&rec.reason)),
                 Severity::Medium,
             ),
+            // The outcome record that follows tells; an intent alone says nothing new.
+            "intent" => return None,
             "rejected" => {
                 if let Some(told) = self.rejection_told_at
                     && now.since(told) < REJECTION_QUIET
@@ -381,7 +383,7 @@ pub async fn run(link: RedisLink, out: mpsc::Sender<AuditView>, cancel: Cancella
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::SentNote;
+    use crate::redis::request::SentNote;
     use vigil_shared::protocol::Action;
 
     const S: i64 = 1000;

@@ -10,10 +10,10 @@
 //! batch is kept (still latest-wins, bounded) and retried, so an outage loses at most what
 //! overflows the bound.
 
+use crate::change::StateChange;
 use crate::decide::AlertState;
-use crate::engine::StateChange;
 use crate::incident::Incident;
-use crate::redis_link::{LinkError, RedisLink, glob_escape};
+use crate::redis::link::{LinkError, RedisLink, glob_escape};
 use crate::signals::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -144,8 +144,12 @@ pub fn judge_heartbeat(key: &str, value: Option<&str>, now: Timestamp) -> (bool,
             ),
         );
     };
-    match value.trim().parse::<i64>() {
-        Ok(ms) => {
+    match vigil_shared::heartbeat::decode(value).ok_or(()) {
+        Ok(beat) => {
+            if let Some(why) = beat.cannot_audit {
+                return (false, format!("executor cannot audit: {why}"));
+            }
+            let ms = beat.at_ms;
             let age = now.since(Timestamp(ms));
             if age > EXECUTOR_HEARTBEAT_STALE_AFTER {
                 (
@@ -265,6 +269,19 @@ mod tests {
             (true, String::new())
         );
         assert!(judge_heartbeat(KEY, Some("not a number"), now).0);
+    }
+
+    #[test]
+    fn an_executor_that_cannot_audit_is_a_problem_even_when_fresh() {
+        let now = Timestamp(100_000);
+        let value =
+            vigil_shared::heartbeat::encode(99_000, Some("no space left for the audit log"));
+        let (ok, detail) = judge_heartbeat(KEY, Some(&value), now);
+        assert!(!ok);
+        assert_eq!(
+            detail,
+            "executor cannot audit: no space left for the audit log"
+        );
     }
 
     #[test]

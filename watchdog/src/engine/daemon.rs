@@ -1,0 +1,423 @@
+//! The async daemon around [`Core`]: starts the sources, feeds the core from one channel,
+//! hands decisions to the notifier, and shuts everything down on SIGTERM/SIGINT.
+
+use super::core::{Core, Decision};
+use crate::collect::{Observation, SourceId};
+use crate::config::Config;
+use crate::decide::Action;
+use std::time::Duration;
+use vigil_shared::time::Timestamp;
+
+use crate::collect;
+use crate::config::RedisConfig;
+use crate::incident::LoopSettings;
+use crate::incident::runner::Runner;
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, Occasion};
+use crate::redis::alert_store::{self, AlertStore};
+use crate::redis::audit_feed;
+use crate::redis::audit_feed::AuditView;
+use crate::redis::link::{self as redis_link, RedisLink};
+use crate::redis::request::{Requester, SendFailure, SentRequests};
+use crate::serve::{self, Health};
+use crate::status_page::{self, Board};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vigil_shared::docker::DockerClient;
+use vigil_shared::signing::Signer;
+
+/// How often time-driven transitions are evaluated. Cheap: no I/O.
+const TICK: Duration = Duration::from_millis(500);
+/// How long shutdown waits for queued notifications.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Observations in flight between the sources and the core. Sources wait when it is full; the
+/// core only does in-memory work per observation, so it drains far faster than the engine emits.
+const OBSERVATION_BUFFER: usize = 4096;
+/// How long start-up waits for the saved alert states before going on without them.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(10);
+/// Audit records read but not yet handled by the core loop.
+const AUDIT_BUFFER: usize = 1024;
+/// Longest wait of the audit feed's blocking read, plus slack.
+const AUDIT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything that needs Redis: the alert store, the request publisher, the audit feed and the
+/// Redis/executor probe. Only exists when Redis is configured.
+struct Remote {
+    store: AlertStore,
+    /// None when no signing key is configured (then nothing is requested).
+    requester: Option<Requester>,
+    sent: Arc<SentRequests>,
+    /// Audit records from the feed, and requests the publisher could not add.
+    /// Taken by the run loop.
+    audit_rx: Option<mpsc::Receiver<AuditView>>,
+    failures_rx: Option<mpsc::Receiver<SendFailure>>,
+    /// The store's writer, the publisher and the audit feed.
+    tasks: JoinSet<()>,
+    /// Stops the store's writer once the core's last changes are queued.
+    store_cancel: CancellationToken,
+}
+
+impl Remote {
+    /// Connects (lazily), restores the saved alert states into `core`, and starts the tasks.
+    /// The probe is a source, so it joins `sources`.
+    async fn start(
+        cfg: &Config,
+        redis: &RedisConfig,
+        core: &mut Core,
+        tx: &mpsc::Sender<Observation>,
+        sources: &mut JoinSet<()>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(Remote, Vec<crate::incident::Incident>)> {
+        let link = Arc::new(RedisLink::new(redis)?);
+        let mut incidents = Vec::new();
+        match tokio::time::timeout(RESTORE_DEADLINE, alert_store::load(&link)).await {
+            Ok(Ok(saved)) => {
+                tracing::info!(
+                    alerts.restored = saved.len(),
+                    "Alert state restored from Redis."
+                );
+                let mut states = Vec::with_capacity(saved.len());
+                for s in saved {
+                    incidents.extend(s.incident);
+                    states.push((s.signal, s.state));
+                }
+                core.restore(states);
+            }
+            Ok(Err(e)) => tracing::warn!(
+                error = %e,
+                "Alert state not restored from Redis: what fired before the restart may alert again."
+            ),
+            Err(_) => tracing::warn!(
+                deadline_s = RESTORE_DEADLINE.as_secs(),
+                "Alert state not restored from Redis in time: what fired before the restart may \
+                 alert again."
+            ),
+        }
+        let mut tasks = JoinSet::new();
+        let store_cancel = CancellationToken::new();
+        let (store, writer) = AlertStore::start(link.clone(), store_cancel.clone());
+        tasks.spawn(async move {
+            let _ = writer.await;
+        });
+        let sent = Arc::new(SentRequests::default());
+        let (failures_tx, failures_rx) = mpsc::channel(crate::redis::request::REQUEST_BUFFER);
+        let (audit_tx, audit_rx) = mpsc::channel(AUDIT_BUFFER);
+        let requester = match &cfg.signing {
+            Some(signing) => {
+                let signer = Signer::from_key_file(signing.key_id.clone(), &signing.key_file)?;
+                let (requester, publisher) = Requester::start(
+                    link.clone(),
+                    signer,
+                    cfg.deployment.clone(),
+                    sent.clone(),
+                    failures_tx,
+                    cancel.clone(),
+                );
+                tasks.spawn(async move {
+                    let _ = publisher.await;
+                });
+                Some(requester)
+            }
+            None => {
+                tracing::warn!(
+                    "No signing key configured: remediation is planned but not requested."
+                );
+                None
+            }
+        };
+        tasks.spawn(audit_feed::run(
+            link.dedicated(AUDIT_READ_TIMEOUT),
+            audit_tx,
+            cancel.clone(),
+        ));
+        sources.spawn(redis_link::probe(
+            link,
+            cfg.interval,
+            tx.clone(),
+            cancel.clone(),
+        ));
+        let remote = Remote {
+            store,
+            requester,
+            sent,
+            audit_rx: Some(audit_rx),
+            failures_rx: Some(failures_rx),
+            tasks,
+            store_cancel,
+        };
+        Ok((remote, incidents))
+    }
+}
+
+/// Runs the watchdog until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
+    let health = Health::new(cfg.enabled);
+    let board = status_page::new_board(&cfg);
+
+    if !cfg.enabled {
+        let server = start_server(&cfg, &health, None, &board, &cancel).await?;
+        tracing::warn!(
+            "WATCHDOG_ENABLED=false: the watchdog is inert. It watches nothing, sends nothing \
+             and requests nothing until re-enabled and restarted."
+        );
+        cancel.cancelled().await;
+        if let Some(h) = server {
+            let _ = h.await;
+        }
+        return Ok(());
+    }
+
+    tracing::info!(summary = %cfg.summary().replace('\n', "; "), "Vigil watchdog starting.");
+    if !cfg.requests_enabled() {
+        tracing::info!("Alert-only mode: no Redis configured, so no remediation is requested.");
+    }
+
+    let docker = DockerClient::new(&cfg.docker.host, cfg.docker.timeout)?;
+    match docker.negotiate().await {
+        Ok(v) => tracing::info!(
+            docker.version = %v.version,
+            docker.api_version = docker.api_version().unwrap_or_default(),
+            "Connected to the Docker engine."
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "Docker engine not reachable yet; will keep trying and report docker_unreachable."
+        ),
+    }
+
+    let (notifier, notify_task) =
+        Notifier::start(&cfg.notify, cfg.hostname.clone(), cancel.child_token());
+    let metrics = Metrics::new(Some(notifier.clone()));
+    let server = start_server(&cfg, &health, Some(metrics.clone()), &board, &cancel).await?;
+    let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
+    let mut sources = JoinSet::new();
+    if let Some(redis) = &cfg.redis {
+        let link = Arc::new(RedisLink::new(redis)?);
+        sources.spawn(status_page::reader::run(
+            link,
+            board.clone(),
+            cancel.clone(),
+        ));
+    }
+    let mut core = Core::new(&cfg);
+    let (mut remote, saved_incidents) = match &cfg.redis {
+        Some(redis) => {
+            let (r, i) = Remote::start(&cfg, redis, &mut core, &tx, &mut sources, &cancel).await?;
+            (Some(r), i)
+        }
+        None => (None, Vec::new()),
+    };
+    if let Some(requester) = remote.as_ref().and_then(|r| r.requester.as_ref()) {
+        metrics.attach_requests(requester.stats().clone());
+    }
+    let mut runner = Runner::new(
+        LoopSettings::default(),
+        remote.as_ref().and_then(|r| r.requester.clone()),
+        notifier.clone(),
+        metrics.clone(),
+        remote
+            .as_ref()
+            .map_or_else(Default::default, |r| r.sent.clone()),
+    );
+    runner.restore(saved_incidents);
+    let mut audit_rx = remote.as_mut().and_then(|r| r.audit_rx.take());
+    let mut failures_rx = remote.as_mut().and_then(|r| r.failures_rx.take());
+    let label = cfg.scope.label.clone();
+    sources.spawn(collect::events::run(
+        docker.clone(),
+        tx.clone(),
+        cancel.clone(),
+    ));
+    sources.spawn(collect::sweep::run(
+        docker.clone(),
+        label,
+        cfg.interval,
+        cfg.docker.stats_concurrency,
+        tx.clone(),
+        cancel.clone(),
+    ));
+    sources.spawn(collect::host::run(
+        cfg.host.clone(),
+        cfg.interval,
+        tx.clone(),
+        cancel.clone(),
+    ));
+    sources.spawn(collect::deps::run(
+        cfg.dependencies.clone(),
+        cfg.interval,
+        tx.clone(),
+        cancel.clone(),
+    ));
+    if let Some(app) = cfg.app.clone() {
+        sources.spawn(collect::app::run(
+            app,
+            cfg.interval,
+            tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    drop(tx);
+
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let decisions = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            obs = rx.recv() => match obs {
+                Some(obs) => {
+                    let now = Timestamp::now();
+                    note_source_health(&health, &metrics, &obs, now);
+                    board.observe(&obs, now);
+                    let decisions = core.observe(&obs, now);
+                    if let Observation::Event(event) = &obs {
+                        let latency = Timestamp::now().since(event.at());
+                        for _ in decisions.iter().filter(|d| d.action == Action::Alert) {
+                            metrics.detection_latency(latency);
+                        }
+                    }
+                    decisions
+                }
+                None => break,
+            },
+            rec = recv_some(audit_rx.as_mut()) => {
+                runner.on_audit(&mut core, rec, Timestamp::now());
+                Vec::new()
+            }
+            failure = recv_some(failures_rx.as_mut()) => {
+                runner.on_send_failure(&mut core, failure, Timestamp::now());
+                Vec::new()
+            }
+            _ = ticker.tick() => {
+                let now = Timestamp::now();
+                health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
+                let decisions = core.tick(now);
+                metrics.set_firing(&core.firing_by_kind());
+                board.set_alerts(core.alerts());
+                runner.tick(&mut core, now);
+                decisions
+            }
+        };
+        let now = Timestamp::now();
+        for d in decisions {
+            if runner.on_decision(&mut core, &d, now) {
+                dispatch(&notifier, &metrics, d);
+            }
+        }
+        save_changes(&mut core, &mut runner, remote.as_ref());
+    }
+
+    tracing::info!("Shutting down: stopping sources and draining notifications.");
+    cancel.cancel();
+    save_changes(&mut core, &mut runner, remote.as_ref());
+    let drain = async {
+        while sources.join_next().await.is_some() {}
+        if let Some(remote) = remote.as_mut() {
+            remote.store_cancel.cancel();
+            while remote.tasks.join_next().await.is_some() {}
+        }
+        let _ = notify_task.await;
+        if let Some(h) = server {
+            let _ = h.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!(
+            deadline_s = DRAIN_DEADLINE.as_secs(),
+            "Shutdown deadline passed; exiting with work still queued."
+        );
+    }
+    Ok(())
+}
+
+/// The next item of an optional channel; pends for ever when there is none or it closed.
+async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> T {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(v) => v,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands the core's state changes, with their incidents, to the alert store (dropped in
+/// alert-only mode).
+fn save_changes(core: &mut Core, runner: &mut Runner, remote: Option<&Remote>) {
+    let changes = runner.changes(core);
+    if let Some(remote) = remote {
+        for change in changes {
+            remote.store.save(change);
+        }
+    }
+}
+
+fn dispatch(notifier: &Notifier, metrics: &Metrics, d: Decision) {
+    let Some(occasion) = Occasion::from_action(&d.action) else {
+        return;
+    };
+    metrics.decision(d.signal.kind, occasion.as_str());
+    tracing::info!(
+        signal.key = %d.signal.key,
+        signal.kind = %d.signal.kind,
+        signal.severity = %d.signal.severity,
+        decision = occasion.as_str(),
+        "Signal decided."
+    );
+    notifier.notify(occasion, d.signal);
+}
+
+fn note_source_health(health: &Health, metrics: &Metrics, obs: &Observation, now: Timestamp) {
+    match obs {
+        Observation::Source {
+            source: source @ (SourceId::DockerEvents | SourceId::DockerSweep),
+            ok,
+            ..
+        } => {
+            health.docker_ok.store(*ok, Ordering::Relaxed);
+            if !ok {
+                metrics.docker_failure(source.as_str());
+            }
+        }
+        Observation::Sweep(sweep) => {
+            health.docker_ok.store(true, Ordering::Relaxed);
+            metrics.sweep_duration(now.since(sweep.at));
+        }
+        Observation::Event(_) => {
+            health.docker_ok.store(true, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// Serves `/healthz` (and `/metrics` when given) on `WATCHDOG_LISTEN`, if set.
+async fn start_server(
+    cfg: &Config,
+    health: &Arc<Health>,
+    metrics: Option<Arc<Metrics>>,
+    board: &Arc<Board>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = cfg.listen else {
+        return Ok(None);
+    };
+    let render: Option<serve::MetricsRender> =
+        metrics.map(|m| Arc::new(move || m.render()) as serve::MetricsRender);
+    let web = status_page::Web {
+        board: board.clone(),
+        access: status_page::Access::new(cfg.listen_token.as_ref()),
+    };
+    let (bound, handle) =
+        serve::serve(addr, health.clone(), render, Some(web), cancel.clone()).await?;
+    tracing::info!(
+        listen.addr = %bound,
+        token_required = cfg.listen_token.is_some(),
+        "Serving the status page, /api/status, /healthz and /metrics."
+    );
+    Ok(Some(handle))
+}
