@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prepares this machine for Vigil's test suite. Idempotent and non-interactive: it installs only
-# what is missing (Debian packages: redis-server, busybox-static, procps), runs `apt-get update`
+# what is missing (Debian packages: redis-server, busybox-static, procps, chromium for the status
+# page tests, prometheus for promtool), runs `apt-get update`
 # only when something must be installed, builds the offline test image when it is missing or
 # stale, and fails loudly when the Docker engine does not answer. Runs as root, or through sudo.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(redis-server busybox-static procps)
+PACKAGES=(redis-server busybox-static procps chromium prometheus)
 
 log() { echo "setup-test: $*" >&2; }
 die() { echo "setup-test: ERROR: $*" >&2; exit 1; }
@@ -41,6 +42,8 @@ else
 fi
 
 command -v redis-server >/dev/null 2>&1 || die "redis-server is not on PATH after installing redis-server"
+command -v chromium >/dev/null 2>&1 || die "chromium is not on PATH after installing chromium (the status page tests need it)"
+command -v promtool >/dev/null 2>&1 || die "promtool is not on PATH after installing prometheus (the rules tests need it)"
 # The package starts a system-wide redis on 6379; tests start their own on free ports, so a
 # running system instance is harmless and left alone.
 

@@ -13,6 +13,7 @@
 //! - [`latency`]: event-to-alert and event-to-restart-issued latency.
 //! - [`sweep`]: sweep wall time at growing container counts.
 //! - [`footprint`]: memory and idle CPU of both daemons; the forged-request flood.
+//! - [`page`]: the status page's drawing time and history memory at 1,000 containers.
 //! - [`procfs`]: `/proc` readings; [`report`]: the table.
 
 mod daemon;
@@ -20,6 +21,7 @@ mod fleet;
 mod footprint;
 mod interrupt;
 mod latency;
+mod page;
 mod procfs;
 mod report;
 mod sweep;
@@ -295,6 +297,7 @@ fn run() -> Result<bool> {
         }
     }
     let _ = sweep_group.remove();
+    report.status_page(&page::run(1000, if plan.quick { 3 } else { 10 }));
 
     println!("{}", report.render());
     Ok(report.all_ok())

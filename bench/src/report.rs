@@ -116,6 +116,37 @@ impl Report {
         });
     }
 
+    /// Status page rows: drawing time at N containers (target 1 s) and history memory against
+    /// its documented bound.
+    pub fn status_page(&mut self, r: &anyhow::Result<crate::page::PageResult>) {
+        match r {
+            Ok(p) => {
+                self.row(
+                    format!(
+                        "Status page at {} containers (GET /, p50 / max)",
+                        p.containers
+                    ),
+                    format!(
+                        "{} / {} ({} KiB HTML; /api/status p50 {})",
+                        ms(p.html_p50),
+                        ms(p.html_max),
+                        p.html_bytes / 1024,
+                        ms(p.json_p50)
+                    ),
+                    "< 1000 ms",
+                    Some(p.html_max < Duration::from_secs(1)),
+                );
+                self.row(
+                    format!("Status page history at {} containers", p.containers),
+                    format!("{:.1} MiB", mib(p.history_bytes as u64)),
+                    &format!("<= {:.1} MiB (7 KiB each)", mib(p.history_bound as u64)),
+                    Some(p.history_bytes <= p.history_bound),
+                );
+            }
+            Err(e) => self.failed("Status page at 1000 containers", e, "< 1000 ms"),
+        }
+    }
+
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }

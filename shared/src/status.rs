@@ -28,6 +28,16 @@ pub trait StatusPages: Send + Sync + 'static {
     }
     /// The `/metrics` text, or `None` when this daemon serves no metrics (404).
     fn metrics(&self) -> Option<String>;
+    /// Any further page this daemon serves (and its access rule), asked first for every
+    /// request; `None` falls through to `/healthz`, `/metrics`, 404 and 405.
+    fn respond(
+        &self,
+        _method: &Method,
+        _uri: &http::Uri,
+        _headers: &http::HeaderMap,
+    ) -> Option<Response<Full<Bytes>>> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +76,9 @@ pub async fn serve(
             let pages = pages.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let resp = route(req.method(), req.uri().path(), pages.as_ref());
+                    let resp = pages
+                        .respond(req.method(), req.uri(), req.headers())
+                        .unwrap_or_else(|| route(req.method(), req.uri().path(), pages.as_ref()));
                     async move { Ok::<_, std::convert::Infallible>(resp) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

@@ -19,7 +19,10 @@
 //! - [`fake_docker`]: [`fake_docker::FakeDocker`], a scriptable Engine API 1.41 on a unix
 //!   socket, with fault modes and a log of every request.
 //! - [`fakes`]: local fakes of the internet services (Telegram, Slack, webhooks).
+//! - [`chromium`]: headless Chromium over the DevTools protocol (console errors, CSP reports,
+//!   screenshots).
 
+pub mod chromium;
 pub mod docker;
 pub mod fake_docker;
 pub mod fakes;

@@ -398,6 +398,11 @@ impl Watchdog {
         self.run_id.as_deref()
     }
 
+    /// The listen address the builder chose (`WATCHDOG_LISTEN`), if any.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         self.process.try_status().is_none()

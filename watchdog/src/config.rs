@@ -45,6 +45,9 @@ pub struct Config {
     pub interval: Duration,
     /// `WATCHDOG_LISTEN` (default 127.0.0.1:9750): `/healthz` and `/metrics`. None disables.
     pub listen: Option<SocketAddr>,
+    /// `WATCHDOG_LISTEN_TOKEN_FILE`: required when `listen` is not loopback (see
+    /// [`crate::status_page::access`]).
+    pub listen_token: Option<Secret>,
     pub log: LogConfig,
     pub docker: DockerConfig,
     pub scope: ScopeConfig,
@@ -202,6 +205,7 @@ impl Config {
             deployment: "default".to_string(),
             interval: Duration::from_secs(15),
             listen: DEFAULT_LISTEN.parse().ok(),
+            listen_token: None,
             log: LogConfig::default(),
             docker: DockerConfig::default(),
             scope: ScopeConfig::default(),
@@ -383,6 +387,7 @@ fn from_table(
     let mut c = Config::with_hostname(String::new());
 
     read_top(&mut r, &mut c);
+    c.listen_token = crate::status_page::access::read_token(&mut r, c.listen);
     if c.hostname.is_empty() {
         c.hostname = default_hostname();
     }
@@ -759,7 +764,8 @@ mod tests {
             .with("WATCHDOG_DISK_PATHS", "/, /host/var ,")
             .with("WATCHDOG_PROC_ROOT", "/host/proc")
             .with("WATCHDOG_HOSTNAME", "box1")
-            .with("WATCHDOG_LISTEN", "0.0.0.0:9000");
+            .with("WATCHDOG_LISTEN", "0.0.0.0:9000")
+            .with("WATCHDOG_LISTEN_TOKEN", "a-token-of-16-or-more");
         let c = load_with(toml_text, &env).unwrap();
         assert_eq!(c.interval, Duration::from_secs(5400));
         assert_eq!(c.thresholds.cpu_percent, 90.0);

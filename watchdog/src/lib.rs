@@ -16,7 +16,8 @@
 //!   kept across restarts (`alert_store`), and the executor's audit stream told to people
 //!   (`audit_feed`).
 //! - [`engine`]: the runtime that wires sources, evaluation, decide and notify together.
-//! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`.
+//! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`; [`status_page`]: the read-only
+//!   status page and `/api/status` beside them.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
 pub mod change;
@@ -34,3 +35,4 @@ pub mod plan;
 pub mod redis;
 pub mod serve;
 pub mod signals;
+pub mod status_page;

@@ -1,5 +1,6 @@
 //! The watchdog's HTTP endpoint on `WATCHDOG_LISTEN`: `GET /healthz` and `/metrics`, served by
-//! [`vigil_shared::status`]; this module owns the watchdog's health facts.
+//! [`vigil_shared::status`], plus the status page ([`crate::status_page`]); this module owns the
+//! watchdog's health facts.
 //!
 //! It answers even when the watchdog is disabled by the kill switch, so container health checks
 //! and restart policies see a live process that does nothing.
@@ -45,6 +46,7 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 struct Pages {
     health: Arc<Health>,
     metrics: Option<MetricsRender>,
+    web: Option<crate::status_page::Web>,
 }
 
 impl StatusPages for Pages {
@@ -54,6 +56,14 @@ impl StatusPages for Pages {
     fn metrics(&self) -> Option<String> {
         self.metrics.as_ref().map(|render| render())
     }
+    fn respond(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
+        self.web.as_ref()?.respond(method, uri, headers)
+    }
 }
 
 /// Binds `addr` and serves until `cancel`. Returns the bound address (port 0 picks one).
@@ -61,7 +71,13 @@ pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: Option<MetricsRender>,
+    web: Option<crate::status_page::Web>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    status::serve(addr, Arc::new(Pages { health, metrics }), cancel).await
+    let pages = Pages {
+        health,
+        metrics,
+        web,
+    };
+    status::serve(addr, Arc::new(pages), cancel).await
 }

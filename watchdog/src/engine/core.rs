@@ -228,6 +228,11 @@ impl Core {
     }
 
     /// Signals currently firing, by kind (for metrics).
+    pub fn alerts(&self) -> impl Iterator<Item = (&Signal, &AlertState)> {
+        self.alerts.values().map(|t| (&t.last, &t.state))
+    }
+
+    /// Signals currently firing, by kind (for metrics).
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
         for t in self.alerts.values() {

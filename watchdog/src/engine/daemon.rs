@@ -20,6 +20,7 @@ use crate::redis::audit_feed::AuditView;
 use crate::redis::link::{self as redis_link, RedisLink};
 use crate::redis::request::{Requester, SendFailure, SentRequests};
 use crate::serve::{self, Health};
+use crate::status_page::{self, Board};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
@@ -156,9 +157,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
     let health = Health::new(cfg.enabled);
+    let board = status_page::new_board(&cfg);
 
     if !cfg.enabled {
-        let server = start_server(&cfg, &health, None, &cancel).await?;
+        let server = start_server(&cfg, &health, None, &board, &cancel).await?;
         tracing::warn!(
             "WATCHDOG_ENABLED=false: the watchdog is inert. It watches nothing, sends nothing \
              and requests nothing until re-enabled and restarted."
@@ -199,9 +201,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cancel.child_token(),
     );
     let metrics = Metrics::new(Some(notifier.clone()));
-    let server = start_server(&cfg, &health, Some(metrics.clone()), &cancel).await?;
+    let server = start_server(&cfg, &health, Some(metrics.clone()), &board, &cancel).await?;
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
     let mut sources = JoinSet::new();
+    if let Some(redis) = &cfg.redis {
+        let link = Arc::new(RedisLink::new(redis)?);
+        sources.spawn(status_page::reader::run(
+            link,
+            board.clone(),
+            cancel.clone(),
+        ));
+    }
     let mut core = Core::new(&cfg);
     let (mut remote, saved_incidents) = match &cfg.redis {
         Some(redis) => {
@@ -271,6 +281,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 Some(obs) => {
                     let now = Timestamp::now();
                     note_source_health(&health, &metrics, &obs, now);
+                    board.observe(&obs, now);
                     let decisions = core.observe(&obs, now);
                     if let Observation::Event(event) = &obs {
                         let latency = Timestamp::now().since(event.at());
@@ -296,6 +307,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 let decisions = core.tick(now);
                 metrics.set_firing(&core.firing_by_kind());
                 crate::operators::wiring::publish_firing(&ops, core.firing());
+                board.set_alerts(core.alerts());
                 runner.tick(&mut core, now);
                 decisions
             }
@@ -419,6 +431,7 @@ async fn start_server(
     cfg: &Config,
     health: &Arc<Health>,
     metrics: Option<Arc<Metrics>>,
+    board: &Arc<Board>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(addr) = cfg.listen else {
@@ -426,7 +439,16 @@ async fn start_server(
     };
     let render: Option<serve::MetricsRender> =
         metrics.map(|m| Arc::new(move || m.render()) as serve::MetricsRender);
-    let (bound, handle) = serve::serve(addr, health.clone(), render, cancel.clone()).await?;
-    tracing::info!(listen.addr = %bound, "Serving /healthz and /metrics.");
+    let web = status_page::Web {
+        board: board.clone(),
+        access: status_page::Access::new(cfg.listen_token.as_ref()),
+    };
+    let (bound, handle) =
+        serve::serve(addr, health.clone(), render, Some(web), cancel.clone()).await?;
+    tracing::info!(
+        listen.addr = %bound,
+        token_required = cfg.listen_token.is_some(),
+        "Serving the status page, /api/status, /healthz and /metrics."
+    );
     Ok(Some(handle))
 }

@@ -1,0 +1,326 @@
+//! Board, rendering and access together, without I/O.
+
+use super::board::{AuditLite, TargetLite};
+use super::history::{BYTES_PER_CONTAINER, MAX_POINTS};
+use super::*;
+use crate::collect::{Observation, Sweep};
+use crate::decide::AlertState;
+use crate::signals::{Severity, Signal, SignalKind, Subject as SigSubject};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vigil_shared::config::Secret;
+use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn board() -> Board {
+    Board::new(Meta {
+        host: "h<o>st".into(),
+        deployment: "default".into(),
+        enabled: true,
+        remediation_configured: true,
+        started_at: Timestamp(T0),
+    })
+}
+
+fn details(i: usize, project: &str, state: RunState, health: Health) -> ContainerDetails {
+    ContainerDetails {
+        container: ContainerRef {
+            id: format!("{i:064x}"),
+            name: format!("c-{i}"),
+            project: Some(project.into()),
+            service: Some("web".into()),
+        },
+        image: "img".into(),
+        labels: BTreeMap::new(),
+        state,
+        health,
+        health_failing_streak: 0,
+        exit_code: 3,
+        oom_killed: false,
+        restart_count: 2,
+        restart_policy: String::new(),
+        started_at: None,
+        finished_at: None,
+        memory_limit: 0,
+        last_probe: None,
+        stop_timeout: None,
+    }
+}
+
+fn sweep(b: &Board, at: i64, containers: Vec<ContainerDetails>) {
+    b.observe(
+        &Observation::Sweep(Sweep {
+            at: Timestamp(at),
+            containers,
+            stats: BTreeMap::new(),
+        }),
+        Timestamp(at),
+    );
+}
+
+#[test]
+fn a_thousand_flapping_containers_stay_within_the_documented_memory_bound() {
+    let b = board();
+    let n = 1000;
+    for f in 0..(MAX_POINTS + 40) {
+        let health = if f % 2 == 0 {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        };
+        let at = T0 + i64::try_from(f).unwrap_or(0) * 1000;
+        let long = "p".repeat(10_000);
+        sweep(
+            &b,
+            at,
+            (0..n)
+                .map(|i| details(i, &long, RunState::Running, health))
+                .collect(),
+        );
+    }
+    for seq in 1..=200u64 {
+        b.record_audit(
+            AuditLite {
+                seq,
+                ts: Some(Timestamp(T0 + i64::try_from(seq).unwrap_or(0))),
+                action: Some("restart".into()),
+                target: Some(TargetLite {
+                    id: Some(format!("{:064x}", seq % 3)),
+                    name: None,
+                    project: None,
+                }),
+                decision: "executed".into(),
+                reason: "ok".into(),
+                result: None,
+                retry_at: None,
+            },
+            Timestamp(T0 + 400_000),
+        );
+    }
+    let used = b.history_bytes();
+    assert!(
+        used <= n * BYTES_PER_CONTAINER,
+        "{used} bytes for {n} containers exceeds {} each",
+        BYTES_PER_CONTAINER
+    );
+    let doc = b.snapshot(Timestamp(T0 + 400_000));
+    assert_eq!(doc.containers.len(), n);
+    assert!(
+        doc.containers
+            .iter()
+            .all(|c| c.timeline.len() <= MAX_POINTS)
+    );
+    assert!(
+        doc.containers
+            .iter()
+            .all(|c| c.project.as_ref().is_some_and(|p| p.len() <= 128))
+    );
+    assert_eq!(doc.history.bytes_now, used);
+    assert!(doc.actions.len() <= board::MAX_ACTIONS);
+}
+
+#[test]
+fn docker_text_is_escaped_and_states_show() {
+    let b = board();
+    let evil = "<img src=x onerror=alert(1)>\"'&";
+    sweep(
+        &b,
+        T0,
+        vec![
+            details(1, evil, RunState::Running, Health::Healthy),
+            details(2, "shop", RunState::Running, Health::Unhealthy),
+            details(3, "shop", RunState::Exited, Health::None),
+        ],
+    );
+    let html = render::page(&b.snapshot(Timestamp(T0 + 5000))).expect("render");
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{html}"
+    );
+    assert!(!html.contains("h<o>st"));
+    for (name, state) in [("c-1", "healthy"), ("c-2", "unhealthy"), ("c-3", "exited")] {
+        assert!(
+            html.contains(&format!("data-name=\"{name}\" data-state=\"{state}\"")),
+            "{name} {state}"
+        );
+    }
+    // Failing containers first.
+    let doc = b.snapshot(Timestamp(T0 + 5000));
+    let order: Vec<&str> = doc.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(order, vec!["c-2", "c-3", "c-1"]);
+    assert_eq!(doc.containers[1].exit_code, Some(3));
+    let live = render::live(&doc).expect("live");
+    assert!(live.starts_with("<main id=\"live\""), "{live}");
+    assert!(!live.contains("<script"));
+}
+
+#[test]
+fn incidents_carry_the_remediation_from_requests_and_the_audit() {
+    let b = board();
+    sweep(
+        &b,
+        T0,
+        vec![details(1, "shop", RunState::Running, Health::Unhealthy)],
+    );
+    let sig = Signal::new(
+        SignalKind::ContainerUnhealthy,
+        true,
+        Severity::High,
+        SigSubject {
+            project: Some("shop".into()),
+            service: Some("web".into()),
+            container: Some("c-1".into()),
+            container_id: Some(format!("{:064x}", 1)),
+            name: None,
+        },
+        "health check failing",
+        Timestamp(T0),
+    );
+    let firing = AlertState::Firing {
+        since: Timestamp(T0),
+        last_notified: Timestamp(T0),
+        count: 1,
+        interval: Duration::from_secs(3600),
+        occurrence: None,
+    };
+    let disk = Signal::new(
+        SignalKind::DiskHigh,
+        true,
+        Severity::Medium,
+        SigSubject::named("/"),
+        "92% used",
+        Timestamp(T0),
+    );
+    let pending = AlertState::Pending {
+        since: Timestamp(T0),
+    };
+    b.set_alerts([(&sig, &firing), (&disk, &firing), (&disk, &pending)].into_iter());
+    let doc = b.snapshot(Timestamp(T0 + 1000));
+    assert_eq!(doc.incidents.len(), 2, "pending alerts are not incidents");
+    assert_eq!(doc.incidents[0].severity, "high", "most severe first");
+    assert!(doc.incidents[0].remediation.is_none());
+
+    b.note_request(&format!("{:064x}", 1), "restart", Timestamp(T0 + 2000));
+    let doc = b.snapshot(Timestamp(T0 + 2500));
+    let r = doc.incidents[0].remediation.clone().expect("requested");
+    assert_eq!((r.state.as_str(), r.audit_seq), ("requested", None));
+
+    let refused = |seq, reason: &str, retry| AuditLite {
+        seq,
+        ts: Some(Timestamp(T0 + 3000 + i64::try_from(seq).unwrap_or(0))),
+        action: Some("restart".into()),
+        target: Some(TargetLite {
+            id: Some(format!("{:064x}", 1)),
+            name: Some("c-1".into()),
+            project: Some("shop".into()),
+        }),
+        decision: "refused".into(),
+        reason: reason.into(),
+        result: None,
+        retry_at: retry,
+    };
+    b.record_audit(
+        refused(7, "backoff", Some(Timestamp(T0 + 60_000))),
+        Timestamp(T0 + 3100),
+    );
+    let doc = b.snapshot(Timestamp(T0 + 4000));
+    let r = doc.incidents[0].remediation.clone().expect("refused");
+    assert_eq!(r.state, "refused");
+    assert_eq!(r.audit_seq, Some(7));
+    assert_eq!(r.retry_at, Some(T0 + 60_000));
+    let html = render::page(&doc).expect("render");
+    assert!(html.contains("refused until"), "{html}");
+
+    b.record_audit(refused(8, "breaker_opened", None), Timestamp(T0 + 3200));
+    let doc = b.snapshot(Timestamp(T0 + 4000));
+    assert_eq!(
+        doc.incidents[0]
+            .remediation
+            .as_ref()
+            .map(|r| r.state.as_str()),
+        Some("escalated")
+    );
+    assert_eq!(doc.actions[0].audit_seq, 8, "newest action first");
+    assert_eq!(
+        doc.containers[0].marks.len(),
+        3,
+        "a request and two audit marks"
+    );
+
+    // The JSON reads back as the same document.
+    let json = serde_json::to_string(&doc).expect("json");
+    let back: model::StatusDoc = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, doc);
+}
+
+#[test]
+fn marks_read_before_the_first_sweep_are_kept_for_the_container() {
+    let b = board();
+    b.record_audit(
+        AuditLite {
+            seq: 1,
+            ts: Some(Timestamp(T0)),
+            action: Some("restart".into()),
+            target: Some(TargetLite {
+                id: Some(format!("{:064x}", 5)),
+                name: Some("c-5".into()),
+                project: None,
+            }),
+            decision: "dry_run".into(),
+            reason: "dry_run".into(),
+            result: None,
+            retry_at: None,
+        },
+        Timestamp(T0),
+    );
+    sweep(
+        &b,
+        T0 + 1000,
+        vec![details(5, "p", RunState::Running, Health::None)],
+    );
+    let doc = b.snapshot(Timestamp(T0 + 2000));
+    assert_eq!(doc.containers[0].marks.len(), 1);
+    assert_eq!(doc.containers[0].state, "running");
+    assert_eq!(doc.executor.dry_run, Some(true));
+}
+
+#[test]
+fn responses_need_the_token_when_one_is_set_and_carry_the_csp() {
+    let web = Web {
+        board: Arc::new(board()),
+        access: Access::new(Some(&Secret::new("0123456789abcdef0123"))),
+    };
+    let get = |path: &str, auth: Option<&str>| {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = auth {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(a).expect("hv"));
+        }
+        web.respond(&Method::GET, &path.parse().expect("uri"), &headers)
+    };
+    let r = get("/", None).expect("answered");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        get("/healthz", None).is_none(),
+        "healthz is routed elsewhere, open"
+    );
+    assert_eq!(
+        get("/metrics", None).map(|r| r.status()),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert!(get("/metrics", Some("Bearer 0123456789abcdef0123")).is_none());
+    let ok = get("/", Some("Bearer 0123456789abcdef0123")).expect("page");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let csp = ok.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("csp");
+    assert!(csp.starts_with("default-src 'none'"));
+    let post = web.respond(&Method::POST, &"/".parse().expect("uri"), &HeaderMap::new());
+    assert!(post.is_none(), "only GET and HEAD: the router answers 405");
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA_JSON).expect("schema is JSON");
+    assert_eq!(
+        schema["properties"]["version"]["const"],
+        model::SCHEMA_VERSION
+    );
+}
