@@ -4,7 +4,7 @@
 # It prepares the machine (scripts/setup-test.sh: redis-server, the offline test image), builds
 # the release binaries it measures (vigil-watchdog, vigil-executor) and the benchmark driver,
 # then runs the driver, which drives the real Docker engine and a real redis-server and prints
-# one markdown table (measurement, value, DESIGN.md section 8 target, met or not) on stdout.
+# one markdown table (measurement, value, target, met or not) on stdout.
 # Progress goes to stderr. Everything it starts (containers labelled vigil.bench=<run id>, the
 # daemons, redis-server) is removed when it ends, also on Ctrl-C.
 # The full run takes about 6 to 10 minutes on a 2-core machine; --quick is a short smoke run.

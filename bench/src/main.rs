@@ -1,5 +1,5 @@
 //! `vigil-bench`: measures Vigil on the real Docker engine and a real Redis and prints one
-//! markdown table against the targets of DESIGN.md section 8. Run it through `scripts/bench.sh`,
+//! markdown table against the project's performance targets. Run it through `scripts/bench.sh`,
 //! which prepares the machine and builds the release binaries it measures.
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! The printed result: the machine, then one markdown table of measurement, value, target
-//! (DESIGN.md section 8) and whether the value meets it.
+//! (the project's performance targets) and whether the value meets it.
 
 use crate::footprint::{Flood, Footprint};
 use crate::latency::{Latencies, percentile};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use vigil_shared::docker::EngineVersion;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// DESIGN.md section 8.
+/// The project's performance targets.
 const SWEEP_200_TARGET: Duration = Duration::from_secs(1);
 const WATCHDOG_RSS_TARGET_MIB: f64 = 20.0;
 const EXECUTOR_RSS_TARGET_MIB: f64 = 10.0;
@@ -346,7 +346,7 @@ impl Report {
             out.push('\n');
         }
         out.push('\n');
-        out.push_str("| Measurement | Value | Target (DESIGN.md §8) | Meets target |\n");
+        out.push_str("| Measurement | Value | Target | Meets target |\n");
         out.push_str("| --- | --- | --- | --- |\n");
         for r in &self.rows {
             let meets = match (r.failed, r.meets) {

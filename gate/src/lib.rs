@@ -1,4 +1,4 @@
-//! The read-only gate (DESIGN.md section 1): the only way the watchdog sees the Docker engine in
+//! The read-only gate (docs/architecture.md): the only way the watchdog sees the Docker engine in
 //! a deployment.
 //!
 //! It serves HTTP/1 on a unix socket (a shared volume) and/or TCP (an internal network) and

@@ -1,4 +1,4 @@
-//! The signed request: wire format v1 (DESIGN.md section 3).
+//! The signed request: wire format v1 (docs/protocol.md).
 //!
 //! This module owns the shapes on the wire and their strict, pure parsing. The signature itself
 //! (keys, signing, the full verifier) lives in [`crate::signing`].

@@ -1,6 +1,6 @@
 //! Shared helpers for Vigil's integration tests and benchmarks.
 //!
-//! The suite runs against real parts wherever a user has them (DESIGN.md section 7): the
+//! The suite runs against real parts wherever a user has them: the
 //! machine's Docker engine with an offline test image, and a real `redis-server`. Fakes stand in
 //! only for internet services and for engine faults a real engine cannot be made to produce.
 //! `bash scripts/test.sh` prepares the machine (packages, test image) and runs everything.

@@ -1,5 +1,5 @@
-//! The hardened compose stack (`compose/`), brought up for real on the engine (DESIGN.md section
-//! 6, issue 4): images built offline by `scripts/build-images.sh --profile dev`, secrets by
+//! The hardened compose stack (`compose/`), brought up for real on the engine (see
+//! `docs/deploy.md`): images built offline by `scripts/build-images.sh --profile dev`, secrets by
 //! `scripts/setup-deploy.sh`, then `docker-compose up` under a unique project name with the
 //! test additions (`compose/docker-compose.test.yml`: a fake Telegram in the stack and an
 //! opted-in app whose healthcheck always fails).

@@ -4,17 +4,32 @@
 //! step, [`load`]; every problem is collected and reported at once with its key, and a bad config
 //! exits with 78 (EX_CONFIG). Secrets are read from `*_FILE` paths and are never logged.
 //!
-//! Environment names: `WATCHDOG_<SECTION>__<KEY>` for any key (`__` nests), plus the documented
-//! short names in DESIGN.md section 5 (`WATCHDOG_INTERVAL`, `WATCHDOG_TELEGRAM_BOT_TOKEN_FILE`, ...).
+//! Environment names: `WATCHDOG_<SECTION>__<KEY>` for any key (`__` nests), plus
+//! the short names documented in `.env.watchdog.example` (`WATCHDOG_INTERVAL`,
+//! `WATCHDOG_TELEGRAM_BOT_TOKEN_FILE`, ...).
+//!
+//! # Layout
+//! Each component owns its section: the sources' `[host]`, `[[dependencies]]` and `[app]` in
+//! [`crate::collect::config`], the sinks' `[notify]` in [`crate::notify::config`], `[redis]` and
+//! `[signing]` in [`crate::redis::config`]. This file holds the top level, `[log]`, `[docker]`,
+//! `[scope]`, `[thresholds]`, `[restart_loop]` and `[alerts]`, the shared validators, and
+//! [`load`], which composes the sections and runs the cross-section checks.
 
+pub use crate::collect::config::{
+    AppConfig, AppRule, DependencyConfig, DependencyTarget, HostConfig,
+};
+use crate::collect::config::{read_app, read_dependencies, read_host};
+use crate::notify::config::read_notify;
+pub use crate::notify::config::{NotifyConfig, SlackConfig, TelegramConfig, WebhookConfig};
+pub use crate::redis::config::{RedisConfig, SigningConfig};
+use crate::redis::config::{read_redis, read_signing};
 use crate::signals::SignalKind;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use vigil_shared::config::{
-    ConfigErrors, ConfigReader, EnvSource, Found, Secret, convert, format_duration,
-    read_config_table,
+    ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
 
 /// Everything the watchdog runs with. Field defaults are listed on each field.
@@ -120,104 +135,6 @@ pub struct AlertsConfig {
     pub disabled: Vec<SignalKind>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostConfig {
-    /// Where `/proc` is (default "/proc"; "/host/proc" in the container).
-    pub proc_root: PathBuf,
-    /// Paths to statvfs (default ["/"]).
-    pub disk_paths: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DependencyTarget {
-    /// GET, expecting 2xx.
-    Http(url::Url),
-    /// TCP connect to `host:port`.
-    Tcp(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DependencyConfig {
-    pub name: String,
-    pub target: DependencyTarget,
-    /// Default 3 s.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppConfig {
-    /// Prometheus text endpoint of the watched app.
-    pub url: url::Url,
-    /// Default 3 s.
-    pub timeout: Duration,
-    /// `app_down` after this many consecutive failed probes (default 3).
-    pub down_after: u32,
-    /// Simple threshold rules on samples.
-    pub rules: Vec<AppRule>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppRule {
-    /// Exact sample name as exposed, e.g. `queue_depth` or `errors_total{kind="db"}`.
-    pub metric: String,
-    pub above: Option<f64>,
-    pub below: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelegramConfig {
-    /// `WATCHDOG_TELEGRAM_BOT_TOKEN[_FILE]`.
-    pub bot_token: Secret,
-    /// `WATCHDOG_TELEGRAM_CHAT_ID`.
-    pub chat_id: String,
-    /// `WATCHDOG_TELEGRAM_API_URL` (default the public Bot API).
-    pub api_url: Option<url::Url>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlackConfig {
-    /// `WATCHDOG_SLACK_WEBHOOK_URL[_FILE]`: a secret (the URL is the credential).
-    pub webhook_url: Secret,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    /// `WATCHDOG_WEBHOOK_URL[_FILE]`.
-    pub url: Secret,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifyConfig {
-    /// Signals of one compose project starting within this window go out as one message
-    /// (default 2 s).
-    pub group_window: Duration,
-    /// Bounded delivery queue; when full the oldest message is dropped and counted (default 1024).
-    pub queue_capacity: usize,
-    /// Per-send timeout (default 10 s).
-    pub timeout: Duration,
-    /// Attempts per message per sink before giving up (default 5).
-    pub max_attempts: u32,
-    pub telegram: Option<TelegramConfig>,
-    pub slack: Option<SlackConfig>,
-    pub webhook: Option<WebhookConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RedisConfig {
-    pub url: Secret,
-    /// Key prefix (default `vigil:`).
-    pub prefix: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SigningConfig {
-    /// `WATCHDOG_SIGNING_KEY_FILE`: PKCS#8 PEM private key.
-    pub key_file: PathBuf,
-    /// `WATCHDOG_KEY_ID` (default: the key file's stem, matching the executor's convention that
-    /// a public key file's stem is its key id).
-    pub key_id: String,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Defaults
 
@@ -264,29 +181,6 @@ impl Default for RestartLoopConfig {
         RestartLoopConfig {
             restarts: 3,
             window: Duration::from_secs(600),
-        }
-    }
-}
-
-impl Default for HostConfig {
-    fn default() -> HostConfig {
-        HostConfig {
-            proc_root: PathBuf::from("/proc"),
-            disk_paths: vec![PathBuf::from("/")],
-        }
-    }
-}
-
-impl Default for NotifyConfig {
-    fn default() -> NotifyConfig {
-        NotifyConfig {
-            group_window: Duration::from_secs(2),
-            queue_capacity: 1024,
-            timeout: Duration::from_secs(10),
-            max_attempts: 5,
-            telegram: None,
-            slack: None,
-            webhook: None,
         }
     }
 }
@@ -427,7 +321,7 @@ pub fn system_hostname() -> String {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/// Documented variable names (DESIGN.md section 5) besides the generic `WATCHDOG_<SECTION>__<KEY>`.
+/// Documented variable names (`.env.watchdog.example`) besides the generic `WATCHDOG_<SECTION>__<KEY>`.
 /// Top-level keys (`enabled`, `interval`, `deployment`, `listen`, `hostname`) need none: their
 /// generic name is the documented one.
 const ENV_ALIASES: &[(&str, &str)] = &[
@@ -498,13 +392,14 @@ fn from_table(
     c.app = read_app(&mut r);
     read_notify(&mut r, &mut c.notify);
     let redis = read_redis(&mut r);
+    // Errors that reading [signing] itself reported already name its keys: a missing key is
+    // only worth reporting when the section said nothing at all.
+    let errors_before_signing = r.errors().len();
     let signing = read_signing(&mut r);
+    let signing_reported = r.errors().len() > errors_before_signing;
     if let Some(redis) = &redis
         && signing.is_none()
-        && !r
-            .errors()
-            .iter()
-            .any(|e| e.key.contains("SIGNING") || e.key.starts_with("signing."))
+        && !signing_reported
     {
         let key = r.key_for("signing.key_file", redis.origin.is_env());
         r.error(
@@ -523,7 +418,7 @@ fn from_table(
     errors.into_result(c)
 }
 
-fn positive(d: &Duration) -> Result<(), String> {
+pub(crate) fn positive(d: &Duration) -> Result<(), String> {
     if d.is_zero() {
         Err("must be greater than zero".to_string())
     } else {
@@ -531,7 +426,7 @@ fn positive(d: &Duration) -> Result<(), String> {
     }
 }
 
-fn percent(p: &f64) -> Result<(), String> {
+pub(crate) fn percent(p: &f64) -> Result<(), String> {
     if *p > 0.0 && *p <= 100.0 {
         Ok(())
     } else {
@@ -539,7 +434,7 @@ fn percent(p: &f64) -> Result<(), String> {
     }
 }
 
-fn non_empty(s: &str) -> Result<(), String> {
+pub(crate) fn non_empty(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         Err("must not be empty".to_string())
     } else {
@@ -547,7 +442,7 @@ fn non_empty(s: &str) -> Result<(), String> {
     }
 }
 
-fn at_least_one<T: PartialOrd + From<u8>>(n: &T) -> Result<(), String> {
+pub(crate) fn at_least_one<T: PartialOrd + From<u8>>(n: &T) -> Result<(), String> {
     if *n >= T::from(1) {
         Ok(())
     } else {
@@ -556,7 +451,7 @@ fn at_least_one<T: PartialOrd + From<u8>>(n: &T) -> Result<(), String> {
 }
 
 /// A name usable as a file stem and Redis key part: `[A-Za-z0-9._-]+`.
-fn simple_name(s: &String) -> Result<(), String> {
+pub(crate) fn simple_name(s: &String) -> Result<(), String> {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -569,7 +464,7 @@ fn simple_name(s: &String) -> Result<(), String> {
     }
 }
 
-fn http_url(s: &String) -> Result<url::Url, String> {
+pub(crate) fn http_url(s: &String) -> Result<url::Url, String> {
     let url = url::Url::parse(s.trim()).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host_str().is_some() => Ok(url),
@@ -578,7 +473,7 @@ fn http_url(s: &String) -> Result<url::Url, String> {
 }
 
 /// Like [`http_url`] for a URL that is a credential: the message never quotes it.
-fn secret_http_url(secret: &Secret) -> Result<(), String> {
+pub(crate) fn secret_http_url(secret: &Secret) -> Result<(), String> {
     let url = url::Url::parse(secret.expose().trim())
         .map_err(|e| format!("invalid URL (value not shown): {e}"))?;
     match url.scheme() {
@@ -587,7 +482,7 @@ fn secret_http_url(secret: &Secret) -> Result<(), String> {
     }
 }
 
-fn docker_host(s: &String) -> Result<(), String> {
+pub(crate) fn docker_host(s: &String) -> Result<(), String> {
     if let Some(path) = s.strip_prefix("unix://") {
         if path.starts_with('/') && path.len() > 1 {
             return Ok(());
@@ -759,308 +654,10 @@ fn read_alerts(r: &mut ConfigReader<'_>, alerts: &mut AlertsConfig) {
     }
 }
 
-fn absolute_path(s: &String) -> Result<(), String> {
-    if Path::new(s.trim()).is_absolute() {
-        Ok(())
-    } else {
-        Err(format!("{s:?} must be an absolute path"))
-    }
-}
-
-fn read_host(r: &mut ConfigReader<'_>, host: &mut HostConfig) {
-    if let Some(v) = r.get_checked("host.proc_root", convert::string, absolute_path) {
-        host.proc_root = PathBuf::from(v.value.trim());
-    }
-    let paths = r.get_checked("host.disk_paths", convert::string_list, |items| {
-        items.iter().try_for_each(absolute_path)
-    });
-    if let Some(v) = paths {
-        host.disk_paths = v.value.iter().map(|p| PathBuf::from(p.trim())).collect();
-    }
-}
-
-fn dependency_target(s: &String) -> Result<DependencyTarget, String> {
-    let url = url::Url::parse(s.trim()).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
-    match url.scheme() {
-        "http" | "https" => http_url(s).map(DependencyTarget::Http),
-        "tcp" => match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) if !host.is_empty() => {
-                Ok(DependencyTarget::Tcp(format!("{host}:{port}")))
-            }
-            _ => Err(format!("{s:?}: expected tcp://host:port")),
-        },
-        _ => Err(format!(
-            "{s:?}: expected http://, https:// or tcp://host:port"
-        )),
-    }
-}
-
-fn read_dependencies(r: &mut ConfigReader<'_>) -> Vec<DependencyConfig> {
-    let mut deps: Vec<DependencyConfig> = Vec::new();
-    for i in 0..r.array_len("dependencies") {
-        let base = format!("dependencies[{i}]");
-        let name = r.get_checked(&format!("{base}.name"), convert::string, simple_name);
-        let target = r.get(&format!("{base}.url"), |raw| {
-            convert::string(raw).and_then(|s| dependency_target(&s))
-        });
-        let timeout = r
-            .get_checked(&format!("{base}.timeout"), convert::duration, positive)
-            .map_or(Duration::from_secs(3), |f| f.value);
-        let name_unreported = !r.errors().has_key(&format!("{base}.name"));
-        let url_unreported = !r.errors().has_key(&format!("{base}.url"));
-        match (name, target) {
-            (Some(name), Some(target)) => {
-                if deps.iter().any(|d| d.name == name.value) {
-                    r.error(
-                        name.key().to_string(),
-                        format!("duplicate dependency name {:?}", name.value),
-                    );
-                } else {
-                    deps.push(DependencyConfig {
-                        name: name.value,
-                        target: target.value,
-                        timeout,
-                    });
-                }
-            }
-            (name, target) => {
-                if name.is_none() && name_unreported {
-                    r.error(format!("{base}.name"), "required");
-                }
-                if target.is_none() && url_unreported {
-                    r.error(format!("{base}.url"), "required");
-                }
-            }
-        }
-    }
-    deps
-}
-
-fn read_app(r: &mut ConfigReader<'_>) -> Option<AppConfig> {
-    let present = r.section_present("app");
-    let url = r.get("app.url", |raw| {
-        convert::string(raw).and_then(|s| http_url(&s))
-    });
-    let timeout = r.get_checked("app.timeout", convert::duration, positive);
-    let down_after = r.get_checked("app.down_after", convert::u32, at_least_one);
-    let mut rules = Vec::new();
-    for i in 0..r.array_len("app.rules") {
-        let base = format!("app.rules[{i}]");
-        let metric = r.get_checked(&format!("{base}.metric"), convert::string, |s| non_empty(s));
-        let above = r
-            .get(&format!("{base}.above"), convert::f64)
-            .map(|f| f.value);
-        let below = r
-            .get(&format!("{base}.below"), convert::f64)
-            .map(|f| f.value);
-        match metric {
-            Some(metric) if above.is_some() || below.is_some() => rules.push(AppRule {
-                metric: metric.value.trim().to_string(),
-                above,
-                below,
-            }),
-            Some(_) => r.error(base, "needs `above` or `below`"),
-            None => {
-                let key = format!("{base}.metric");
-                if !r.errors().has_key(&key) {
-                    r.error(key, "required");
-                }
-            }
-        }
-    }
-    let url = match url {
-        Some(url) => url,
-        None => {
-            let bad = r
-                .errors()
-                .iter()
-                .any(|e| e.key.contains("APP__URL") || e.key == "app.url");
-            if present && !bad {
-                let key = r.key_for("app.url", !r.section_in_file("app"));
-                r.error(key, "required when the [app] section is set");
-            }
-            return None;
-        }
-    };
-    Some(AppConfig {
-        url: url.value,
-        timeout: timeout.map_or(Duration::from_secs(3), |f| f.value),
-        down_after: down_after.map_or(3, |f| f.value),
-        rules,
-    })
-}
-
-fn read_notify(r: &mut ConfigReader<'_>, n: &mut NotifyConfig) {
-    if let Some(v) = r.duration("notify.group_window") {
-        n.group_window = v.value;
-    }
-    if let Some(v) = r.get_checked("notify.queue_capacity", convert::usize, at_least_one) {
-        n.queue_capacity = v.value;
-    }
-    if let Some(v) = r.get_checked("notify.timeout", convert::duration, positive) {
-        n.timeout = v.value;
-    }
-    if let Some(v) = r.get_checked("notify.max_attempts", convert::u32, at_least_one) {
-        n.max_attempts = v.value;
-    }
-    n.telegram = read_telegram(r);
-    n.slack = r
-        .secret("notify.slack.webhook_url", "notify.slack.webhook_url_file")
-        .and_then(|s| match secret_http_url(&s.value) {
-            Ok(()) => Some(SlackConfig {
-                webhook_url: s.value,
-            }),
-            Err(message) => {
-                r.error(s.key().to_string(), message);
-                None
-            }
-        });
-    n.webhook = r
-        .secret("notify.webhook.url", "notify.webhook.url_file")
-        .and_then(|s| match secret_http_url(&s.value) {
-            Ok(()) => Some(WebhookConfig { url: s.value }),
-            Err(message) => {
-                r.error(s.key().to_string(), message);
-                None
-            }
-        });
-}
-
-fn chat_id(s: &str) -> Result<(), String> {
-    let s = s.trim();
-    if s.parse::<i64>().is_ok() || (s.len() > 1 && s.starts_with('@')) {
-        Ok(())
-    } else {
-        Err(format!("{s:?}: expected a numeric chat id or @channelname"))
-    }
-}
-
-fn read_telegram(r: &mut ConfigReader<'_>) -> Option<TelegramConfig> {
-    let errors_before = r.errors().len();
-    let token = r.secret(
-        "notify.telegram.bot_token",
-        "notify.telegram.bot_token_file",
-    );
-    let chat = r.get_checked("notify.telegram.chat_id", convert::string, |s| chat_id(s));
-    let api_url = r.get("notify.telegram.api_url", |raw| {
-        convert::string(raw).and_then(|s| http_url(&s))
-    });
-    if r.errors().len() > errors_before {
-        return None; // something given was bad; a "missing partner" error would only add noise
-    }
-    match (token, chat) {
-        (Some(token), Some(chat)) => Some(TelegramConfig {
-            bot_token: token.value,
-            chat_id: chat.value.trim().to_string(),
-            api_url: api_url.map(|f| f.value),
-        }),
-        (Some(token), None) => {
-            let key = r.key_for("notify.telegram.chat_id", token.origin.is_env());
-            r.error(key, format!("required when {} is set", token.key()));
-            None
-        }
-        (None, Some(chat)) => {
-            let key = r.key_for("notify.telegram.bot_token_file", chat.origin.is_env());
-            r.error(
-                key,
-                format!("a bot token is required when {} is set", chat.key()),
-            );
-            None
-        }
-        (None, None) => {
-            if let Some(api) = api_url {
-                r.error(
-                    api.key().to_string(),
-                    "set, but no Telegram bot token and chat id are configured",
-                );
-            }
-            None
-        }
-    }
-}
-
-fn redis_url(secret: &Secret) -> Result<(), String> {
-    let url = url::Url::parse(secret.expose().trim())
-        .map_err(|e| format!("invalid Redis URL (value not shown): {e}"))?;
-    match url.scheme() {
-        "redis" | "rediss" | "unix" | "redis+unix" => Ok(()),
-        _ => Err("expected a redis://, rediss:// or unix:// URL (value not shown)".to_string()),
-    }
-}
-
-fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>> {
-    let url = r.secret("redis.url", "redis.url_file");
-    let prefix = r.get_checked("redis.prefix", convert::string, |s| non_empty(s));
-    let url = match url {
-        Some(url) => url,
-        None => {
-            if let Some(p) = prefix {
-                r.error(p.key().to_string(), "set, but no Redis URL is configured");
-            }
-            return None;
-        }
-    };
-    if let Err(message) = redis_url(&url.value) {
-        r.error(url.key().to_string(), message);
-        return None;
-    }
-    let prefix = prefix.map_or_else(|| "vigil:".to_string(), |p| p.value);
-    Some(url.map(|u| RedisConfig { url: u, prefix }))
-}
-
-fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
-    let key_file = r.get_checked("signing.key_file", convert::string, |s| non_empty(s));
-    let key_id = r.get_checked("signing.key_id", convert::string, simple_name);
-    let key_file = match key_file {
-        Some(f) => f,
-        None => {
-            if let Some(id) = key_id {
-                r.error(
-                    id.key().to_string(),
-                    "set, but no signing key file is configured",
-                );
-            }
-            return None;
-        }
-    };
-    let path = PathBuf::from(key_file.value.trim());
-    // The key is parsed by the signing module at start-up; here we only check that it can be
-    // read, so `check-config` catches a missing secret.
-    if let Err(e) = std::fs::File::open(&path) {
-        r.error(
-            key_file.key().to_string(),
-            format!("cannot read signing key file {}: {e}", path.display()),
-        );
-        return None;
-    }
-    let key_id = match key_id {
-        Some(id) => id.value,
-        None => {
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            if let Err(message) = simple_name(&stem) {
-                let key = r.key_for("signing.key_id", key_file.origin.is_env());
-                r.error(
-                    key,
-                    format!("not set, and the key file's name cannot serve as one: {message}"),
-                );
-                return None;
-            }
-            stem
-        }
-    };
-    Some(SigningConfig {
-        key_file: path,
-        key_id,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use vigil_shared::config::MapEnv;
 
     fn load_with(toml_text: &str, env: &MapEnv) -> Result<Config, ConfigErrors> {

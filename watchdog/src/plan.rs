@@ -1,7 +1,7 @@
 //! The remediation planner: a firing container signal plus what the tracker remembers about the
 //! container in, at most one proposed action out. Pure: no clock, no I/O.
 //!
-//! # Rules, in this order (DESIGN.md section 2)
+//! # Rules, in this order
 //! 0. Only containers labelled `vigil.remediate=true` ([`LABEL_REMEDIATE`]) are ever planned.
 //! 1. Stopped by an operator: nothing (their intent wins).
 //! 2. Restart loop: nothing. Restarting a crash loop again only feeds it; the alert says that

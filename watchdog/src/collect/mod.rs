@@ -9,6 +9,7 @@
 //! - `app`: the watched application's Prometheus text endpoint.
 
 pub mod app;
+pub mod config;
 pub mod deps;
 pub mod events;
 pub mod host;

@@ -15,6 +15,7 @@
 //! Secrets (the bot token, the webhook URLs) never appear in a log line or an error text: every
 //! error from an HTTP client is scrubbed before it leaves its sink.
 
+pub mod config;
 pub mod group;
 pub mod http;
 pub mod log;

@@ -13,5 +13,6 @@
 
 pub mod alert_store;
 pub mod audit_feed;
+pub mod config;
 pub mod link;
 pub mod request;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Architecture checks anyone can run (CI runs them from .ci/run):
+#   bash scripts/check-arch.sh
+# 1. crate graph: vigil-watchdog links neither vigil-executor nor vigil-gate; vigil-gate does
+#    not link vigil-executor (`cargo tree`);
+# 2. unused dependencies: every dependency a member crate declares is named in its sources;
+# 3. pure modules: the watchdog's decision modules import no I/O crate;
+# 4. file size: no source file over 800 lines before its `#[cfg(test)]` module;
+# 5. the repository explains itself: no file cites a design document it does not contain.
+# Needs only cargo, grep and awk. Exits non-zero on the first failing check group.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+status=0
+fail() { echo "check-arch: FAIL: $*" >&2; status=1; }
+ok() { echo "check-arch: ok: $*"; }
+
+# --- 1. crate graph ----------------------------------------------------------------------------
+deps_of() { cargo tree --locked -e normal -p "$1" --prefix none --format '{p}' | awk '{print $1}' | sort -u; }
+watchdog_deps="$(deps_of vigil-watchdog)"
+gate_deps="$(deps_of vigil-gate)"
+for forbidden in vigil-executor vigil-gate; do
+  if grep -qx "$forbidden" <<<"$watchdog_deps"; then
+    fail "vigil-watchdog depends on $forbidden"
+  fi
+done
+if grep -qx vigil-executor <<<"$gate_deps"; then
+  fail "vigil-gate depends on vigil-executor"
+fi
+ok "crate graph: vigil-watchdog -> {$(grep '^vigil-' <<<"$watchdog_deps" | tr '\n' ' ')}," \
+  "vigil-gate -> {$(grep '^vigil-' <<<"$gate_deps" | tr '\n' ' ')}"
+
+# --- 2. unused dependencies --------------------------------------------------------------------
+# A dependency is used when its crate name (dashes as underscores) appears as a path or `use`
+# in the package's sources (src/, tests/, benches/, build.rs).
+for manifest in shared/Cargo.toml watchdog/Cargo.toml executor/Cargo.toml gate/Cargo.toml \
+  tests/Cargo.toml bench/Cargo.toml; do
+  dir="$(dirname "$manifest")"
+  deps="$(awk '
+    /^\[/ { section = $0; next }
+    section ~ /^\[(dev-|build-)?dependencies\]$/ && /^[A-Za-z0-9_-]+[ .=]/ {
+      name = $1; sub(/[.=].*/, "", name); print name
+    }' "$manifest" | sort -u)"
+  for dep in $deps; do
+    ident="${dep//-/_}"
+    if ! grep -rqE "(^|[^:A-Za-z0-9_])${ident}::|use ${ident}( |;|::)|extern crate ${ident}" \
+      "$dir" --include='*.rs'; then
+      fail "$manifest declares $dep but its sources never use it"
+    fi
+  done
+done
+[[ $status -eq 0 ]] && ok "unused dependencies: none"
+
+# --- 3. pure modules ---------------------------------------------------------------------------
+pure=(watchdog/src/decide.rs watchdog/src/plan.rs watchdog/src/signals.rs
+  watchdog/src/change.rs watchdog/src/evaluate watchdog/src/engine/core.rs
+  watchdog/src/incident/mod.rs executor/src/policy.rs
+  executor/src/verify.rs)
+io='(^|[^A-Za-z0-9_])(tokio|redis|hyper|hyper_util|hyperlocal|ureq|teloxide|reqwest)::|std::(fs|net|process)\b|use (tokio|redis|hyper|ureq|teloxide)\b'
+for path in "${pure[@]}"; do
+  [[ -e "$path" ]] || { fail "pure module $path does not exist (update this list)"; continue; }
+  if hits="$(grep -rnE "$io" "$path" --include='*.rs')"; then
+    fail "pure module $path imports I/O:"$'\n'"$hits"
+  fi
+done
+ok "pure modules: ${#pure[@]} checked"
+
+# --- 4. file size ------------------------------------------------------------------------------
+# Test code (tests/, tests.rs, `#[cfg(test)]` modules) does not count. Known exceptions, to be
+# split by concern (listed so they cannot grow unnoticed):
+size_exceptions=(shared/src/config.rs)
+while read -r file; do
+  lines="$(awk '/^#\[cfg\(test\)\]/ { exit } { n++ } END { print n + 0 }' "$file")"
+  if (( lines > 800 )); then
+    fail "$file has $lines lines outside its tests (limit 800)"
+  fi
+done < <(git ls-files '*.rs' | grep -vE '^(tests|fuzz)/|/tests\.rs$|/tests/' | grep -vxF -f <(printf '%s\n' "${size_exceptions[@]}"))
+ok "file size: checked"
+
+# --- 5. no citation of a document the repository does not hold ---------------------------------
+if hits="$(git grep -n 'DESIGN\.md' -- . ':!scripts/check-arch.sh')"; then
+  fail "files cite DESIGN.md (use docs/architecture.md or docs/protocol.md):"$'\n'"$hits"
+fi
+
+exit "$status"
