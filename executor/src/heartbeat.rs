@@ -1,6 +1,8 @@
 //! The executor's heartbeat: `SET <prefix>heartbeat:executor <unix ms> PX 30000` every 5 s, so
 //! the watchdog can tell when the executor is gone. Each beat also reads the pause key for
-//! `/healthz` (requests read it themselves, per request).
+//! `/healthz` (requests read it themselves, per request). A stalled request consumer withholds
+//! the beat ([`Health::consumer_stalled`]): an executor that reads no requests is as good as
+//! gone.
 
 use crate::serve::Health;
 use redis::aio::ConnectionManager;
@@ -26,6 +28,7 @@ pub async fn run(
     let key = names.executor_heartbeat();
     let pause = names.pause();
     let mut failing = false;
+    let mut stalled_said = false;
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,6 +36,19 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        // A stalled consumer must not look alive to the watchdog: no beat, so it pages
+        // `executor_down` instead of waiting calmly behind a stuck stream.
+        if health.consumer_stalled(Timestamp::now()) {
+            if !stalled_said {
+                tracing::error!(
+                    consumer.idle_ms = health.consumer_idle(Timestamp::now()).as_millis() as u64,
+                    "The request consumer makes no progress; withholding the heartbeat so the watchdog pages."
+                );
+            }
+            stalled_said = true;
+            continue;
+        }
+        stalled_said = false;
         let beat = async {
             let _: () = redis::cmd("SET")
                 .arg(&key)

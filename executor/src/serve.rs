@@ -28,7 +28,14 @@ pub struct Health {
     /// Unix ms of the process start and of the last heartbeat that reached Redis (0: none yet).
     started_ms: AtomicI64,
     last_heartbeat_ms: AtomicI64,
+    /// Unix ms of the request consumer's last completed step (0: none yet).
+    consumer_progress_ms: AtomicI64,
 }
+
+/// The request consumer is stalled when it has completed no step for this long (a step blocks
+/// at most a second or two on an idle stream; a restart with a long stop timeout stays far
+/// below this).
+pub const CONSUMER_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Health {
     pub fn new(enabled: bool, dry_run: bool) -> Arc<Health> {
@@ -56,6 +63,26 @@ impl Health {
         now.since(Timestamp(last))
     }
 
+    /// The consumer completed a step (read, handled and acknowledged a batch, or found none).
+    pub fn consumer_progress(&self, at: Timestamp) {
+        self.consumer_progress_ms
+            .store(at.as_millis(), Ordering::Relaxed);
+    }
+
+    /// Time from the consumer's last completed step (or from start-up, before the first).
+    pub fn consumer_idle(&self, now: Timestamp) -> std::time::Duration {
+        let last = match self.consumer_progress_ms.load(Ordering::Relaxed) {
+            0 => self.started_ms.load(Ordering::Relaxed),
+            ms => ms,
+        };
+        now.since(Timestamp(last))
+    }
+
+    /// Whether the request consumer has stopped making progress (see [`CONSUMER_STALL_AFTER`]).
+    pub fn consumer_stalled(&self, now: Timestamp) -> bool {
+        self.consumer_idle(now) > CONSUMER_STALL_AFTER
+    }
+
     pub fn audit_seq(&self) -> u64 {
         self.audit_seq.load(Ordering::Relaxed)
     }
@@ -78,8 +105,10 @@ impl Health {
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default();
+        let stalled = self.consumer_stalled(Timestamp::now());
         serde_json::json!({
-            "status": "ok",
+            "status": if stalled { "consumer_stalled" } else { "ok" },
+            "consumer_idle_ms": self.consumer_idle(Timestamp::now()).as_millis() as u64,
             "enabled": self.enabled.load(Ordering::Relaxed),
             "paused": self.paused.load(Ordering::Relaxed),
             "dry_run": self.dry_run.load(Ordering::Relaxed),
@@ -104,6 +133,9 @@ impl StatusPages for Pages {
     }
     fn metrics(&self) -> Option<String> {
         Some(self.metrics.render())
+    }
+    fn healthy(&self) -> bool {
+        !self.health.consumer_stalled(Timestamp::now())
     }
 }
 

@@ -7,34 +7,45 @@
 //!   are handled, and rejected as expired if they are old); `BUSYGROUP` is fine.
 //! - On start (and after every reconnect) this consumer first re-reads its own pending entries
 //!   (`XREADGROUP ... 0`): those read before a crash and never acknowledged.
-//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 16 BLOCK 1000 ... >`.
+//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 4 BLOCK 1000 ... >`, a few at a
+//!   time so a handful of large entries cannot exhaust memory.
 //! - Periodically `XAUTOCLAIM` takes over entries idle longer than `reclaim_idle` (another
 //!   executor's, or ours that failed on a Redis error).
 //! - A re-delivered entry whose delivery count (`XPENDING`) exceeds `max_deliveries` is copied to
 //!   the dead-letter stream with the reason, audited as `dead_letter` and acknowledged.
 //! - An entry is acknowledged only after its audit record is durable.
 //!
+//! # Hostile entries
+//! Every reply is read as raw [`redis::Value`]s ([`crate::stream_entry`]): no reply can fail to
+//! convert and leave an entry pending for ever. An entry that is not UTF-8, has no `envelope`, is
+//! over [`vigil_shared::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is audited as
+//! `malformed` (id and size only) and acknowledged. A future id is also deleted and the stream's
+//! and group's last ids are set back, as it would otherwise block every later append. The
+//! consumer reports each completed step to [`Health`]; one that makes no progress turns
+//! `/healthz` to 503 and withholds the heartbeat.
+//!
 //! A Redis outage never ends the process: each failed step is logged and retried with backoff.
 
 use crate::pipeline::{Broker, BrokerError, Pipeline, PipelineError, Reservation};
 use crate::serve::Health;
+use crate::stream_entry::{self, Entry, Malformed};
 use futures_util::future::BoxFuture;
+use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use redis::{FromRedisValue, Value};
+use redis::streams::StreamPendingCountReply;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_shared::config::Secret;
-use vigil_shared::names::{ENVELOPE_FIELD, EXECUTOR_GROUP, Names};
+use vigil_shared::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
+use vigil_shared::redis_functions::{self, AUDIT_APPEND, DEAD_APPEND};
 use vigil_shared::time::Timestamp;
 
-/// Entries read per call.
-pub const READ_COUNT: usize = 16;
+/// Entries read per call: a few, so that several entries at Redis's own size limit still fit in
+/// a small memory budget.
+pub const READ_COUNT: usize = 4;
 /// How long one `XREADGROUP` blocks.
 pub const BLOCK: Duration = Duration::from_millis(1000);
-/// Audit stream entries kept (approximately).
-const AUDIT_STREAM_MAXLEN: usize = 100_000;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
@@ -48,40 +59,15 @@ pub enum SourceError {
     Reply(String),
 }
 
+impl From<stream_entry::ShapeError> for SourceError {
+    fn from(e: stream_entry::ShapeError) -> Self {
+        SourceError::Reply(e.0)
+    }
+}
+
 impl From<BrokerError> for SourceError {
     fn from(e: BrokerError) -> Self {
         SourceError::Pipeline(PipelineError::Broker(e))
-    }
-}
-
-/// One stream entry as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub id: String,
-    /// Every field, in no particular order (kept for the dead-letter copy).
-    pub fields: Vec<(String, Vec<u8>)>,
-}
-
-impl Entry {
-    fn from_stream_id(s: StreamId) -> Entry {
-        let fields = s.map.into_iter().map(|(k, v)| (k, bytes_of(&v))).collect();
-        Entry { id: s.id, fields }
-    }
-
-    /// The `envelope` field.
-    pub fn envelope(&self) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == ENVELOPE_FIELD)
-            .map(|(_, v)| v.as_slice())
-    }
-}
-
-fn bytes_of(v: &Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.clone().into_bytes(),
-        other => Vec::<u8>::from_redis_value(other).unwrap_or_default(),
     }
 }
 
@@ -153,6 +139,19 @@ impl RedisSource {
         self.conn.clone()
     }
 
+    /// `FUNCTION LOAD REPLACE` of the append functions compiled into this executor
+    /// ([`vigil_shared::redis_functions`]): at start-up and after every reconnect (a Redis
+    /// restarted without persistence has lost them), replacing an older version on upgrade.
+    pub async fn load_functions(&self) -> Result<(), SourceError> {
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(redis_functions::library())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// `XGROUP CREATE <requests> executors 0 MKSTREAM`; an existing group is fine.
     pub async fn ensure_group(&self) -> Result<(), SourceError> {
         let res: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -185,16 +184,8 @@ impl RedisSource {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(self.opts.names.requests()).arg(id);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
-        Ok(reply
-            .map(|r| {
-                r.keys
-                    .into_iter()
-                    .flat_map(|k| k.ids)
-                    .map(Entry::from_stream_id)
-                    .collect()
-            })
-            .unwrap_or_default())
+        let reply: Value = cmd.query_async(&mut self.conn()).await?;
+        Ok(stream_entry::parse_read_reply(reply)?)
     }
 
     /// New entries, blocking up to [`BLOCK`].
@@ -208,8 +199,9 @@ impl RedisSource {
     }
 
     /// `XAUTOCLAIM` of entries idle longer than `reclaim_idle`, at most [`READ_COUNT`] per call.
+    /// Ids deleted from the stream while pending come back as deleted entries.
     pub async fn reclaim(&self, start: &str) -> Result<(String, Vec<Entry>), SourceError> {
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(self.opts.names.requests())
             .arg(EXECUTOR_GROUP)
             .arg(&self.opts.consumer)
@@ -219,12 +211,59 @@ impl RedisSource {
             .arg(READ_COUNT)
             .query_async(&mut self.conn())
             .await?;
-        let entries = reply
-            .claimed
+        let (next, mut entries, deleted) = stream_entry::parse_autoclaim_reply(reply)?;
+        entries.extend(deleted.into_iter().map(|id| Entry {
+            id,
+            fields: Vec::new(),
+            size: 0,
+            deleted: true,
+        }));
+        Ok((next, entries))
+    }
+
+    /// Removes an entry whose id was chosen far in the future and sets the stream's and the
+    /// group's last ids back to the newest remaining entry, so `XADD *` works again.
+    pub async fn heal_future_id(&self, id: &str) -> Result<(), SourceError> {
+        let key = self.opts.names.requests();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(&key)
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await?;
+        let top: Value = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await?;
+        let top = stream_entry::parse_entries(top)?
             .into_iter()
-            .map(Entry::from_stream_id)
-            .collect();
-        Ok((reply.next_stream_id, entries))
+            .next()
+            .map_or_else(|| "0-1".to_string(), |e| e.id);
+        if stream_entry::id_is_from_the_future(&top, Timestamp::now()) {
+            // Another future entry is newer still; it is healed when it is read.
+            return Ok(());
+        }
+        let _: () = redis::cmd("XSETID")
+            .arg(&key)
+            .arg(&top)
+            .query_async(&mut self.conn())
+            .await?;
+        let _: () = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&key)
+            .arg(EXECUTOR_GROUP)
+            .arg(&top)
+            .query_async(&mut self.conn())
+            .await?;
+        tracing::warn!(
+            stream.entry_id = id,
+            stream.last_id = %top,
+            "Deleted a requests-stream entry with a far-future id and set the stream back."
+        );
+        Ok(())
     }
 
     /// How often the entry was delivered (`XPENDING`); 0 when it is not pending.
@@ -252,11 +291,11 @@ impl RedisSource {
 
     /// Copies the entry to the dead-letter stream with why and how often it was delivered.
     pub async fn dead_letter(&self, entry: &Entry, deliveries: u64) -> Result<(), SourceError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.opts.names.dead()).arg("*");
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(DEAD_APPEND).arg(1).arg(self.opts.names.dead());
         for (k, v) in &entry.fields {
-            if !matches!(k.as_str(), "reason" | "entry_id" | "deliveries") {
-                cmd.arg(k).arg(v.as_slice());
+            if !matches!(k.as_slice(), b"reason" | b"entry_id" | b"deliveries") {
+                cmd.arg(k.as_slice()).arg(v.as_slice());
             }
         }
         cmd.arg("reason")
@@ -277,7 +316,7 @@ impl RedisSource {
         entry: &Entry,
         redelivered: bool,
     ) -> Result<(), SourceError> {
-        if entry.fields.is_empty() {
+        if entry.deleted {
             // Trimmed or deleted from the stream while pending: nothing left to do.
             return self.ack(&entry.id).await;
         }
@@ -291,9 +330,21 @@ impl RedisSource {
                 return self.ack(&entry.id).await;
             }
         }
-        pipeline
-            .handle(&entry.id, entry.envelope(), Timestamp::now())
-            .await?;
+        let now = Timestamp::now();
+        match entry.check(now) {
+            Ok(envelope) => {
+                pipeline.handle(&entry.id, Some(envelope), now).await?;
+            }
+            Err(why) => {
+                pipeline
+                    .malformed(&entry.id, entry.size, why.as_str(), now)
+                    .await?;
+                if why == Malformed::FutureId {
+                    self.ack(&entry.id).await?;
+                    return self.heal_future_id(&entry.id).await;
+                }
+            }
+        }
         self.ack(&entry.id).await
     }
 }
@@ -347,13 +398,11 @@ impl Broker for RedisSource {
 
     fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let _: String = redis::cmd("XADD")
+            let _: String = redis::cmd("FCALL")
+                .arg(AUDIT_APPEND)
+                .arg(1)
                 .arg(self.opts.names.audit())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(AUDIT_STREAM_MAXLEN)
-                .arg("*")
-                .arg("record")
+                .arg(RECORD_FIELD)
                 .arg(line)
                 .query_async(&mut self.conn())
                 .await
@@ -376,7 +425,7 @@ impl Broker for RedisSource {
             let seq = reply
                 .ids
                 .first()
-                .and_then(|e| e.get::<String>("record"))
+                .and_then(|e| e.get::<String>(RECORD_FIELD))
                 .and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
                 .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
                 .unwrap_or(0);
@@ -405,12 +454,19 @@ pub async fn consume(
     while !cancel.is_cancelled() {
         let step = async {
             if needs_setup {
+                source.load_functions().await?;
                 source.ensure_group().await?;
                 pipeline.resync_audit_stream().await?;
                 let mut after = "0".to_string();
                 loop {
                     let pending = source.read_own_pending(&after).await?;
                     let Some(last) = pending.last() else { break };
+                    if !stream_id_after(&last.id, &after) {
+                        // A reply that does not move forward would make this loop spin.
+                        return Err(SourceError::Reply(format!(
+                            "pending entries did not advance past {after}"
+                        )));
+                    }
                     after = last.id.clone();
                     run_batch(&source, &mut pipeline, &health, &pending, true, &cancel).await?;
                     if cancel.is_cancelled() {
@@ -446,6 +502,7 @@ pub async fn consume(
         };
         match step.await {
             Ok(()) => {
+                health.consumer_progress(Timestamp::now());
                 health
                     .redis_ok
                     .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -485,6 +542,29 @@ async fn run_batch(
         }
         source.process(pipeline, entry, redelivered).await?;
         health.set_audit_head(pipeline.audit_head());
+        health.consumer_progress(Timestamp::now());
     }
     Ok(())
+}
+
+/// Whether stream id `a` sorts after `b` (`ms-seq`, numerically; anything unparsable is not).
+fn stream_id_after(a: &str, b: &str) -> bool {
+    fn parts(id: &str) -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    }
+    matches!((parts(a), parts(b)), (Some(a), Some(b)) if a > b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_id_after;
+
+    #[test]
+    fn stream_ids_compare_numerically() {
+        assert!(stream_id_after("10-0", "9-5"));
+        assert!(stream_id_after("1-1", "0"));
+        assert!(!stream_id_after("1-1", "1-1"));
+        assert!(!stream_id_after("x", "0"));
+    }
 }

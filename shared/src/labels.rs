@@ -137,7 +137,8 @@ pub fn unclear(labels: &BTreeMap<String, String>) -> Vec<(&'static str, &str)> {
 }
 
 /// What was reported already; bounded so a hostile label churn cannot grow it for ever.
-static REPORTED: Mutex<Option<HashSet<(String, &'static str, String)>>> = Mutex::new(None);
+type Reported = HashSet<(String, &'static str, String)>;
+static REPORTED: Mutex<Option<Reported>> = Mutex::new(None);
 const MAX_REPORTED: usize = 4096;
 
 /// Logs each unclear boolean label of `container` once (per container, label and value), with

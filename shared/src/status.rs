@@ -24,6 +24,10 @@ pub trait StatusPages: Send + Sync + 'static {
     fn healthz(&self) -> String;
     /// The `/metrics` text, or `None` when this daemon serves no metrics (404).
     fn metrics(&self) -> Option<String>;
+    /// Whether `/healthz` answers 200 (`false`: 503 with the same document).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +89,14 @@ fn route(method: &Method, path: &str, pages: &dyn StatusPages) -> Response<Full<
         );
     }
     match path {
-        "/healthz" => reply(StatusCode::OK, pages.healthz(), "application/json"),
+        "/healthz" => {
+            let status = if pages.healthy() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, pages.healthz(), "application/json")
+        }
         "/metrics" => match pages.metrics() {
             Some(text) => reply(StatusCode::OK, text, OPENMETRICS),
             None => reply(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
