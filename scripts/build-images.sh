@@ -68,8 +68,8 @@ if [[ $RUN_CARGO -eq 1 ]]; then
   # One package per invocation, as the test helpers build them, so features unify the same way
   # and nothing already built is rebuilt.
   (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p vigil-watchdog --bin vigil-watchdog)
-  (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p vigil-executor \
-    --bin vigil-executor --bin vigil-gate)
+  (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p vigil-executor --bin vigil-executor)
+  (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p vigil-gate --bin vigil-gate)
 fi
 for bin in vigil-watchdog vigil-executor vigil-gate; do
   [[ -x "$BIN_DIR/$bin" ]] || die "$BIN_DIR/$bin is missing (build it, or drop --no-cargo)"

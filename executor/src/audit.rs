@@ -3,8 +3,9 @@
 //! # Format (audit v1)
 //! Each line is a compact JSON object with the fields of [`AuditRecord`] in this order:
 //! `seq, ts, request_id, key_id, action, target, decision, reason, result, duration_ms,
-//! prev_hash, hash`. `hash` is always the last field, so a line is its *body* (the same object
-//! without `hash`) with its closing `}` replaced by `,"hash":"<64 hex>"}`, and
+//! [retry_at,] prev_hash, hash` (`retry_at`, Unix ms, only on temporary refusals). `hash` is
+//! always the last field, so a line is its *body* (the same object without `hash`) with its
+//! closing `}` replaced by `,"hash":"<64 hex>"}`, and
 //!
 //! ```text
 //! hash = hex(SHA-256( "vigil/audit/v1" || 0x00 || prev_hash || body ))
@@ -83,6 +84,8 @@ pub struct AuditEntry {
     /// What happened, in words (engine error, "restarted"), if anything.
     pub result: Option<String>,
     pub duration_ms: u64,
+    /// On a temporary refusal (backoff, budget, breaker, pause): when asking again may succeed.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// One line of the audit log.
@@ -99,6 +102,9 @@ pub struct AuditRecord {
     pub reason: String,
     pub result: Option<String>,
     pub duration_ms: u64,
+    /// Only on temporary refusals; absent otherwise (older records never carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -116,6 +122,8 @@ struct RecordBody<'a> {
     reason: &'a str,
     result: &'a Option<String>,
     duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_at: Option<Timestamp>,
     prev_hash: &'a str,
 }
 
@@ -139,6 +147,7 @@ impl AuditRecord {
             reason: self.reason.clone(),
             result: self.result.clone(),
             duration_ms: self.duration_ms,
+            retry_at: self.retry_at,
         }
     }
 
@@ -154,6 +163,7 @@ impl AuditRecord {
             reason: &self.reason,
             result: &self.result,
             duration_ms: self.duration_ms,
+            retry_at: self.retry_at,
             prev_hash: &self.prev_hash,
         };
         // Strings, integers and enums of unit variants always serialise.
@@ -252,6 +262,7 @@ impl AuditChain {
             reason: entry.reason,
             result: entry.result,
             duration_ms: entry.duration_ms,
+            retry_at: entry.retry_at,
             prev_hash: self.head_hash.clone(),
             hash: String::new(),
         };
@@ -482,6 +493,7 @@ mod tests {
             .into(),
             result: Some("restarted".into()),
             duration_ms: 120 + i,
+            retry_at: None,
         }
     }
 

@@ -16,15 +16,14 @@
 //! - [`audit`]: the hash-chained audit log (pure chain plus the append-only, fsynced file).
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
-//! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics), [`cli`]
-//! (the tool commands), and [`gate`] (the read-only Docker gate the watchdog reads through; its
-//! own binary, `vigil-gate`).
+//! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]
+//! (the tool commands). The read-only Docker gate the watchdog reads through is a crate of its
+//! own, `vigil-gate`, that does not link this one.
 
 pub mod act;
 pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod gate;
 pub mod heartbeat;
 pub mod metrics;
 pub mod pipeline;

@@ -204,6 +204,7 @@ impl Pipeline {
                     reason: rejected.reason().to_string(),
                     result: Some(rejected.rejection.to_string()),
                     duration_ms: elapsed_ms(started),
+                    retry_at: None,
                 };
                 return self.record(entry).await;
             }
@@ -264,6 +265,7 @@ impl Pipeline {
                     reason: "replay".into(),
                     result: Some(format!("nonce already used by stream entry {holder}")),
                     duration_ms: elapsed_ms(started),
+                    retry_at: None,
                 };
                 return self.record(entry).await;
             }
@@ -284,6 +286,7 @@ impl Pipeline {
             reason: String::new(),
             result: None,
             duration_ms: 0,
+            retry_at: None,
         };
         if let Err(denied) = policy::precheck(&req, &self.opts.policy, switches) {
             return self.refuse(base, &req, None, denied, started).await;
@@ -413,6 +416,7 @@ impl Pipeline {
                 "stream entry {entry_id} delivered {deliveries} times; moved to the dead-letter stream"
             )),
             duration_ms: 0,
+            retry_at: None,
         };
         self.record(entry).await
     }
@@ -488,11 +492,16 @@ impl Pipeline {
         if let Some(f) = facts {
             self.state.observe_denial(&f.id, &denied, base.ts);
         }
+        let retry_at = match denied.rule {
+            "paused" => Some(base.ts.plus(policy::PAUSED_RETRY)),
+            _ => denied.retry_at,
+        };
         let entry = AuditEntry {
             target: resolved_target(req, facts),
             decision: Decision::Refused,
             reason: denied.rule.to_string(),
             result: Some(denied.detail),
+            retry_at,
             duration_ms: elapsed_ms(started),
             ..base
         };

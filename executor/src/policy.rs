@@ -216,6 +216,9 @@ impl Permit {
 pub struct Denied {
     pub rule: &'static str,
     pub detail: String,
+    /// Temporary refusals only: when asking again may succeed (backoff end, breaker window,
+    /// budget minute, pause re-check). Audited as `retry_at`.
+    pub retry_at: Option<Timestamp>,
 }
 
 impl Denied {
@@ -223,9 +226,18 @@ impl Denied {
         Denied {
             rule,
             detail: detail.into(),
+            retry_at: None,
         }
     }
+
+    fn until(mut self, at: Timestamp) -> Denied {
+        self.retry_at = Some(at);
+        self
+    }
 }
+
+/// A paused executor has no end time: the watchdog is told to ask again after this long.
+pub const PAUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// The rules that need no engine answer (switches and allowlist). [`evaluate`] applies them
 /// first too; the pipeline calls this before it inspects, so a paused executor makes no
@@ -238,6 +250,7 @@ pub fn precheck(req: &Payload, cfg: &PolicySettings, switches: Switches) -> Resu
         ));
     }
     if switches.paused {
+        // The caller adds `retry_at` (this check has no clock): see [`PAUSED_RETRY`].
         return Err(Denied::new(
             "paused",
             "the executor is paused by an operator (pause key set)",
@@ -413,7 +426,8 @@ fn check_history(
                     fmt_ms(since),
                     fmt_ms(wait)
                 ),
-            ));
+            )
+            .until(last.plus(wait)));
         }
     }
     let window_start = now.minus(cfg.breaker_window);
@@ -435,6 +449,15 @@ fn check_history(
                 "{in_window} actions within {}: circuit open, manual action needed",
                 fmt_ms(cfg.breaker_window)
             ),
+        )
+        .until(
+            actions
+                .iter()
+                .rev()
+                .nth(cfg.breaker_max_actions.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(last)
+                .plus(cfg.breaker_window),
         ));
     }
     let minute_ago = now.minus(Duration::from_secs(60));
@@ -446,6 +469,16 @@ fn check_history(
                 "{host_recent} actions on this host within the last minute (budget {})",
                 cfg.budget_per_minute
             ),
+        )
+        .until(
+            state
+                .recent
+                .iter()
+                .rev()
+                .nth(cfg.budget_per_minute.saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or(now)
+                .plus(Duration::from_secs(60)),
         ));
     }
     Ok(())
@@ -1162,6 +1195,46 @@ mod tests {
         assert!(evaluate(&r, Some(&f), &state, &cfg, on(), now).is_ok());
     }
 
+    #[test]
+    fn temporary_refusals_say_when_to_ask_again_and_asking_then_passes() {
+        let cfg = PolicySettings::default();
+        let f = facts(ID, "web-1");
+        let ask = |state: &PolicyState, at: Timestamp| {
+            let r = req(Action::Restart, ID, "web-1", at);
+            evaluate(&r, Some(&f), state, &cfg, on(), at)
+        };
+        // Backoff: 10 s after the first action.
+        let mut state = PolicyState::new();
+        state.record(ID, T0);
+        let d = ask(&state, T0.plus(secs(3))).expect_err("backoff");
+        assert_eq!((d.rule, d.retry_at), ("backoff", Some(T0.plus(secs(10)))));
+        assert!(ask(&state, T0.plus(secs(10))).is_ok());
+        // Breaker: three within the hour; it closes an hour after the oldest of the three.
+        let mut state = PolicyState::new();
+        for t in [0, 100, 400] {
+            state.record(ID, T0.plus(secs(t)));
+        }
+        let d = ask(&state, T0.plus(secs(1000))).expect_err("breaker");
+        assert_eq!(d.rule, "breaker_opened");
+        let at = d.retry_at.expect("retry_at");
+        assert_eq!(at, T0.plus(secs(3600)));
+        assert!(ask(&state, at).is_ok());
+        // Budget: the fifth action back leaves the minute.
+        let mut state = PolicyState::new();
+        for i in 0..5 {
+            state.record(&format!("{i:064x}"), T0.plus(secs(i)));
+        }
+        let d = ask(&state, T0.plus(secs(30))).expect_err("budget");
+        assert_eq!((d.rule, d.retry_at), ("budget", Some(T0.plus(secs(60)))));
+        assert!(ask(&state, T0.plus(secs(60))).is_ok());
+        // Permanent refusals carry none.
+        let mut bare = f.clone();
+        bare.labels.clear();
+        let r = req(Action::Restart, ID, "web-1", T0);
+        let d = evaluate(&r, Some(&bare), &PolicyState::new(), &cfg, on(), T0).expect_err("x");
+        assert_eq!((d.rule, d.retry_at), ("not_opted_in", None));
+    }
+
     fn record(seq: u64, ts: Timestamp, decision: Decision, reason: &str) -> AuditRecord {
         AuditRecord {
             seq,
@@ -1179,6 +1252,7 @@ mod tests {
             reason: reason.into(),
             result: None,
             duration_ms: 1,
+            retry_at: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -25,7 +25,7 @@ impl Gate {
         let socket = dir.path().join("gate.sock");
         let listen = format!("unix://{}", socket.display());
         let process = ChildProcess::spawn_bin(
-            "vigil-executor",
+            "vigil-gate",
             "vigil-gate",
             &["serve", "--listen", &listen],
             &[("GATE_LOG_LEVEL", "debug")],

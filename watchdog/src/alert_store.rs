@@ -14,6 +14,7 @@
 
 use crate::decide::AlertState;
 use crate::engine::StateChange;
+use crate::incident::Incident;
 use crate::redis_link::{LinkError, RedisLink};
 use crate::signals::Signal;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,9 @@ pub enum StoreError {
 pub struct StoredAlert {
     pub signal: Signal,
     pub state: AlertState,
+    /// The remediation loop's incident for this key, if one is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
 }
 
 /// Counters for metrics.
@@ -101,11 +105,16 @@ type Batch = BTreeMap<String, Option<String>>;
 
 fn add(batch: &mut Batch, change: StateChange, stats: &StoreStats) {
     let (key, value) = match change {
-        StateChange::Put { signal, state } => {
+        StateChange::Put {
+            signal,
+            state,
+            incident,
+        } => {
             let key = signal.key.clone();
             match serde_json::to_string(&StoredAlert {
                 signal: *signal,
                 state,
+                incident: incident.map(|i| *i),
             }) {
                 Ok(json) => (key, Some(json)),
                 Err(e) => {
@@ -230,7 +239,7 @@ async fn write(link: &RedisLink, batch: &Batch) -> Result<(), StoreError> {
 
 /// Every stored alert state, for `Core::restore`. Entries that do not parse, or whose signal key
 /// does not match their Redis key, are skipped with a warning; `Inactive` ones are skipped.
-pub async fn load(link: &RedisLink) -> Result<Vec<(Signal, AlertState)>, StoreError> {
+pub async fn load(link: &RedisLink) -> Result<Vec<StoredAlert>, StoreError> {
     let names = link.names();
     let mut smembers = redis::cmd("SMEMBERS");
     smembers.arg(names.alert_index());
@@ -276,7 +285,7 @@ pub fn parse_stored(
     names: &Names,
     redis_key: &str,
     json: &str,
-) -> Result<Option<(Signal, AlertState)>, String> {
+) -> Result<Option<StoredAlert>, String> {
     let stored: StoredAlert =
         serde_json::from_str(json).map_err(|e| format!("not a stored alert: {e}"))?;
     if names.alert(&stored.signal.key) != redis_key {
@@ -288,7 +297,7 @@ pub fn parse_stored(
     if stored.state == AlertState::Inactive {
         return Ok(None);
     }
-    Ok(Some((stored.signal, stored.state)))
+    Ok(Some(stored))
 }
 
 #[cfg(test)]
@@ -324,18 +333,20 @@ mod tests {
         let json = serde_json::to_string(&StoredAlert {
             signal: signal(),
             state: firing(),
+            incident: None,
         })
         .unwrap();
-        let (sig, state) = parse_stored(&names, "vigil:alert:disk_high//data", &json)
+        let stored = parse_stored(&names, "vigil:alert:disk_high//data", &json)
             .unwrap()
             .unwrap();
-        assert_eq!(sig, signal());
-        assert_eq!(state, firing());
+        assert_eq!(stored.signal, signal());
+        assert_eq!(stored.state, firing());
         assert!(parse_stored(&names, "vigil:alert:other", &json).is_err());
         assert!(parse_stored(&names, "vigil:alert:x", "{").is_err());
         let inactive = serde_json::to_string(&StoredAlert {
             signal: signal(),
             state: AlertState::Inactive,
+            incident: None,
         })
         .unwrap();
         assert_eq!(
@@ -353,6 +364,7 @@ mod tests {
             StateChange::Put {
                 signal: Box::new(signal()),
                 state: firing(),
+                incident: None,
             },
             &stats,
         );

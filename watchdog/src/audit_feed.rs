@@ -12,14 +12,13 @@
 //! field it adds must not silence the feed.
 
 use crate::collect;
-use crate::notify::{Message, Notifier};
+use crate::notify::Message;
 use crate::redis_link::{LinkError, RedisLink};
-use crate::request::SentRequests;
 use crate::signals::{Severity, SignalKind};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::time::{Timestamp, human_duration};
 
@@ -74,6 +73,9 @@ pub struct AuditView {
     pub result: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// On temporary refusals: when the executor expects asking again to succeed.
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
 }
 
 impl AuditView {
@@ -280,14 +282,10 @@ async fn start_cursor(link: &RedisLink) -> Result<String, FeedError> {
         .map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
 }
 
-/// Reads the audit stream until cancelled, telling people through `notifier`. `link` should be
-/// a [`RedisLink::dedicated`] one (the read blocks).
-pub async fn run(
-    link: RedisLink,
-    notifier: Notifier,
-    sent: Arc<SentRequests>,
-    cancel: CancellationToken,
-) {
+/// Reads the audit stream until cancelled and hands every record to the engine (`out`), which
+/// steps the incident that sent the request or tells the record the generic way ([`Feed`]).
+/// `link` should be a [`RedisLink::dedicated`] one (the read blocks).
+pub async fn run(link: RedisLink, out: mpsc::Sender<AuditView>, cancel: CancellationToken) {
     let mut failing = false;
     let mut cursor = loop {
         let attempt = tokio::select! {
@@ -309,7 +307,6 @@ pub async fn run(
     };
     tracing::info!(audit.cursor = %cursor, "Following the executor's audit stream.");
     let stream = link.names().audit();
-    let mut feed = Feed::default();
     loop {
         let mut xread = redis::cmd("XREAD");
         xread
@@ -358,7 +355,6 @@ pub async fn run(
                     continue;
                 }
             };
-            let note = rec.request_id.as_deref().and_then(|id| sent.find(id));
             tracing::info!(
                 audit.seq = rec.seq,
                 audit.decision = %rec.decision,
@@ -366,8 +362,9 @@ pub async fn run(
                 request.id = rec.request_id.as_deref().unwrap_or("-"),
                 "Executor decision read from the audit stream."
             );
-            if let Some(msg) = feed.describe(&rec, note.as_ref(), Timestamp::now()) {
-                notifier.enqueue_message(msg.with_host(notifier.host()));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                sent = out.send(rec) => if sent.is_err() { return },
             }
         }
         if cursor != before {
@@ -404,6 +401,7 @@ mod tests {
             reason: reason.into(),
             result: None,
             duration_ms: Some(420),
+            retry_at: None,
         }
     }
 

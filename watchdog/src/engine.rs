@@ -35,6 +35,8 @@ pub enum StateChange {
     Put {
         signal: Box<Signal>,
         state: AlertState,
+        /// The key's remediation incident, attached by [`crate::incident::runner::Runner`].
+        incident: Option<Box<crate::incident::Incident>>,
     },
     /// The key went back to `Inactive`.
     Remove { key: String },
@@ -58,6 +60,9 @@ pub struct Core {
     /// while the watchdog was down never produces a signal again, so the first good sweep
     /// resolves these instead of letting them re-alert until their TTL.
     unconfirmed: BTreeSet<String>,
+    /// Keys whose container Vigil is acting on: their inactive `container_unhealthy` signals
+    /// (the restart's `starting`) are not recoveries unless the engine said `healthy`.
+    held: BTreeSet<String>,
 }
 
 impl Core {
@@ -80,7 +85,36 @@ impl Core {
             disabled: cfg.alerts.disabled.iter().copied().collect(),
             changed: BTreeSet::new(),
             unconfirmed: BTreeSet::new(),
+            held: BTreeSet::new(),
         }
+    }
+
+    /// Keys under remediation (see the `held` field).
+    pub fn set_held(&mut self, held: BTreeSet<String>) {
+        self.held = held;
+    }
+
+    /// Whether the key's signal is active and alerting (pending or firing).
+    pub fn is_firing(&self, key: &str) -> bool {
+        self.alerts.get(key).is_some_and(|t| {
+            t.last.active
+                && matches!(
+                    t.state,
+                    AlertState::Firing { .. } | AlertState::Pending { .. }
+                )
+        })
+    }
+
+    /// Whether the key has an alert that has not recovered yet (pending, firing or resolving).
+    pub fn is_open(&self, key: &str) -> bool {
+        self.alerts
+            .get(key)
+            .is_some_and(|t| t.state != AlertState::Inactive)
+    }
+
+    /// The key's latest signal and state, as the store keeps them.
+    pub fn stored(&self, key: &str) -> Option<(Signal, AlertState)> {
+        self.alerts.get(key).map(|t| (t.last.clone(), t.state))
     }
 
     /// Alert states to restore after a restart (from Redis), so a restart does not re-page.
@@ -178,6 +212,7 @@ impl Core {
                 Some(t) if t.state != AlertState::Inactive => StateChange::Put {
                     signal: Box::new(t.last.clone()),
                     state: t.state,
+                    incident: None,
                 },
                 _ => StateChange::Remove { key },
             })
@@ -224,6 +259,13 @@ impl Core {
             if self.disabled.contains(&signal.kind) {
                 continue;
             }
+            if !signal.active
+                && signal.kind == SignalKind::ContainerUnhealthy
+                && signal.detail.is_empty()
+                && self.held.contains(&signal.key)
+            {
+                continue;
+            }
             let timing = self
                 .timings
                 .get(&signal.kind)
@@ -261,12 +303,15 @@ impl Core {
 
 use crate::alert_store::{self, AlertStore};
 use crate::audit_feed;
+use crate::audit_feed::AuditView;
 use crate::collect;
 use crate::config::RedisConfig;
+use crate::incident::LoopSettings;
+use crate::incident::runner::Runner;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Occasion};
 use crate::redis_link::{self, RedisLink};
-use crate::request::{RequestJob, Requester, SentRequests};
+use crate::request::{Requester, SendFailure, SentRequests};
 use crate::serve::{self, Health};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -285,6 +330,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 const OBSERVATION_BUFFER: usize = 4096;
 /// How long start-up waits for the saved alert states before going on without them.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(10);
+/// Audit records read but not yet handled by the core loop.
+const AUDIT_BUFFER: usize = 1024;
 /// Longest wait of the audit feed's blocking read, plus slack.
 const AUDIT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -294,6 +341,11 @@ struct Remote {
     store: AlertStore,
     /// None when no signing key is configured (then nothing is requested).
     requester: Option<Requester>,
+    sent: Arc<SentRequests>,
+    /// Audit records from the feed, and requests the publisher could not add.
+    /// Taken by the run loop.
+    audit_rx: Option<mpsc::Receiver<AuditView>>,
+    failures_rx: Option<mpsc::Receiver<SendFailure>>,
     /// The store's writer, the publisher and the audit feed.
     tasks: JoinSet<()>,
     /// Stops the store's writer once the core's last changes are queued.
@@ -307,19 +359,24 @@ impl Remote {
         cfg: &Config,
         redis: &RedisConfig,
         core: &mut Core,
-        notifier: &Notifier,
         tx: &mpsc::Sender<Observation>,
         sources: &mut JoinSet<()>,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<Remote> {
+    ) -> anyhow::Result<(Remote, Vec<crate::incident::Incident>)> {
         let link = Arc::new(RedisLink::new(redis)?);
+        let mut incidents = Vec::new();
         match tokio::time::timeout(RESTORE_DEADLINE, alert_store::load(&link)).await {
             Ok(Ok(saved)) => {
                 tracing::info!(
                     alerts.restored = saved.len(),
                     "Alert state restored from Redis."
                 );
-                core.restore(saved);
+                let mut states = Vec::with_capacity(saved.len());
+                for s in saved {
+                    incidents.extend(s.incident);
+                    states.push((s.signal, s.state));
+                }
+                core.restore(states);
             }
             Ok(Err(e)) => tracing::warn!(
                 error = %e,
@@ -338,6 +395,8 @@ impl Remote {
             let _ = writer.await;
         });
         let sent = Arc::new(SentRequests::default());
+        let (failures_tx, failures_rx) = mpsc::channel(crate::request::REQUEST_BUFFER);
+        let (audit_tx, audit_rx) = mpsc::channel(AUDIT_BUFFER);
         let requester = match &cfg.signing {
             Some(signing) => {
                 let signer = Signer::from_key_file(signing.key_id.clone(), &signing.key_file)?;
@@ -346,6 +405,7 @@ impl Remote {
                     signer,
                     cfg.deployment.clone(),
                     sent.clone(),
+                    failures_tx,
                     cancel.clone(),
                 );
                 tasks.spawn(async move {
@@ -362,8 +422,7 @@ impl Remote {
         };
         tasks.spawn(audit_feed::run(
             link.dedicated(AUDIT_READ_TIMEOUT),
-            notifier.clone(),
-            sent,
+            audit_tx,
             cancel.clone(),
         ));
         sources.spawn(redis_link::probe(
@@ -372,12 +431,16 @@ impl Remote {
             tx.clone(),
             cancel.clone(),
         ));
-        Ok(Remote {
+        let remote = Remote {
             store,
             requester,
+            sent,
+            audit_rx: Some(audit_rx),
+            failures_rx: Some(failures_rx),
             tasks,
             store_cancel,
-        })
+        };
+        Ok((remote, incidents))
     }
 }
 
@@ -425,24 +488,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Observation>(OBSERVATION_BUFFER);
     let mut sources = JoinSet::new();
     let mut core = Core::new(&cfg);
-    let mut remote = match &cfg.redis {
-        Some(redis) => Some(
-            Remote::start(
-                &cfg,
-                redis,
-                &mut core,
-                &notifier,
-                &tx,
-                &mut sources,
-                &cancel,
-            )
-            .await?,
-        ),
-        None => None,
+    let (mut remote, saved_incidents) = match &cfg.redis {
+        Some(redis) => {
+            let (r, i) = Remote::start(&cfg, redis, &mut core, &tx, &mut sources, &cancel).await?;
+            (Some(r), i)
+        }
+        None => (None, Vec::new()),
     };
     if let Some(requester) = remote.as_ref().and_then(|r| r.requester.as_ref()) {
         metrics.attach_requests(requester.stats().clone());
     }
+    let mut runner = Runner::new(
+        LoopSettings::default(),
+        remote.as_ref().and_then(|r| r.requester.clone()),
+        notifier.clone(),
+        metrics.clone(),
+        remote
+            .as_ref()
+            .map_or_else(Default::default, |r| r.sent.clone()),
+    );
+    runner.restore(saved_incidents);
+    let mut audit_rx = remote.as_mut().and_then(|r| r.audit_rx.take());
+    let mut failures_rx = remote.as_mut().and_then(|r| r.failures_rx.take());
     let label = cfg.scope.label.clone();
     sources.spawn(collect::events::run(
         docker.clone(),
@@ -500,24 +567,35 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
                 None => break,
             },
+            rec = recv_some(audit_rx.as_mut()) => {
+                runner.on_audit(&mut core, rec, Timestamp::now());
+                Vec::new()
+            }
+            failure = recv_some(failures_rx.as_mut()) => {
+                runner.on_send_failure(&mut core, failure, Timestamp::now());
+                Vec::new()
+            }
             _ = ticker.tick() => {
                 let now = Timestamp::now();
                 health.last_tick_ms.store(now.as_millis(), Ordering::Relaxed);
                 let decisions = core.tick(now);
                 metrics.set_firing(&core.firing_by_kind());
+                runner.tick(&mut core, now);
                 decisions
             }
         };
+        let now = Timestamp::now();
         for d in decisions {
-            request_remediation(&core, remote.as_ref(), &metrics, &d);
-            dispatch(&notifier, &metrics, d);
+            if runner.on_decision(&mut core, &d, now) {
+                dispatch(&notifier, &metrics, d);
+            }
         }
-        save_changes(&mut core, remote.as_ref());
+        save_changes(&mut core, &mut runner, remote.as_ref());
     }
 
     tracing::info!("Shutting down: stopping sources and draining notifications.");
     cancel.cancel();
-    save_changes(&mut core, remote.as_ref());
+    save_changes(&mut core, &mut runner, remote.as_ref());
     let drain = async {
         while sources.join_next().await.is_some() {}
         if let Some(remote) = remote.as_mut() {
@@ -538,37 +616,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plans a remediation for an alert and, when requests are possible, asks for it.
-fn request_remediation(core: &Core, remote: Option<&Remote>, metrics: &Metrics, d: &Decision) {
-    let Some(remediation) = core.remediation_for(d) else {
-        return;
-    };
-    let requester = remote.and_then(|r| r.requester.as_ref());
-    tracing::info!(
-        signal.key = %d.signal.key,
-        plan.action = %remediation.action,
-        plan.confidence = remediation.confidence,
-        plan.reason = %remediation.reason,
-        "{}",
-        if requester.is_some() {
-            "Remediation planned; requesting it."
-        } else {
-            "Remediation planned; alert-only mode, nothing is requested."
-        }
-    );
-    if let Some(requester) = requester {
-        metrics.request("queued");
-        requester.request(RequestJob {
-            remediation,
-            signal: d.signal.clone(),
-            since: core.since_of(&d.signal.key),
-        });
+/// The next item of an optional channel; pends for ever when there is none or it closed.
+async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> T {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(v) => v,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
-/// Hands the core's state changes to the alert store (dropped in alert-only mode).
-fn save_changes(core: &mut Core, remote: Option<&Remote>) {
-    let changes = core.take_changes();
+/// Hands the core's state changes, with their incidents, to the alert store (dropped in
+/// alert-only mode).
+fn save_changes(core: &mut Core, runner: &mut Runner, remote: Option<&Remote>) {
+    let changes = runner.changes(core);
     if let Some(remote) = remote {
         for change in changes {
             remote.store.save(change);
@@ -730,7 +792,7 @@ mod tests {
         let saved: Vec<(Signal, AlertState)> = changes
             .iter()
             .filter_map(|ch| match ch {
-                StateChange::Put { signal, state } => Some((signal.as_ref().clone(), *state)),
+                StateChange::Put { signal, state, .. } => Some((signal.as_ref().clone(), *state)),
                 StateChange::Remove { .. } => None,
             })
             .collect();
@@ -799,7 +861,7 @@ mod tests {
             .take_changes()
             .into_iter()
             .filter_map(|ch| match ch {
-                StateChange::Put { signal, state } => Some((*signal, state)),
+                StateChange::Put { signal, state, .. } => Some((*signal, state)),
                 StateChange::Remove { .. } => None,
             })
             .collect();

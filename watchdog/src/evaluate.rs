@@ -560,9 +560,9 @@ impl Tracker {
                     at,
                 ));
             }
-            EventAction::HealthStatus(_) => {
+            EventAction::HealthStatus(h) => {
                 mem.health_streak = 0;
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, *h, at));
             }
             EventAction::Kill { .. } | EventAction::Stop => {
                 mem.intent_at = Some(at);
@@ -904,6 +904,26 @@ fn missing_signal(expected: &str, running: &BTreeSet<(String, String)>, at: Time
     }
 }
 
+/// The detail of an inactive `container_unhealthy` signal that is a recovery (the engine said
+/// `healthy`), as opposed to one that only means "not unhealthy now" (`starting` after a
+/// restart, stopped, gone). The remediation loop heals incidents on the former only.
+pub const HEALTHY_AGAIN: &str = "healthy";
+
+fn healthy_again(mem: &ContainerMemory, health: Health, at: Timestamp) -> Signal {
+    let detail = if health == Health::Healthy {
+        HEALTHY_AGAIN
+    } else {
+        ""
+    };
+    mem.signal(
+        SignalKind::ContainerUnhealthy,
+        false,
+        Severity::Info,
+        detail,
+        at,
+    )
+}
+
 fn health_detail(streak: u64) -> String {
     if streak > 0 {
         format!("health check failing ({streak} consecutive failures)")
@@ -1182,7 +1202,7 @@ fn sweep_lifecycle(
                     at,
                 ));
             } else {
-                out.push(mem.inactive(SignalKind::ContainerUnhealthy, at));
+                out.push(healthy_again(mem, c.health, at));
             }
             if mem.held_kill.is_none() {
                 clear_edges(mem, at, out);

@@ -25,6 +25,7 @@ pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod evaluate;
+pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -1,11 +1,11 @@
 //! Remediation requests: a planned [`Remediation`] for a firing signal becomes a signed envelope
 //! on `<prefix>requests` (`XADD ... MAXLEN ~ 10000 * envelope <json>`).
 //!
-//! Detection never waits for this: [`Requester::request`] puts the job on a bounded channel and
-//! returns; a publisher task builds the payload (deployment, a 60 s lifetime, a fresh id and
-//! nonce), signs it and adds it to the stream. A full channel or a failed `XADD` is logged and
-//! counted, never retried past the request's lifetime: the signal that asked is still firing and
-//! the people it alerted know about it.
+//! Detection never waits for this: [`Requester::request`] builds the payload (deployment, a 60 s
+//! lifetime, a fresh id and nonce), puts it on a bounded channel and returns its id and expiry;
+//! a publisher task signs it and adds it to the stream. A full channel or a failed `XADD` is
+//! logged, counted and reported back ([`SendFailure`]) so the incident that asked can ask again
+//! ([`crate::incident`]); a request that is lost later is caught by its expiry.
 //!
 //! The publisher remembers the last requests it sent ([`SentRequests`]) so the audit feed can say
 //! what an outcome was about ("restarted web after 45s unhealthy").
@@ -42,6 +42,8 @@ pub enum RequestError {
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
     Redis(#[from] crate::redis_link::LinkError),
+    #[error("the publisher is not keeping up")]
+    Busy,
 }
 
 /// One thing to ask the executor for.
@@ -127,10 +129,25 @@ pub struct RequestStats {
     pub dropped: AtomicU64,
 }
 
+/// A request handed to the publisher: what the incident needs to follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub request_id: String,
+    pub expires_at: Timestamp,
+}
+
+/// A request the publisher could not add to the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendFailure {
+    pub request_id: String,
+    pub error: String,
+}
+
 /// The handle the engine asks through. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Requester {
-    tx: mpsc::Sender<RequestJob>,
+    tx: mpsc::Sender<(RequestJob, Payload)>,
+    deployment: String,
     stats: Arc<RequestStats>,
 }
 
@@ -141,6 +158,7 @@ impl Requester {
         signer: Signer,
         deployment: String,
         sent: Arc<SentRequests>,
+        failures: mpsc::Sender<SendFailure>,
         cancel: CancellationToken,
     ) -> (Requester, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
@@ -148,18 +166,31 @@ impl Requester {
         let publisher = Publisher {
             link,
             signer,
-            deployment,
             sent,
+            failures,
             stats: stats.clone(),
         };
         let handle = tokio::spawn(publisher.run(rx, cancel));
-        (Requester { tx, stats }, handle)
+        (
+            Requester {
+                tx,
+                deployment,
+                stats,
+            },
+            handle,
+        )
     }
 
-    /// Queues a request. Never blocks: a full channel drops it (logged and counted).
-    pub fn request(&self, job: RequestJob) {
-        if let Err(e) = self.tx.try_send(job) {
-            let job = match e {
+    /// Builds the request (issued `now`) and queues it. Never blocks: a full channel is an
+    /// error (logged and counted), and so is a job that names no container.
+    pub fn request(&self, job: RequestJob, now: Timestamp) -> Result<Ticket, RequestError> {
+        let payload = build_payload(&self.deployment, &job, now)?;
+        let ticket = Ticket {
+            request_id: payload.id.to_string(),
+            expires_at: payload.expires_at,
+        };
+        if let Err(e) = self.tx.try_send((job, payload)) {
+            let (job, _) = match e {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             };
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +199,9 @@ impl Requester {
                 request.action = %job.remediation.action,
                 "Request dropped: the publisher is not keeping up (is Redis stuck?)."
             );
+            return Err(RequestError::Busy);
         }
+        Ok(ticket)
     }
 
     pub fn stats(&self) -> &Arc<RequestStats> {
@@ -179,15 +212,15 @@ impl Requester {
 struct Publisher {
     link: Arc<RedisLink>,
     signer: Signer,
-    deployment: String,
     sent: Arc<SentRequests>,
+    failures: mpsc::Sender<SendFailure>,
     stats: Arc<RequestStats>,
 }
 
 impl Publisher {
-    async fn run(self, mut rx: mpsc::Receiver<RequestJob>, cancel: CancellationToken) {
+    async fn run(self, mut rx: mpsc::Receiver<(RequestJob, Payload)>, cancel: CancellationToken) {
         loop {
-            let job = tokio::select! {
+            let (job, payload) = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
                 job = rx.recv() => match job {
@@ -195,8 +228,8 @@ impl Publisher {
                     None => return,
                 },
             };
-            match self.publish(&job).await {
-                Ok((payload, entry_id)) => {
+            match self.publish(&payload).await {
+                Ok(entry_id) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         request.id = %payload.id,
@@ -218,18 +251,23 @@ impl Publisher {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         signal.key = %job.signal.key,
+                        request.id = %payload.id,
                         request.action = %job.remediation.action,
                         error = %e,
-                        "Remediation request not sent."
+                        "Remediation request not sent; it will be asked again."
                     );
+                    // A full channel leaves the incident to find the request lost at expiry.
+                    let _ = self.failures.try_send(SendFailure {
+                        request_id: payload.id.to_string(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
     }
 
-    async fn publish(&self, job: &RequestJob) -> Result<(Payload, String), RequestError> {
-        let payload = build_payload(&self.deployment, job, Timestamp::now())?;
-        let envelope = self.signer.sign(&payload)?;
+    async fn publish(&self, payload: &Payload) -> Result<String, RequestError> {
+        let envelope = self.signer.sign(payload)?;
         let json = serde_json::to_string(&envelope)?;
         // Through the executor's append function: capped size, auto id, capped length.
         let mut xadd = redis::cmd("FCALL");
@@ -239,7 +277,7 @@ impl Publisher {
             .arg(ENVELOPE_FIELD)
             .arg(json);
         let entry_id: String = self.link.query(&xadd).await?;
-        Ok((payload, entry_id))
+        Ok(entry_id)
     }
 }
 

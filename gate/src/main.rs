@@ -1,5 +1,5 @@
 //! `vigil-gate`: the read-only gate as a process of its own, next to the executor, holding the
-//! Docker socket (see `vigil_executor::gate`).
+//! Docker socket (see the `vigil_gate` library).
 //!
 //! - `vigil-gate [serve]`: serve the gate until SIGTERM/SIGINT.
 //! - `vigil-gate probe TARGET [PATH]`: one HTTP GET, exit 0 on a 2xx answer. The images have no
@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vigil_executor::gate::{BoundGate, DEFAULT_MAX_BODY, GateConfig, ListenAddr};
+use vigil_gate::{BoundGate, DEFAULT_MAX_BODY, GateConfig, ListenAddr};
 
 #[derive(Debug, Parser)]
 #[command(
