@@ -388,6 +388,7 @@ impl Pipeline {
             reason: "malformed".into(),
             result: Some(format!("stream entry {entry_id} ({size} bytes): {why}")),
             duration_ms: 0,
+            retry_at: None,
         };
         self.record(entry).await
     }
