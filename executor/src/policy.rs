@@ -397,13 +397,16 @@ fn check_fresh(req: &Payload, facts: &TargetFacts, state: &PolicyState) -> Resul
     }
 }
 
-/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]) that was not this executor's
-/// own `stop`: intent, not failure. Vigil's own stop is recognised by the audit: the exit
+/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]), unless the exit was this
+/// executor's own `stop` (a process that exits 0 on SIGTERM looks the same): intent, not
+/// failure. Vigil's own stop is recognised by the audit: the exit
 /// happened while an executed `stop` of this container was under way.
 fn stopped_by_operator(facts: &TargetFacts, state: &PolicyState) -> bool {
+    if state.stopped_by_vigil(&facts.id, facts.finished_at) {
+        return false;
+    }
     match labels::classify_exit(facts.exit_code, facts.oom_killed) {
-        ExitCause::Clean => true,
-        ExitCause::Stopped => !state.stopped_by_vigil(&facts.id, facts.finished_at),
+        ExitCause::Clean | ExitCause::Stopped => true,
         ExitCause::OomKilled | ExitCause::Failed => false,
     }
 }
