@@ -11,6 +11,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
+//! - [`redis_functions`]: the Lua library every stream append goes through.
 //! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod heartbeat;
 pub mod labels;
 pub mod names;
 pub mod protocol;
+pub mod redis_functions;
 pub mod shutdown;
 pub mod signing;
 pub mod status;
