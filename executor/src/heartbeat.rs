@@ -1,8 +1,13 @@
 //! The executor's heartbeat: `SET <prefix>heartbeat:executor <value> PX 30000` every 5 s, so
 //! the watchdog can tell when the executor is gone; the value (see
 //! [`vigil_shared::heartbeat`]) also carries why the audit log cannot be written, if it cannot,
-//! so the watchdog pages. Each beat also reads the pause key for
-//! `/healthz` (requests read it themselves, per request).
+//! so the watchdog pages. Each beat also reads the pause key for `/healthz` (requests read it
+//! themselves, per request).
+//!
+//! A stalled request consumer withholds the beat ([`Health::consumer_stalled`]): an executor
+//! that reads no requests is as good as gone. While the audit log cannot be written the consumer
+//! waits on purpose, so the beat goes on and carries that reason: the watchdog's page then names
+//! the cause rather than an absent executor.
 
 use crate::serve::Health;
 use redis::aio::ConnectionManager;
@@ -28,6 +33,7 @@ pub async fn run(
     let key = names.executor_heartbeat();
     let pause = names.pause();
     let mut failing = false;
+    let mut stalled_said = false;
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,6 +41,19 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        // A stalled consumer must not look alive to the watchdog: no beat, so it pages
+        // `executor_down` instead of waiting calmly behind a stuck stream.
+        if health.consumer_stalled(Timestamp::now()) && health.audit_problem().is_none() {
+            if !stalled_said {
+                tracing::error!(
+                    consumer.idle_ms = health.consumer_idle(Timestamp::now()).as_millis() as u64,
+                    "The request consumer makes no progress; withholding the heartbeat so the watchdog pages."
+                );
+            }
+            stalled_said = true;
+            continue;
+        }
+        stalled_said = false;
         let beat = async {
             let _: () = redis::cmd("SET")
                 .arg(&key)

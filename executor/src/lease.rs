@@ -12,14 +12,15 @@
 //! lifetime later; the next executor's fresh-state check then sees the action already happened.
 //!
 //! # Dead letters
-//! The copy to the dead-letter stream and a marker `<prefix>deadcopied:<entry id>` are written
+//! The copy to the dead-letter stream (through the dead-letter append function) and a marker `<prefix>deadcopied:<entry id>` are written
 //! in one `MULTI`/`EXEC`, and the copy is skipped when the marker exists, so a retry (after a
 //! failed audit or acknowledgement) never copies an entry twice.
 
+use redis::Value;
 use redis::aio::ConnectionManager;
-use redis::streams::StreamClaimReply;
 use std::time::Duration;
 use vigil_shared::names::{EXECUTOR_GROUP, Names};
+use vigil_shared::redis_functions::DEAD_APPEND;
 
 /// How long a dead-letter marker is kept.
 const DEAD_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -146,14 +147,15 @@ impl Claims {
     }
 
     /// Claims up to `count` entries idle at least `min_idle` whose lease is gone, scanning from
-    /// `start` (`-` for the beginning). Returns the next start and the claimed entries' ids and
-    /// fields.
+    /// `start` (`-` for the beginning). Returns the next start and the raw `XCLAIM` reply (nil
+    /// when nothing was claimable), for [`crate::stream_entry::parse_entries`]: entries are
+    /// hostile and never converted by the client library.
     pub async fn reclaim(
         &self,
         start: &str,
         min_idle: Duration,
         count: usize,
-    ) -> redis::RedisResult<(String, Vec<redis::streams::StreamId>)> {
+    ) -> redis::RedisResult<(String, Value)> {
         let idle_ms = min_idle.as_millis() as u64;
         let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(self.names.requests())
@@ -180,9 +182,9 @@ impl Claims {
             }
         }
         if claimable.is_empty() {
-            return Ok((next, Vec::new()));
+            return Ok((next, Value::Nil));
         }
-        let reply: StreamClaimReply = redis::cmd("XCLAIM")
+        let reply: Value = redis::cmd("XCLAIM")
             .arg(self.names.requests())
             .arg(EXECUTOR_GROUP)
             .arg(&self.consumer)
@@ -190,7 +192,7 @@ impl Claims {
             .arg(&claimable)
             .query_async(&mut self.conn())
             .await?;
-        Ok((next, reply.ids))
+        Ok((next, reply))
     }
 
     /// Copies the entry to the dead-letter stream unless a copy was already made. True when
@@ -198,7 +200,7 @@ impl Claims {
     pub async fn dead_letter_once(
         &self,
         entry_id: &str,
-        fields: &[(String, Vec<u8>)],
+        fields: &[(Vec<u8>, Vec<u8>)],
         deliveries: u64,
     ) -> redis::RedisResult<bool> {
         let mark = self.names.dead_copied(entry_id);
@@ -209,11 +211,11 @@ impl Claims {
         if exists > 0 {
             return Ok(false);
         }
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(self.names.dead()).arg("*");
+        let mut xadd = redis::cmd("FCALL");
+        xadd.arg(DEAD_APPEND).arg(1).arg(self.names.dead());
         for (k, v) in fields {
-            if !matches!(k.as_str(), "reason" | "entry_id" | "deliveries") {
-                xadd.arg(k).arg(v.as_slice());
+            if !matches!(k.as_slice(), b"reason" | b"entry_id" | b"deliveries") {
+                xadd.arg(k.as_slice()).arg(v.as_slice());
             }
         }
         xadd.arg("reason")

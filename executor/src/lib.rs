@@ -5,7 +5,8 @@
 //! # Layout
 //! In data-flow order, `request -> verify -> policy -> act -> audit`:
 //! - [`source`]: the request source: the Redis requests stream (consumer group, reclaim,
-//!   dead-letter) and the Redis side of the pipeline (nonces, pause key, audit stream).
+//!   dead-letter) and the Redis side of the pipeline (nonces, pause key, audit stream);
+//!   [`stream_entry`] reads its entries as untrusted bytes and names malformed ones.
 //! - [`pipeline`]: one request end to end, over the `Broker` and `Engine` traits; exactly-once
 //!   handling of re-delivered entries.
 //! - [`verify`]: the pure request check (signature, deployment, time window) with executor limits.
@@ -32,4 +33,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod serve;
 pub mod source;
+pub mod stream_entry;
 pub mod verify;

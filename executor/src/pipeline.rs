@@ -546,6 +546,36 @@ impl Pipeline {
         out
     }
 
+    /// Audits a stream entry that is not a request at all (not UTF-8, no envelope, over the
+    /// cap, an id from the future). The record names its id and size, never its content.
+    pub async fn malformed(
+        &mut self,
+        entry_id: &str,
+        size: usize,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<Outcome, PipelineError> {
+        tracing::warn!(
+            stream.entry_id = entry_id,
+            stream.entry_bytes = size,
+            stream.malformed = why,
+            "Acknowledged a malformed stream entry without reading it as a request."
+        );
+        let entry = AuditEntry {
+            ts: now,
+            request_id: None,
+            key_id: None,
+            action: None,
+            target: None,
+            decision: Decision::Rejected,
+            reason: "malformed".into(),
+            result: Some(format!("stream entry {entry_id} ({size} bytes): {why}")),
+            duration_ms: 0,
+            retry_at: None,
+        };
+        self.record(entry).await
+    }
+
     /// Audits an entry moved to the dead-letter stream after `deliveries` deliveries.
     pub async fn dead_letter(
         &mut self,

@@ -397,13 +397,16 @@ fn check_fresh(req: &Payload, facts: &TargetFacts, state: &PolicyState) -> Resul
     }
 }
 
-/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]) that was not this executor's
-/// own `stop`: intent, not failure. Vigil's own stop is recognised by the audit: the exit
+/// Exit 0, or a stop signal from outside ([`ExitCause::Stopped`]), unless the exit was this
+/// executor's own `stop` (a process that exits 0 on SIGTERM looks the same): intent, not
+/// failure. Vigil's own stop is recognised by the audit: the exit
 /// happened while an executed `stop` of this container was under way.
 fn stopped_by_operator(facts: &TargetFacts, state: &PolicyState) -> bool {
+    if state.stopped_by_vigil(&facts.id, facts.started_at, facts.finished_at) {
+        return false;
+    }
     match labels::classify_exit(facts.exit_code, facts.oom_killed) {
-        ExitCause::Clean => true,
-        ExitCause::Stopped => !state.stopped_by_vigil(&facts.id, facts.finished_at),
+        ExitCause::Clean | ExitCause::Stopped => true,
         ExitCause::OomKilled | ExitCause::Failed => false,
     }
 }
@@ -507,7 +510,7 @@ pub struct PolicyState {
 }
 
 /// Slack around an own stop's call when matching the container's `FinishedAt` to it.
-const OWN_STOP_SLACK: Duration = Duration::from_secs(5);
+const OWN_STOP_SLACK: Duration = Duration::from_secs(2);
 /// How long an own stop is remembered (a stopped container may wait days for its `start`).
 const OWN_STOP_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most own stops remembered.
@@ -579,15 +582,24 @@ impl PolicyState {
             .insert(container_id.to_string(), (started, finished));
     }
 
-    /// Whether the exit at `finished_at` was this executor's own stop: it happened during an
-    /// executed `stop` call (a later exit, e.g. an operator's stop after a manual start, is not).
-    pub fn stopped_by_vigil(&self, container_id: &str, finished_at: Option<Timestamp>) -> bool {
+    /// Whether the container's last exit (`finished_at`) was this executor's own stop: it
+    /// happened during an executed `stop` call, and the container has not been started since
+    /// that call began (a start and a later exit, e.g. an operator's stop, is not Vigil's).
+    pub fn stopped_by_vigil(
+        &self,
+        container_id: &str,
+        started_at: Option<Timestamp>,
+        finished_at: Option<Timestamp>,
+    ) -> bool {
         let (Some(&(started, finished)), Some(at)) =
             (self.own_stops.get(container_id), finished_at)
         else {
             return false;
         };
-        at >= started.minus(OWN_STOP_SLACK) && at <= finished.plus(OWN_STOP_SLACK)
+        let not_started_since = started_at.is_none_or(|s| s <= started);
+        not_started_since
+            && at >= started.minus(OWN_STOP_SLACK)
+            && at <= finished.plus(OWN_STOP_SLACK)
     }
 
     /// A refusal was audited; remembers breaker announcements.

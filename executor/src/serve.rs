@@ -3,9 +3,11 @@
 //! [`crate::metrics`]).
 //!
 //! It answers 200 whatever the switches say, so a container health check sees a live process
-//! even when the executor is disabled or paused. It answers 503, with `"status":"cannot_audit"`
-//! and the reason in `"audit"."problem"`, while the audit log cannot be written (the executor
-//! then acts on nothing).
+//! even when the executor is disabled or paused. It answers 503 for two reasons, each listed in
+//! `"problems"` (the first also names `"status"`): `cannot_audit`, with the reason in
+//! `"audit"."problem"`, while the audit log cannot be written (the executor then acts on
+//! nothing); and `consumer_stalled` while the request consumer makes no progress (see
+//! `"consumer_idle_ms"`).
 
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -32,7 +34,31 @@ pub struct Health {
     /// Unix ms of the process start and of the last heartbeat that reached Redis (0: none yet).
     started_ms: AtomicI64,
     last_heartbeat_ms: AtomicI64,
+    /// Unix ms of the request consumer's last completed step (0: none yet).
+    consumer_progress_ms: AtomicI64,
 }
+
+/// A reason for `/healthz` to answer 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthProblem {
+    CannotAudit,
+    ConsumerStalled,
+}
+
+impl HealthProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthProblem::CannotAudit => "cannot_audit",
+            HealthProblem::ConsumerStalled => "consumer_stalled",
+        }
+    }
+}
+
+/// The request consumer is stalled when it has completed no step for this long (a step blocks
+/// at most a second or two on an idle stream; a restart with a long stop timeout stays far
+/// below this).
+pub const CONSUMER_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Health {
     pub fn new(enabled: bool, dry_run: bool) -> Arc<Health> {
@@ -58,6 +84,26 @@ impl Health {
             ms => ms,
         };
         now.since(Timestamp(last))
+    }
+
+    /// The consumer completed a step (read, handled and acknowledged a batch, or found none).
+    pub fn consumer_progress(&self, at: Timestamp) {
+        self.consumer_progress_ms
+            .store(at.as_millis(), Ordering::Relaxed);
+    }
+
+    /// Time from the consumer's last completed step (or from start-up, before the first).
+    pub fn consumer_idle(&self, now: Timestamp) -> std::time::Duration {
+        let last = match self.consumer_progress_ms.load(Ordering::Relaxed) {
+            0 => self.started_ms.load(Ordering::Relaxed),
+            ms => ms,
+        };
+        now.since(Timestamp(last))
+    }
+
+    /// Whether the request consumer has stopped making progress (see [`CONSUMER_STALL_AFTER`]).
+    pub fn consumer_stalled(&self, now: Timestamp) -> bool {
+        self.consumer_idle(now) > CONSUMER_STALL_AFTER
     }
 
     pub fn audit_seq(&self) -> u64 {
@@ -88,6 +134,20 @@ impl Health {
         self.audit_problem.lock().ok().and_then(|p| p.clone())
     }
 
+    /// Why `/healthz` answers 503, each reason once: `cannot_audit` (the audit log cannot be
+    /// written; the executor acts on nothing) and `consumer_stalled` (the request consumer
+    /// completed no step for [`CONSUMER_STALL_AFTER`]). Empty when healthy.
+    pub fn problems(&self, now: Timestamp) -> Vec<HealthProblem> {
+        let mut out = Vec::new();
+        if self.audit_problem().is_some() {
+            out.push(HealthProblem::CannotAudit);
+        }
+        if self.consumer_stalled(now) {
+            out.push(HealthProblem::ConsumerStalled);
+        }
+        out
+    }
+
     pub fn body(&self) -> String {
         let problem = self.audit_problem();
         let hash = self
@@ -95,8 +155,14 @@ impl Health {
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default();
+        let now = Timestamp::now();
+        let problems = self.problems(now);
+        // The first problem names the status; every one is listed.
+        let status = problems.first().map_or("ok", |p| p.as_str());
         serde_json::json!({
-            "status": if problem.is_some() { "cannot_audit" } else { "ok" },
+            "status": status,
+            "problems": problems,
+            "consumer_idle_ms": self.consumer_idle(now).as_millis() as u64,
             "enabled": self.enabled.load(Ordering::Relaxed),
             "paused": self.paused.load(Ordering::Relaxed),
             "dry_run": self.dry_run.load(Ordering::Relaxed),
@@ -120,11 +186,11 @@ impl StatusPages for Pages {
     fn healthz(&self) -> String {
         self.health.body()
     }
-    fn healthy(&self) -> bool {
-        self.health.audit_problem().is_none()
-    }
     fn metrics(&self) -> Option<String> {
         Some(self.metrics.render())
+    }
+    fn healthy(&self) -> bool {
+        self.health.problems(Timestamp::now()).is_empty()
     }
 }
 
@@ -152,5 +218,27 @@ mod tests {
         assert_eq!(v["paused"], false);
         assert_eq!(v["audit"]["seq"], 7);
         assert_eq!(v["audit"]["head"], "ab");
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["problems"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn both_reasons_to_be_unhealthy_show() {
+        let h = Health::new(true, false);
+        let now = Timestamp::now();
+        h.consumer_progress(now);
+        assert!(h.problems(now).is_empty());
+        h.set_audit_problem(Some("disk full".into()));
+        let later = Timestamp(now.as_millis() + CONSUMER_STALL_AFTER.as_millis() as i64 + 1);
+        assert_eq!(
+            h.problems(later),
+            vec![HealthProblem::CannotAudit, HealthProblem::ConsumerStalled]
+        );
+        let v: serde_json::Value = serde_json::from_str(&h.body()).expect("json");
+        assert_eq!(v["status"], "cannot_audit");
+        assert_eq!(v["audit"]["problem"], "disk full");
+        h.set_audit_problem(None);
+        assert_eq!(h.problems(later), vec![HealthProblem::ConsumerStalled]);
+        assert!(h.problems(now).is_empty());
     }
 }

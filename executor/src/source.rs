@@ -7,7 +7,8 @@
 //!   are handled, and rejected as expired if they are old); `BUSYGROUP` is fine.
 //! - On start (and after every reconnect) this consumer first re-reads its own pending entries
 //!   (`XREADGROUP ... 0`): those read before a crash and never acknowledged.
-//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 16 BLOCK 1000 ... >`.
+//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 4 BLOCK 1000 ... >`, a few at a
+//!   time so a handful of large entries cannot exhaust memory.
 //! - Periodically entries idle longer than `reclaim_idle` whose lease is gone are claimed
 //!   (another executor's that died, or ours that failed on a Redis error); see [`crate::lease`].
 //! - Every entry is handled under a lease, so two executors never run one request.
@@ -16,30 +17,42 @@
 //! - Nothing is read, taken or copied while the audit log cannot be written.
 //! - An entry is acknowledged only after its audit record is durable.
 //!
+//! # Hostile entries
+//! Every reply is read as raw [`redis::Value`]s ([`crate::stream_entry`]): no reply can fail to
+//! convert and leave an entry pending for ever. An entry that is not UTF-8, has no `envelope`, is
+//! over [`vigil_shared::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is audited as
+//! `malformed` (id and size only) and acknowledged. A future id is also deleted and the stream's
+//! and group's last ids are set back, as it would otherwise block every later append. The
+//! consumer reports each completed step to [`Health`]; one that makes no progress turns
+//! `/healthz` to 503 and withholds the heartbeat.
+//!
 //! A Redis outage never ends the process: each failed step is logged and retried with backoff.
 
 use crate::lease::Claims;
 use crate::pipeline::{Broker, BrokerError, Pipeline, PipelineError, Reservation};
 use crate::serve::Health;
+use crate::stream_entry::{self, Entry, Malformed};
 use futures_util::future::BoxFuture;
+use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamId, StreamPendingCountReply, StreamReadReply};
-use redis::{FromRedisValue, Value};
+use redis::streams::StreamPendingCountReply;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_shared::config::Secret;
-use vigil_shared::names::{ENVELOPE_FIELD, EXECUTOR_GROUP, Names};
+use vigil_shared::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
+use vigil_shared::redis_functions::{self, AUDIT_APPEND};
 use vigil_shared::time::Timestamp;
 
-/// Entries read per call.
-pub const READ_COUNT: usize = 16;
+/// Entries read per call: a few, so that several entries at Redis's own size limit still fit in
+/// a small memory budget.
+pub const READ_COUNT: usize = 4;
 /// How long one `XREADGROUP` blocks.
 pub const BLOCK: Duration = Duration::from_millis(1000);
 /// The audit stream entry's field naming the executor (its consumer name) that wrote it.
-pub const AUDIT_EXECUTOR_FIELD: &str = "executor";
+pub const AUDIT_EXECUTOR_FIELD: &str = vigil_shared::names::EXECUTOR_FIELD;
 /// Audit stream entries kept (approximately).
-const AUDIT_STREAM_MAXLEN: usize = 100_000;
+const AUDIT_STREAM_MAXLEN: usize = vigil_shared::names::AUDIT_MAXLEN;
 /// How often a blocked audit log is checked again.
 const AUDIT_RETRY: Duration = Duration::from_millis(500);
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -55,40 +68,15 @@ pub enum SourceError {
     Reply(String),
 }
 
+impl From<stream_entry::ShapeError> for SourceError {
+    fn from(e: stream_entry::ShapeError) -> Self {
+        SourceError::Reply(e.0)
+    }
+}
+
 impl From<BrokerError> for SourceError {
     fn from(e: BrokerError) -> Self {
         SourceError::Pipeline(PipelineError::Broker(e))
-    }
-}
-
-/// One stream entry as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub id: String,
-    /// Every field, in no particular order (kept for the dead-letter copy).
-    pub fields: Vec<(String, Vec<u8>)>,
-}
-
-impl Entry {
-    fn from_stream_id(s: StreamId) -> Entry {
-        let fields = s.map.into_iter().map(|(k, v)| (k, bytes_of(&v))).collect();
-        Entry { id: s.id, fields }
-    }
-
-    /// The `envelope` field.
-    pub fn envelope(&self) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == ENVELOPE_FIELD)
-            .map(|(_, v)| v.as_slice())
-    }
-}
-
-fn bytes_of(v: &Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.clone().into_bytes(),
-        other => Vec::<u8>::from_redis_value(other).unwrap_or_default(),
     }
 }
 
@@ -168,6 +156,19 @@ impl RedisSource {
         self.conn.clone()
     }
 
+    /// `FUNCTION LOAD REPLACE` of the append functions compiled into this executor
+    /// ([`vigil_shared::redis_functions`]): at start-up and after every reconnect (a Redis
+    /// restarted without persistence has lost them), replacing an older version on upgrade.
+    pub async fn load_functions(&self) -> Result<(), SourceError> {
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(redis_functions::library())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// `XGROUP CREATE <requests> executors 0 MKSTREAM`; an existing group is fine.
     pub async fn ensure_group(&self) -> Result<(), SourceError> {
         let res: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -200,16 +201,8 @@ impl RedisSource {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(self.opts.names.requests()).arg(id);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.conn()).await?;
-        Ok(reply
-            .map(|r| {
-                r.keys
-                    .into_iter()
-                    .flat_map(|k| k.ids)
-                    .map(Entry::from_stream_id)
-                    .collect()
-            })
-            .unwrap_or_default())
+        let reply: Value = cmd.query_async(&mut self.conn()).await?;
+        Ok(stream_entry::parse_read_reply(reply)?)
     }
 
     /// New entries, blocking up to [`BLOCK`].
@@ -229,10 +222,52 @@ impl RedisSource {
             .claims
             .reclaim(start, self.opts.reclaim_idle, READ_COUNT)
             .await?;
-        Ok((
-            next,
-            claimed.into_iter().map(Entry::from_stream_id).collect(),
-        ))
+        Ok((next, stream_entry::parse_entries(claimed)?))
+    }
+
+    /// Removes an entry whose id was chosen far in the future and sets the stream's and the
+    /// group's last ids back to the newest remaining entry, so `XADD *` works again.
+    pub async fn heal_future_id(&self, id: &str) -> Result<(), SourceError> {
+        let key = self.opts.names.requests();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(&key)
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await?;
+        let top: Value = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await?;
+        let top = stream_entry::parse_entries(top)?
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-1".to_string(), |e| e.id);
+        if stream_entry::id_is_from_the_future(&top, Timestamp::now()) {
+            // Another future entry is newer still; it is healed when it is read.
+            return Ok(());
+        }
+        let _: () = redis::cmd("XSETID")
+            .arg(&key)
+            .arg(&top)
+            .query_async(&mut self.conn())
+            .await?;
+        let _: () = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&key)
+            .arg(EXECUTOR_GROUP)
+            .arg(&top)
+            .query_async(&mut self.conn())
+            .await?;
+        tracing::warn!(
+            stream.entry_id = id,
+            stream.last_id = %top,
+            "Deleted a requests-stream entry with a far-future id and set the stream back."
+        );
+        Ok(())
     }
 
     /// How often the entry was delivered (`XPENDING`); 0 when it is not pending.
@@ -266,7 +301,7 @@ impl RedisSource {
         entry: &Entry,
         redelivered: bool,
     ) -> Result<(), SourceError> {
-        if entry.fields.is_empty() {
+        if entry.deleted {
             // Trimmed or deleted from the stream while pending: nothing left to do.
             return self.ack(&entry.id).await;
         }
@@ -296,6 +331,22 @@ impl RedisSource {
             tracing::debug!(stream.entry_id = %entry.id, "Request already finished by another executor.");
             return Ok(());
         }
+        let now = Timestamp::now();
+        // A malformed entry is audited and acknowledged, never copied anywhere (its content
+        // is hostile), however often it was delivered.
+        let envelope = match entry.check(now) {
+            Ok(envelope) => envelope,
+            Err(why) => {
+                pipeline
+                    .malformed(&entry.id, entry.size, why.as_str(), now)
+                    .await?;
+                self.ack(&entry.id).await?;
+                if why == Malformed::FutureId {
+                    return self.heal_future_id(&entry.id).await;
+                }
+                return Ok(());
+            }
+        };
         if redelivered {
             let deliveries = self.delivery_count(&entry.id).await?;
             if deliveries > self.opts.max_deliveries {
@@ -309,7 +360,7 @@ impl RedisSource {
             }
         }
         let handled = tokio::select! {
-            r = pipeline.handle(&entry.id, entry.envelope(), Timestamp::now()) => r,
+            r = pipeline.handle(&entry.id, Some(envelope), now) => r,
             () = self.claims.keep(&entry.id) => {
                 return Err(SourceError::Reply("the lease keeper stopped".into()));
             }
@@ -368,13 +419,11 @@ impl Broker for RedisSource {
 
     fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let _: String = redis::cmd("XADD")
+            let _: String = redis::cmd("FCALL")
+                .arg(AUDIT_APPEND)
+                .arg(1)
                 .arg(self.opts.names.audit())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(AUDIT_STREAM_MAXLEN)
-                .arg("*")
-                .arg("record")
+                .arg(RECORD_FIELD)
                 .arg(line)
                 .arg(AUDIT_EXECUTOR_FIELD)
                 .arg(&self.opts.consumer)
@@ -459,6 +508,7 @@ pub async fn consume(
                 }
             }
             if needs_setup {
+                source.load_functions().await?;
                 source.ensure_group().await?;
                 pipeline.resolve_intents().await?;
                 pipeline.resync_audit_stream().await?;
@@ -466,6 +516,12 @@ pub async fn consume(
                 loop {
                     let pending = source.read_own_pending(&after).await?;
                     let Some(last) = pending.last() else { break };
+                    if !stream_id_after(&last.id, &after) {
+                        // A reply that does not move forward would make this loop spin.
+                        return Err(SourceError::Reply(format!(
+                            "pending entries did not advance past {after}"
+                        )));
+                    }
                     after = last.id.clone();
                     run_batch(&source, &mut pipeline, &health, &pending, true, &cancel).await?;
                     if cancel.is_cancelled() {
@@ -501,6 +557,7 @@ pub async fn consume(
         };
         match step.await {
             Ok(()) => {
+                health.consumer_progress(Timestamp::now());
                 health
                     .redis_ok
                     .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -555,6 +612,29 @@ async fn run_batch(
         }
         source.process(pipeline, entry, redelivered).await?;
         health.set_audit_head(pipeline.audit_head());
+        health.consumer_progress(Timestamp::now());
     }
     Ok(())
+}
+
+/// Whether stream id `a` sorts after `b` (`ms-seq`, numerically; anything unparsable is not).
+fn stream_id_after(a: &str, b: &str) -> bool {
+    fn parts(id: &str) -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    }
+    matches!((parts(a), parts(b)), (Some(a), Some(b)) if a > b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_id_after;
+
+    #[test]
+    fn stream_ids_compare_numerically() {
+        assert!(stream_id_after("10-0", "9-5"));
+        assert!(stream_id_after("1-1", "0"));
+        assert!(!stream_id_after("1-1", "1-1"));
+        assert!(!stream_id_after("x", "0"));
+    }
 }

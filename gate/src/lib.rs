@@ -13,10 +13,14 @@
 //! - The forwarded request is rebuilt from the classified [`Route`] (never the raw path) plus the
 //!   raw query string, and sent with the shared GET/HEAD-only [`Transport`]: no client header, no
 //!   body and no upgrade ever reaches the engine.
-//! - List and inspect answers are parsed, stripped of `Config.Env` ([`redact_env`]) and
-//!   re-serialised, under a size cap; `/events` and stats stream through frame by frame.
+//! - List and inspect answers are parsed, projected to the fields the watchdog reads
+//!   ([`projection`]: no `Config.Env`, `Cmd`, `Args`, mounts or third-party labels) and
+//!   re-serialised, under a size cap; `/events` streams through line by line, keeping only the
+//!   container events and attributes the watchdog uses; stats stream through frame by frame.
 //!
 //! Every denial is logged with the method, the path and the rule that denied it.
+
+pub mod projection;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -640,6 +644,17 @@ async fn handle(state: &GateState, req: Request<Incoming>) -> Response<GateBody>
             builder = builder.header(name, value);
         }
     }
+    if matches!(route.endpoint, Endpoint::Events) && method != Method::HEAD {
+        // Only the container events the watchdog uses, with only their attributes.
+        let mut filter = projection::EventFilter::default();
+        let body = body.map_frame(move |frame| match frame.into_data() {
+            Ok(data) => hyper::body::Frame::data(Bytes::from(filter.push(&data))),
+            Err(frame) => frame,
+        });
+        return builder
+            .body(body.boxed())
+            .unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "bad engine answer"));
+    }
     if !route.needs_redaction() || method == Method::HEAD {
         // Streams (events, stats) and small answers pass through frame by frame.
         return builder
@@ -666,10 +681,15 @@ async fn handle(state: &GateState, req: Request<Incoming>) -> Response<GateBody>
         }
     };
     let removed = redact_env(&mut value);
+    // Projection, not redaction: only the fields the watchdog reads pass.
+    let value = match route.endpoint {
+        Endpoint::ContainerList => projection::project_list(&value),
+        _ => projection::project_inspect(&value),
+    };
     tracing::debug!(
         gate.endpoint = route.name(),
         gate.redacted = removed,
-        "Redacted Config.Env."
+        "Projected an engine answer to the watchdog's allowlist."
     );
     let body = match serde_json::to_vec(&value) {
         Ok(b) => b,

@@ -12,6 +12,7 @@
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`redact`]: the one rule set that scrubs secrets out of free text (probe output, bodies).
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
+//! - [`redis_functions`]: the Lua library every stream append goes through.
 //! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
 pub mod config;
@@ -21,6 +22,7 @@ pub mod labels;
 pub mod names;
 pub mod protocol;
 pub mod redact;
+pub mod redis_functions;
 pub mod shutdown;
 pub mod signing;
 pub mod status;

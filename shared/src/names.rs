@@ -7,6 +7,23 @@ pub const DEFAULT_PREFIX: &str = "vigil:";
 pub const EXECUTOR_GROUP: &str = "executors";
 /// The one field of a requests-stream entry; it holds the envelope JSON.
 pub const ENVELOPE_FIELD: &str = "envelope";
+/// The one field of an audit-stream entry; it holds the record's JSON line.
+pub const RECORD_FIELD: &str = "record";
+/// The second field of an audit-stream entry: the consumer name of the executor that wrote it.
+pub const EXECUTOR_FIELD: &str = "executor";
+
+/// Largest requests-stream entry (field names and values): an envelope is at most
+/// [`crate::protocol::MAX_ENVELOPE_BYTES`]. The append function refuses more; the consumer
+/// audits a larger entry as malformed.
+pub const MAX_REQUEST_ENTRY_BYTES: usize = crate::protocol::MAX_ENVELOPE_BYTES + 1024;
+/// Largest audit record the audit append function accepts.
+pub const MAX_AUDIT_ENTRY_BYTES: usize = 64 * 1024;
+/// Requests-stream length cap (approximate `MAXLEN ~`) applied by the append function.
+pub const REQUESTS_MAXLEN: usize = 10_000;
+/// Audit-stream length cap (approximate `MAXLEN ~`) applied by the append function.
+pub const AUDIT_MAXLEN: usize = 100_000;
+/// Dead-letter-stream length cap (approximate `MAXLEN ~`) applied by the append function.
+pub const DEAD_MAXLEN: usize = 10_000;
 
 /// The Redis names under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +79,11 @@ impl Names {
     pub fn alert(&self, signal_key: &str) -> String {
         format!("{}alert:{signal_key}", self.prefix)
     }
+    /// The set of the watchdog's alert keys (read back at start-up instead of a key scan, so
+    /// the watchdog needs no `SCAN`).
+    pub fn alert_index(&self) -> String {
+        format!("{}alert_index", self.prefix)
+    }
     /// Where the watchdog keeps the id of the last audit entry it has told people about.
     pub fn watchdog_audit_cursor(&self) -> String {
         format!("{}watchdog:audit_cursor", self.prefix)
@@ -83,6 +105,7 @@ mod tests {
         assert_eq!(n.pause(), "vigil:pause");
         assert_eq!(n.silences(), "vigil:silences");
         assert_eq!(n.alert("k/x"), "vigil:alert:k/x");
+        assert_eq!(n.alert_index(), "vigil:alert_index");
         assert_eq!(n.watchdog_audit_cursor(), "vigil:watchdog:audit_cursor");
     }
 }

@@ -2,6 +2,11 @@
 //!
 //! It installs nothing: `scripts/setup-test.sh` does. A missing `redis-server` is a loud
 //! failure, never a skipped test.
+//!
+//! Every server has Vigil's append functions loaded (the library the executor loads in
+//! production). [`RedisServer::start_vigil`] also runs with the shipped ACL
+//! (`compose/redis/users.acl.template`, rendered with the test passwords below plus an `admin`
+//! user for the test's own set-up) and the stack's memory settings.
 
 use crate::ports::free_port;
 use crate::process::ChildProcess;
@@ -14,6 +19,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Passwords of the ACL users in [`RedisServer::start_vigil`].
+pub const WATCHDOG_PASSWORD: &str = "watchdog-test-password";
+pub const EXECUTOR_PASSWORD: &str = "executor-test-password";
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
 const BIND_ATTEMPTS: usize = 5;
 
 /// Options for [`RedisServer::start_with`].
@@ -30,12 +40,68 @@ pub struct RedisServer {
     port: u16,
     process: ChildProcess,
     dir: TempDir,
+    /// The `admin` user's password when the server runs with the shipped ACL.
+    admin: Option<&'static str>,
 }
 
 impl RedisServer {
     /// Starts a server with default options and waits until it answers PING.
     pub fn start() -> Self {
         Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server with the shipped ACL file (default user off; `watchdog`, `executor` and
+    /// `healthcheck` as in production, plus `admin` for test set-up), `maxmemory` with
+    /// `noeviction` and the stack's size limits, and the append functions loaded.
+    pub fn start_vigil() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-acl-")
+            .tempdir()
+            .expect("creating a temp dir for the ACL file");
+        let acl = dir.path().join("users.acl");
+        std::fs::write(&acl, render_acl()).expect("writing the ACL file");
+        let mut server = Self::start_with(RedisOptions {
+            aclfile: Some(acl),
+            extra_args: [
+                "--maxmemory",
+                "64mb",
+                "--maxmemory-policy",
+                "noeviction",
+                "--proto-max-bulk-len",
+                "1mb",
+                "--client-query-buffer-limit",
+                "1mb",
+            ]
+            .map(String::from)
+            .to_vec(),
+        });
+        // The ACL file has been read; the temp dir may go.
+        drop(dir);
+        server.admin = Some(ADMIN_PASSWORD);
+        server.load_functions();
+        server
+    }
+
+    /// The URL for the test's own set-up: `admin` under the shipped ACL, else no credentials.
+    pub fn admin_url(&self) -> String {
+        match self.admin {
+            Some(pw) => self.url_for("admin", pw),
+            None => self.url(),
+        }
+    }
+
+    /// `FUNCTION LOAD REPLACE` of Vigil's append functions (as the executor does at start-up).
+    pub fn load_functions(&self) {
+        let client = redis::Client::open(self.admin_url()).expect("valid url");
+        let mut con = client
+            .get_connection()
+            .expect("connecting to load functions");
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(vigil_shared::redis_functions::library())
+            .query(&mut con)
+            .expect("FUNCTION LOAD of Vigil's append functions");
     }
 
     /// Starts a server with `options` and waits until it answers PING (an ACL file that turns
@@ -65,7 +131,16 @@ impl RedisServer {
             cmd.args(&options.extra_args);
             let mut process = ChildProcess::spawn("redis-server", cmd);
             if wait_until_up(port, &mut process) {
-                return RedisServer { port, process, dir };
+                let server = RedisServer {
+                    port,
+                    process,
+                    dir,
+                    admin: None,
+                };
+                if options.aclfile.is_none() {
+                    server.load_functions();
+                }
+                return server;
             }
             last_output = process.transcript();
         }
@@ -102,6 +177,26 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+}
+
+/// `compose/redis/users.acl.template` as `scripts/setup-deploy.sh` renders it, with plain test
+/// passwords instead of their hashes, plus an `admin` user for the test's own set-up.
+pub fn render_acl() -> String {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/redis/users.acl.template"),
+    )
+    .expect("reading compose/redis/users.acl.template");
+    let mut out: String = template
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            l.replace("#@WATCHDOG_SHA256@", &format!(">{WATCHDOG_PASSWORD}"))
+                .replace("#@EXECUTOR_SHA256@", &format!(">{EXECUTOR_PASSWORD}"))
+                + "\n"
+        })
+        .collect();
+    out.push_str(&format!("user admin on >{ADMIN_PASSWORD} ~* &* +@all\n"));
+    out
 }
 
 fn find_redis_server() -> PathBuf {

@@ -705,6 +705,17 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         vec!["HSET", "vigil:requests", "a", "b"],
         vec!["SET", "vigil:requests", "x"],
         vec!["XTRIM", "vigil:audit", "MAXLEN", "0"],
+        vec!["SCAN", "0"],
+        vec!["FUNCTION", "FLUSH"],
+        vec!["FUNCTION", "LOAD", "REPLACE", "#!lua name=x\n"],
+        vec![
+            "FCALL",
+            "vigil_audit_append",
+            "1",
+            "vigil:audit",
+            "record",
+            "forged",
+        ],
     ];
     for cmd in &watchdog_denied {
         let said = as_watchdog(cmd);
@@ -721,6 +732,16 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         vec!["SET", "vigil:audit", "x"],
         vec!["SET", "vigil:pause", "1"],
         vec!["FLUSHALL"],
+        vec!["SCAN", "0"],
+        vec!["FUNCTION", "FLUSH"],
+        vec![
+            "FCALL",
+            "vigil_request_append",
+            "1",
+            "vigil:requests",
+            "envelope",
+            "{}",
+        ],
     ];
     for cmd in &executor_denied {
         let said = as_executor(cmd);
@@ -730,6 +751,35 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
             said.trim(),
         );
     }
+    // The append functions (loaded by the executor) cap sizes and choose the id themselves.
+    let big = "x".repeat(vigil_shared::names::MAX_REQUEST_ENTRY_BYTES + 1);
+    let said = as_watchdog(&[
+        "FCALL",
+        "vigil_request_append",
+        "1",
+        "vigil:requests",
+        "envelope",
+        &big,
+    ]);
+    checks.check(
+        "redis: the request append function refuses an entry over the cap",
+        said.contains("over the cap"),
+        said.trim(),
+    );
+    let big = "x".repeat(vigil_shared::names::MAX_AUDIT_ENTRY_BYTES + 1);
+    let said = as_executor(&[
+        "FCALL",
+        "vigil_audit_append",
+        "1",
+        "vigil:audit",
+        "record",
+        &big,
+    ]);
+    checks.check(
+        "redis: the audit append function refuses an entry over the cap",
+        said.contains("over the cap"),
+        said.trim(),
+    );
     let said = redis_cli(&redis, None, &["PING"]);
     checks.check(
         "redis: unauthenticated PING refused",

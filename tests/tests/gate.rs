@@ -286,3 +286,60 @@ fn events_stream_through_promptly() {
         "first event took {latency:?}"
     );
 }
+
+#[test]
+fn secrets_in_command_arguments_labels_and_exec_never_pass() {
+    let gate = Gate::start();
+    let mut stream = UnixStream::connect(&gate.socket).expect("connect to the gate");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 1;
+    let req = format!("GET /events?since={since} HTTP/1.0\r\nHost: gate\r\n\r\n");
+    stream.write_all(req.as_bytes()).expect("write");
+    let app = Container::new()
+        .image(TestImage::ensure())
+        .name_hint("gate-projection")
+        .label("thirdparty.auth", SECRET)
+        .label("vigil.remediate", "true")
+        .command(&["sh", "-c", &format!("echo {SECRET} >/dev/null; sleep 600")])
+        .start();
+    // The engine does hand these out: the command, the arguments, the label.
+    let raw = docker(&["inspect", app.id()]);
+    assert!(raw.contains(SECRET), "docker inspect shows the secret");
+    docker(&["exec", app.id(), "echo", SECRET]);
+
+    let inspect = gate.get_json(&format!("/containers/{}/json", app.id()));
+    assert!(!inspect.to_string().contains(SECRET), "inspect: {inspect}");
+    assert_eq!(inspect["Config"]["Labels"]["vigil.remediate"], "true");
+    let list = gate.get_json("/containers/json?all=1");
+    assert!(!list.to_string().contains(SECRET), "list leaks the secret");
+
+    // Read the event stream until the exec has surely been reported (a later marker event).
+    let marker = Container::new()
+        .image(TestImage::ensure())
+        .name_hint("gate-marker")
+        .command(&["sleep", "600"])
+        .start();
+    let mut reader = BufReader::new(stream);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains(marker.id()) && line.contains("\"start\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no marker start event: {seen}");
+    }
+    assert!(seen.contains(app.id()), "the app's own events pass: {seen}");
+    assert!(!seen.contains(SECRET), "events leak the secret: {seen}");
+    assert!(!seen.contains("exec_"), "exec events pass: {seen}");
+}

@@ -1,9 +1,11 @@
 //! Alert state kept in Redis, so a watchdog restart does not re-page everyone.
 //!
 //! Every key whose alert state changed is written as `SET <prefix>alert:<signal key>
-//! {"signal": .., "state": ..} PX <ttl>`; a key back to `Inactive` is deleted. At start-up
-//! [`load`] reads them all back (`SCAN MATCH <prefix>alert:*`, then `MGET`) for
-//! `Core::restore`.
+//! {"signal": .., "state": ..} PX <ttl>` and listed in the set `<prefix>alert_index`; a key back
+//! to `Inactive` is deleted and unlisted. At start-up [`load`] reads them all back (`SMEMBERS`
+//! of the index, then `MGET`; listed keys that expired are unlisted) for `Core::restore`. The
+//! index spares the watchdog's Redis user the `SCAN` permission (which would show it every key
+//! name in the database).
 //!
 //! Writes never block detection: [`AlertStore::save`] puts the change on a bounded channel and a
 //! writer task applies them in batches, the latest change per key winning. When Redis fails the
@@ -13,7 +15,7 @@
 use crate::change::StateChange;
 use crate::decide::AlertState;
 use crate::incident::Incident;
-use crate::redis::link::{LinkError, RedisLink, glob_escape};
+use crate::redis::link::{LinkError, RedisLink};
 use crate::signals::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,7 +36,7 @@ pub const STORE_BUFFER: usize = 4096;
 const MAX_PENDING_KEYS: usize = 10_000;
 /// Wait before writing a failed batch again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// Keys per `SCAN` step and per `MGET`.
+/// Keys per `MGET`.
 const LOAD_BATCH: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -217,9 +219,17 @@ async fn write(link: &RedisLink, batch: &Batch) -> Result<(), StoreError> {
                     .arg("PX")
                     .arg(ttl_ms)
                     .ignore();
+                pipe.cmd("SADD")
+                    .arg(names.alert_index())
+                    .arg(names.alert(key))
+                    .ignore();
             }
             None => {
                 pipe.cmd("DEL").arg(names.alert(key)).ignore();
+                pipe.cmd("SREM")
+                    .arg(names.alert_index())
+                    .arg(names.alert(key))
+                    .ignore();
             }
         }
     }
@@ -231,23 +241,16 @@ async fn write(link: &RedisLink, batch: &Batch) -> Result<(), StoreError> {
 /// does not match their Redis key, are skipped with a warning; `Inactive` ones are skipped.
 pub async fn load(link: &RedisLink) -> Result<Vec<StoredAlert>, StoreError> {
     let names = link.names();
-    let pattern = format!("{}*", glob_escape(&names.alert("")));
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(LOAD_BATCH);
-        let (next, batch): (u64, Vec<String>) = link.query(&scan).await?;
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let mut smembers = redis::cmd("SMEMBERS");
+    smembers.arg(names.alert_index());
+    let listed: Vec<Vec<u8>> = link.query(&smembers).await?;
+    let prefix = names.alert("");
+    // Only the watchdog writes the index; anything else in it is skipped.
+    let mut keys: Vec<String> = listed
+        .into_iter()
+        .filter_map(|k| String::from_utf8(k).ok())
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
@@ -258,8 +261,13 @@ pub async fn load(link: &RedisLink) -> Result<Vec<StoredAlert>, StoreError> {
         }
         let values: Vec<Option<String>> = link.query(&mget).await?;
         for (redis_key, value) in chunk.iter().zip(values) {
-            // Expired or deleted between SCAN and MGET.
-            let Some(json) = value else { continue };
+            // Expired: unlist it.
+            let Some(json) = value else {
+                let mut srem = redis::cmd("SREM");
+                srem.arg(names.alert_index()).arg(redis_key);
+                let _: i64 = link.query(&srem).await?;
+                continue;
+            };
             match parse_stored(names, redis_key, &json) {
                 Ok(Some(entry)) => out.push(entry),
                 Ok(None) => {}

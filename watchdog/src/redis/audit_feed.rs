@@ -22,8 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::time::{Timestamp, human_duration};
 
-/// The one field of an audit-stream entry.
-pub const RECORD_FIELD: &str = "record";
+pub use vigil_shared::names::RECORD_FIELD;
 /// How long one `XREAD` waits for new entries.
 const BLOCK: Duration = Duration::from_secs(5);
 /// Entries per read.

@@ -27,8 +27,6 @@ use vigil_shared::time::Timestamp;
 
 /// Requests waiting for the publisher; more than this at once means Redis is stuck.
 pub const REQUEST_BUFFER: usize = 256;
-/// Approximate cap of the requests stream (`MAXLEN ~`).
-pub const STREAM_MAXLEN: u64 = 10_000;
 /// `expires_at - issued_at` of every request.
 pub const REQUEST_TTL: Duration = Duration::from_secs(60);
 /// Sent requests remembered for the audit feed.
@@ -271,12 +269,11 @@ impl Publisher {
     async fn publish(&self, payload: &Payload) -> Result<String, RequestError> {
         let envelope = self.signer.sign(payload)?;
         let json = serde_json::to_string(&envelope)?;
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(self.link.names().requests())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(STREAM_MAXLEN)
-            .arg("*")
+        // Through the executor's append function: capped size, auto id, capped length.
+        let mut xadd = redis::cmd("FCALL");
+        xadd.arg(vigil_shared::redis_functions::REQUEST_APPEND)
+            .arg(1)
+            .arg(self.link.names().requests())
             .arg(ENVELOPE_FIELD)
             .arg(json);
         let entry_id: String = self.link.query(&xadd).await?;
