@@ -207,9 +207,15 @@ impl Rig {
         }
     }
 
+    /// The request's outcome record (not its write-ahead `intent`).
     fn outcome(&self, request_id: &str) -> Value {
-        self.wait_for(request_id, |r| r["request_id"] == request_id)
+        self.wait_for(request_id, |r| is_outcome_of(r, request_id))
     }
+}
+
+/// Whether `rec` is `request_id`'s outcome: an `intent` record only precedes the action.
+fn is_outcome_of(rec: &Value, request_id: &str) -> bool {
+    rec["request_id"] == request_id && rec["decision"] != "intent"
 }
 
 fn decision_reason(rec: &Value) -> (String, String) {
@@ -573,11 +579,7 @@ fn a_restart_waits_for_the_containers_own_stop_timeout() {
     let id = rig.send(Action::Restart, &c);
     let deadline = Instant::now() + Duration::from_secs(120);
     let rec = loop {
-        if let Some(r) = rig
-            .records()
-            .into_iter()
-            .find(|r| r["request_id"] == id.as_str())
-        {
+        if let Some(r) = rig.records().into_iter().find(|r| is_outcome_of(r, &id)) {
             break r;
         }
         assert!(Instant::now() < deadline, "no record within 120 s");
