@@ -724,7 +724,11 @@ impl Pipeline {
         let rec = self.audit.append(entry)?;
         remember(&mut self.audited, &rec);
         if let Some(m) = &self.metrics {
-            m.request(rec.decision.as_str(), &rec.reason);
+            // An intent is the write-ahead half of one decision, not a request of its own: the
+            // outcome record that follows counts it.
+            if rec.decision != Decision::Intent {
+                m.request(rec.decision.as_str(), &rec.reason);
+            }
             m.set_circuit_open(self.state.open_breakers(&self.opts.policy, rec.ts));
         }
         self.publish(rec.to_line()).await;

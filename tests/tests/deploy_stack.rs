@@ -812,11 +812,18 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
     while Instant::now() < deadline && !(alerted && restarted && audited) {
         telegram_log = text(&exec(&fake_telegram, &["cat", "/tmp/telegram.log"]));
         let wanted_path = format!("/bot{TELEGRAM_TOKEN}/sendmessage");
-        alerted = telegram_log.lines().any(|l| {
-            l.to_lowercase().contains(&wanted_path)
-                && l.contains("container_unhealthy")
-                && l.contains(&app_name)
-        });
+        // The fake logs each request's line and then its (multi-line) body: judge per request.
+        alerted = telegram_log
+            .split("\nPOST ")
+            .chain(telegram_log.split("\nGET "))
+            .any(|req| {
+                req.lines()
+                    .next()
+                    .is_some_and(|l| l.to_lowercase().contains(&wanted_path))
+                    && req.contains("ALERT")
+                    && req.contains("container_unhealthy")
+                    && req.contains(&app_name)
+            });
         let restart_events = stack
             .restarts
             .matching_lines(|l| l.starts_with(&format!("{app_name} ")))

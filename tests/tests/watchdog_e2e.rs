@@ -272,7 +272,14 @@ fn a_crash_loop_alerts_once_as_a_restart_loop_not_once_per_cycle() {
 #[test]
 fn twenty_containers_of_one_project_failing_together_make_one_message_per_sink() {
     const N: usize = 20;
-    let (mut wd, sinks) = watchdog_with_sinks();
+    require_engine();
+    let sinks = Sinks::start();
+    // Twenty exits on a loaded 2-core machine can spread over more than the default 2 s; the
+    // window is widened so the test checks grouping, not the engine's speed.
+    let mut wd = WatchdogBuilder::new()
+        .sinks(&sinks)
+        .env("WATCHDOG_NOTIFY__GROUP_WINDOW", "10s")
+        .start();
     let project = vigil_tests::docker::unique_name("proj");
     let trigger = tempfile::Builder::new()
         .prefix("vigil-trig-")
@@ -318,7 +325,7 @@ fn twenty_containers_of_one_project_failing_together_make_one_message_per_sink()
         1,
         |m: &str| m.contains(&project),
         ARRIVAL,
-        Duration::from_secs(6),
+        Duration::from_secs(12),
     );
     for m in tg.iter().chain(&slack) {
         assert!(m.contains(&format!("{N} problems")), "{m}");
