@@ -482,27 +482,33 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
 }
 
 /// Restart events the engine reported for `id` since `since` (Unix seconds).
-fn restart_events(id: &str, since: i64) -> usize {
-    let out = vigil_tests::docker::docker(&[
+/// Watches the engine's `restart` events from now on. A live stream, not a `docker events
+/// --since` query afterwards: the engine keeps only its last 1,024 events, and a busy test run
+/// pushes a two-minute-old restart out of that buffer.
+fn watch_restarts() -> ChildProcess {
+    let mut cmd = Command::new("docker");
+    cmd.args([
         "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &(Timestamp::now().as_millis() / 1000 + 1).to_string(),
         "--filter",
-        &format!("container={id}"),
+        "type=container",
         "--filter",
         "event=restart",
         "--format",
         "{{.Actor.ID}}",
     ]);
-    out.lines().filter(|l| !l.trim().is_empty()).count()
+    ChildProcess::spawn("docker-events", cmd)
+}
+
+fn restart_events(watch: &ChildProcess, id: &str) -> usize {
+    watch.matching_lines(|l| l.trim() == id).len()
 }
 
 #[test]
 fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
     let rig = Rig::new();
-    let t0 = Timestamp::now().as_millis() / 1000 - 1;
+    let restarts = watch_restarts();
+    // Give the events stream a moment to attach before anything happens.
+    std::thread::sleep(Duration::from_secs(1));
     // One container that ignores SIGTERM: its restart waits out a 30 s stop grace.
     let slow = Container::new()
         .shell("trap '' TERM; while :; do sleep 1; done")
@@ -572,7 +578,7 @@ fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
             "the engine's restart event",
             Duration::from_secs(30),
             || {
-                let n = restart_events(container, t0);
+                let n = restart_events(&restarts, container);
                 (n > 0).then_some(n)
             },
         );
