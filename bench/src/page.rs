@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
 use vigil_shared::time::Timestamp;
 use vigil_watchdog::collect::{Observation, Sweep};
-use vigil_watchdog::status_page::board::{AuditLite, TargetLite};
+use vigil_watchdog::status_page::board::{AuditView, TargetView};
 use vigil_watchdog::status_page::history::{BYTES_PER_CONTAINER, MAX_MARKS, MAX_POINTS};
 use vigil_watchdog::status_page::{Board, Meta, render};
 
@@ -79,13 +79,16 @@ pub fn run(containers: usize, reps: usize) -> anyhow::Result<PageResult> {
         for i in 0..containers {
             seq += 1;
             board.record_audit(
-                AuditLite {
+                AuditView {
+                    request_id: None,
+                    duration_ms: None,
                     seq,
                     ts: Some(Timestamp(
                         now - 3_600_000 + i64::try_from(m).unwrap_or(0) * 1000,
                     )),
                     action: Some("restart".into()),
-                    target: Some(TargetLite {
+                    target: Some(TargetView {
+                        service: None,
                         id: Some(format!("{i:064x}")),
                         name: Some(format!("bench-page-{i}")),
                         project: None,

@@ -10,7 +10,6 @@ use super::model::{
 use crate::collect::{Observation, SourceId};
 use crate::decide::AlertState;
 use crate::signals::Signal;
-use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,34 +23,8 @@ pub const GONE_KEEP: Duration = Duration::from_secs(3600);
 /// Containers whose audit marks arrive before the first sweep names them (start-up rebuild).
 const MAX_ORPHANS: usize = 256;
 
-/// An audit record as the page reads it: leniently, unknown fields ignored.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct AuditLite {
-    pub seq: u64,
-    #[serde(default)]
-    pub ts: Option<Timestamp>,
-    #[serde(default)]
-    pub action: Option<String>,
-    #[serde(default)]
-    pub target: Option<TargetLite>,
-    pub decision: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub result: Option<String>,
-    #[serde(default)]
-    pub retry_at: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-pub struct TargetLite {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub project: Option<String>,
-}
+/// The page reads audit records with the audit feed's own lenient view.
+pub use crate::redis::audit_feed::{AuditView, TargetView};
 
 /// Facts that do not change while the process runs.
 #[derive(Debug, Clone)]
@@ -75,7 +48,7 @@ struct Tracked {
     /// The last request the watchdog sent for it: (action, at).
     request: Option<(String, i64)>,
     /// The last audit record about it.
-    audit: Option<AuditLite>,
+    audit: Option<AuditView>,
 }
 
 impl Tracked {
@@ -252,7 +225,7 @@ impl Board {
     }
 
     /// One audit record (from the start-up rebuild or the live reader), oldest first.
-    pub fn record_audit(&self, rec: AuditLite, now: Timestamp) {
+    pub fn record_audit(&self, rec: AuditView, now: Timestamp) {
         let mut st = self.lock();
         let at = rec.ts.unwrap_or(now).as_millis();
         let decision = Decision::parse(&rec.decision);

@@ -3,7 +3,7 @@
 //! new entries as they come), the heartbeat and the pause key. Read-only: it never writes, and it
 //! keeps its own cursor in memory, apart from the audit feed that tells people.
 
-use super::board::{AuditLite, Board};
+use super::board::{AuditView, Board};
 use super::history::window_ms;
 use crate::collect;
 use crate::redis::audit_feed::RECORD_FIELD;
@@ -127,7 +127,7 @@ async fn executor_state(
     Ok(())
 }
 
-fn parse(entry: &::redis::streams::StreamId) -> Option<AuditLite> {
+fn parse(entry: &::redis::streams::StreamId) -> Option<AuditView> {
     let json = entry.get::<String>(RECORD_FIELD)?;
     match serde_json::from_str(&json) {
         Ok(rec) => Some(rec),

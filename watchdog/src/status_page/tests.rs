@@ -1,6 +1,6 @@
 //! Board, rendering and access together, without I/O.
 
-use super::board::{AuditLite, TargetLite};
+use super::board::{AuditView, TargetView};
 use super::history::{BYTES_PER_CONTAINER, MAX_POINTS};
 use super::*;
 use crate::collect::{Observation, Sweep};
@@ -81,11 +81,14 @@ fn a_thousand_flapping_containers_stay_within_the_documented_memory_bound() {
     }
     for seq in 1..=200u64 {
         b.record_audit(
-            AuditLite {
+            AuditView {
+                request_id: None,
+                duration_ms: None,
                 seq,
                 ts: Some(Timestamp(T0 + i64::try_from(seq).unwrap_or(0))),
                 action: Some("restart".into()),
-                target: Some(TargetLite {
+                target: Some(TargetView {
+                    service: None,
                     id: Some(format!("{:064x}", seq % 3)),
                     name: None,
                     project: None,
@@ -207,11 +210,14 @@ fn incidents_carry_the_remediation_from_requests_and_the_audit() {
     let r = doc.incidents[0].remediation.clone().expect("requested");
     assert_eq!((r.state.as_str(), r.audit_seq), ("requested", None));
 
-    let refused = |seq, reason: &str, retry| AuditLite {
+    let refused = |seq, reason: &str, retry| AuditView {
+        request_id: None,
+        duration_ms: None,
         seq,
         ts: Some(Timestamp(T0 + 3000 + i64::try_from(seq).unwrap_or(0))),
         action: Some("restart".into()),
-        target: Some(TargetLite {
+        target: Some(TargetView {
+            service: None,
             id: Some(format!("{:064x}", 1)),
             name: Some("c-1".into()),
             project: Some("shop".into()),
@@ -259,11 +265,14 @@ fn incidents_carry_the_remediation_from_requests_and_the_audit() {
 fn marks_read_before_the_first_sweep_are_kept_for_the_container() {
     let b = board();
     b.record_audit(
-        AuditLite {
+        AuditView {
+            request_id: None,
+            duration_ms: None,
             seq: 1,
             ts: Some(Timestamp(T0)),
             action: Some("restart".into()),
-            target: Some(TargetLite {
+            target: Some(TargetView {
+                service: None,
                 id: Some(format!("{:064x}", 5)),
                 name: Some("c-5".into()),
                 project: None,
