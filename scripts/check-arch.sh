@@ -6,7 +6,8 @@
 # 2. unused dependencies: every dependency a member crate declares is named in its sources;
 # 3. pure modules: the watchdog's decision modules import no I/O crate;
 # 4. file size: no source file over 800 lines before its `#[cfg(test)]` module;
-# 5. the repository explains itself: no file cites a design document it does not contain.
+# 5. the repository explains itself: no file cites a design document it does not contain;
+# 6. label names: every `vigil.*` label name is spelled out as a string in one file only.
 # Needs only cargo, grep and awk. Exits non-zero on the first failing check group.
 set -euo pipefail
 
@@ -83,6 +84,32 @@ ok "file size: checked"
 outside_doc="DESIGN"'[.]md'
 if hits="$(git grep -n "$outside_doc" -- .)"; then
   fail "files cite a design document the repository does not hold (use docs/architecture.md or docs/protocol.md):"$'\n'"$hits"
+fi
+
+# --- 6. label names are defined once -----------------------------------------------------------
+# Every container label Vigil reads (`vigil.remediate`, `vigil.protected`, ...) is a constant in
+# shared/src/labels.rs; the test-marker labels (`vigil.test*`, `vigil.run`, `vigil.bench*`) are
+# constants in tests/src/docker.rs. Every other Rust file uses the constants. Fails on a code
+# line (comments do not count) of any other file that
+#  a. holds a string literal starting with `vigil.` and a name, or
+#  b. spells out, anywhere, a label name labels.rs defines (in a message, a format string, ...).
+# Two strings that look alike but are not labels are allowed by exact value: the webhook's
+# schema name `vigil.notification` and the status page's `vigil.status/v1`.
+label_homes=(shared/src/labels.rs tests/src/docker.rs)
+not_labels='"vigil[.](notification|status/v1)"'
+product_labels="$(grep -oE '^pub const [A-Z_]+: &str = "vigil[.][^"]+"' shared/src/labels.rs |
+  sed -E 's/.*"(vigil[.][^"]+)"/\1/; s/[.]/[.]/g' | paste -sd'|')"
+[[ -n "$product_labels" ]] || fail "found no label constants in shared/src/labels.rs"
+code_lines() {
+  git ls-files '*.rs' | grep -vxF -f <(printf '%s\n' "${label_homes[@]}") |
+    xargs grep -nE "$1" | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' || true
+}
+hits="$(code_lines '"vigil[.][A-Za-z_]' | grep -vE "$not_labels" || true)"
+hits+="${hits:+$'\n'}$(code_lines "(^|[^A-Za-z0-9_.])($product_labels)([^A-Za-z0-9_]|$)")"
+if [[ -n "$hits" ]]; then
+  fail "label names spelled out outside ${label_homes[*]} (use the constants):"$'\n'"$hits"
+else
+  ok "label names: defined in ${label_homes[*]} only"
 fi
 
 exit "$status"

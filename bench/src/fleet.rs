@@ -12,9 +12,9 @@ use std::time::Duration;
 use vigil_tests::docker::{Container, TestImage, docker_output};
 
 /// Label carrying the run id on every benchmark container.
-pub const RUN_LABEL: &str = "vigil.bench";
+pub const RUN_LABEL: &str = vigil_tests::docker::BENCH_LABEL;
 /// Label carrying a group id (one per phase); the watchdog's scope label in latency phases.
-pub const GROUP_LABEL: &str = "vigil.bench.group";
+pub const GROUP_LABEL: &str = vigil_tests::docker::BENCH_GROUP_LABEL;
 /// Parallel `docker run`/`docker rm` calls.
 pub const PARALLEL: usize = 8;
 

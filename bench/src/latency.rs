@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_shared::docker::EventAction;
+use vigil_shared::labels;
 use vigil_shared::protocol::Envelope;
 use vigil_tests::fakes::{FakeServer, Recorded, Reply, Responder};
 
@@ -221,7 +222,7 @@ pub fn run(bench: &Bench, measure: Measure, n: usize) -> Result<Latencies> {
                 .shell(&Triggers::script(i, EXIT_CODE));
             match measure {
                 Measure::Alert => c,
-                Measure::Request => c.label("vigil.remediate", "true"),
+                Measure::Request => c.label(labels::REMEDIATE, "true"),
             }
         })
         .collect();

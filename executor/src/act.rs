@@ -305,7 +305,11 @@ mod tests {
             name: "web-1".into(),
             project: None,
             service: None,
-            labels: [("vigil.remediate".to_string(), "true".to_string())].into(),
+            labels: [(
+                vigil_shared::labels::REMEDIATE.to_string(),
+                "true".to_string(),
+            )]
+            .into(),
             state: if action == Action::Start {
                 RunState::Exited
             } else {

@@ -806,7 +806,7 @@ mod tests {
             assert_eq!(
                 eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
                 Err("protected"),
-                "vigil.protected={value:?}"
+                "{LABEL_PROTECTED}={value:?}"
             );
         }
         for value in ["yes", "1", "On"] {
@@ -816,7 +816,7 @@ mod tests {
             assert_eq!(
                 eval(&r, Some(&f), &PolicyState::new(), on(), T0).map(drop),
                 Ok(()),
-                "vigil.remediate={value:?}"
+                "{LABEL_REMEDIATE}={value:?}"
             );
         }
     }

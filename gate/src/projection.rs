@@ -209,7 +209,7 @@ mod tests {
             "HostConfig": {"RestartPolicy": {"Name": "no"}, "Memory": 64, "Binds": ["/hunter2:/x"]},
             "Config": {"Env": ["P=hunter2"], "Cmd": ["hunter2"], "Entrypoint": ["hunter2"],
                 "Image": "busybox", "StopTimeout": 30, "Healthcheck": {"Test": ["CMD", "true"]},
-                "Labels": {"com.docker.compose.project": "shop", "vigil.remediate": "true",
+                "Labels": {"com.docker.compose.project": "shop", (labels::REMEDIATE): "true",
                     "traefik.auth": "hunter2"}},
             "Mounts": [{"Source": "/hunter2"}],
         });
@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(p["Config"]["StopTimeout"], 30);
         assert_eq!(
             p["Config"]["Labels"],
-            json!({"com.docker.compose.project": "shop", "vigil.remediate": "true"})
+            json!({"com.docker.compose.project": "shop", (labels::REMEDIATE): "true"})
         );
         assert_eq!(
             p["HostConfig"],
@@ -236,10 +236,10 @@ mod tests {
     fn list_keeps_the_allowlist_only() {
         let v = json!([{"Id": "a", "Names": ["/web"], "Image": "i", "Command": "sh -c hunter2",
             "Created": 1, "State": "running", "Status": "Up",
-            "Labels": {"x.secret": "hunter2", "vigil.protected": "1"}, "Mounts": [{"Source": "/hunter2"}]}]);
+            "Labels": {"x.secret": "hunter2", (labels::PROTECTED): "1"}, "Mounts": [{"Source": "/hunter2"}]}]);
         let p = project_list(&v);
         secret_free(&p);
-        assert_eq!(p[0]["Labels"], json!({"vigil.protected": "1"}));
+        assert_eq!(p[0]["Labels"], json!({(labels::PROTECTED): "1"}));
         assert_eq!(p[0]["Names"], json!(["/web"]));
     }
 

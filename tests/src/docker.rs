@@ -28,6 +28,14 @@ pub const TEST_LABEL: &str = "vigil.test";
 pub const TEST_PID_LABEL: &str = "vigil.test.pid";
 /// The label on the test image holding the sha256 of the script that built it.
 pub const IMAGE_HASH_LABEL: &str = "vigil.test.image.hash";
+/// The label scoping a test's containers to one test run (`vigil.test.run=<run id>`).
+pub const RUN_LABEL: &str = "vigil.test.run";
+/// The label scoping a spawned watchdog to one test's containers (`vigil.run=<uuid>`).
+pub const SCOPE_LABEL: &str = "vigil.run";
+/// The label carrying the run id on every benchmark container.
+pub const BENCH_LABEL: &str = "vigil.bench";
+/// The label carrying a benchmark group id (one per phase).
+pub const BENCH_GROUP_LABEL: &str = "vigil.bench.group";
 
 /// Panics with a clear message unless the engine answers `GET /_ping` on [`DOCKER_SOCKET`].
 pub fn require_engine() {

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The label key every scoped test container carries; the value is the builder's run id.
-pub const SCOPE_KEY: &str = "vigil.run";
+pub const SCOPE_KEY: &str = crate::docker::SCOPE_LABEL;
 /// Logged once the configuration is valid and the watchdog begins watching.
 pub const STARTING_LINE: &str = "Vigil watchdog starting";
 /// Logged once the engine answered the version negotiation.

@@ -6,12 +6,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::docker::{DockerClient, EventAction, RunState};
-use vigil_tests::docker::{Container, RunningContainer, require_engine};
+use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, TEST_LABEL, require_engine};
 use vigil_watchdog::collect::{Observation, SourceId, events, sweep};
 
 const SOCKET: &str = "unix:///var/run/docker.sock";
-/// A label only this test run's container carries, so sweeps see nothing else.
-const RUN_LABEL: &str = "vigil.test.run";
 
 /// A sleeping test container (labelled `vigil.test=1`, removed on drop) with a unique
 /// `vigil.test.run` label; returns the container and the `key=value` filter selecting it.
@@ -53,7 +51,7 @@ async fn sweep_once_finds_a_labelled_running_container_with_stats() {
     assert_eq!(details.container.id, container.id());
     assert_eq!(details.state, RunState::Running);
     assert_eq!(
-        details.labels.get("vigil.test").map(String::as_str),
+        details.labels.get(TEST_LABEL).map(String::as_str),
         Some("1")
     );
     let stats = sweep
@@ -123,7 +121,7 @@ async fn events_task_forwards_the_die_of_a_killed_container() {
             Observation::Event(e)
                 if e.container.id == container.id() && e.action == EventAction::Start =>
             {
-                assert_eq!(e.labels.get("vigil.test").map(String::as_str), Some("1"));
+                assert_eq!(e.labels.get(TEST_LABEL).map(String::as_str), Some("1"));
                 break;
             }
             Observation::Source {

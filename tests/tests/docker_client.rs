@@ -10,6 +10,7 @@ use vigil_shared::docker::api::{ApiVersion, MIN_API_VERSION, PINNED_API_VERSION}
 use vigil_shared::docker::{
     ContainerEvent, DockerClient, DockerError, EventAction, EventStream, Health, RunState,
 };
+use vigil_tests::docker::TEST_LABEL;
 
 const SOCKET: &str = "/var/run/docker.sock";
 const IMAGE: &str = "vigil-test/busybox:latest";
@@ -54,13 +55,14 @@ fn engine_client() -> DockerClient {
 fn run_container(prefix: &str, extra: &[&str], cmd: &[&str]) -> (ContainerGuard, String) {
     let name = format!("vigil-test-{prefix}-{}", uuid::Uuid::new_v4().simple());
     let guard = ContainerGuard { name: name.clone() };
+    let test_label = format!("{TEST_LABEL}=1");
     let mut args = vec![
         "run",
         "-d",
         "--name",
         &name,
         "--label",
-        "vigil.test=1",
+        &test_label,
         "--label",
         "com.docker.compose.project=vigiltest",
         "--label",
@@ -131,7 +133,7 @@ async fn negotiate_list_inspect_stats_and_events_on_the_real_engine() {
 
     // List, filtered by label: our container is there, and only labelled containers are.
     let rows = client
-        .list_containers(false, Some("vigil.test=1"))
+        .list_containers(false, Some(&format!("{TEST_LABEL}=1")))
         .await
         .expect("list containers");
     let row = rows
@@ -145,10 +147,10 @@ async fn negotiate_list_inspect_stats_and_events_on_the_real_engine() {
     assert_eq!(row.container.service.as_deref(), Some("probe"));
     assert!(
         rows.iter()
-            .all(|r| r.labels.get("vigil.test").map(String::as_str) == Some("1"))
+            .all(|r| r.labels.get(TEST_LABEL).map(String::as_str) == Some("1"))
     );
     let other = client
-        .list_containers(true, Some("vigil.test=no-such-value"))
+        .list_containers(true, Some(&format!("{TEST_LABEL}=no-such-value")))
         .await
         .unwrap();
     assert!(other.iter().all(|r| r.container.id != id));
@@ -163,7 +165,7 @@ async fn negotiate_list_inspect_stats_and_events_on_the_real_engine() {
     assert_eq!(details.state, RunState::Running);
     assert_eq!(details.health, Health::None);
     assert_eq!(
-        details.labels.get("vigil.test").map(String::as_str),
+        details.labels.get(TEST_LABEL).map(String::as_str),
         Some("1")
     );
     assert!(details.started_at.is_some());

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use vigil_shared::labels;
 use vigil_shared::protocol::{Action, Payload, Reason, Target};
 use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
 use vigil_shared::time::Timestamp;
@@ -27,7 +28,7 @@ fn sleeper() -> Container {
 }
 
 fn opted_in() -> Container {
-    sleeper().label("vigil.remediate", "true")
+    sleeper().label(labels::REMEDIATE, "true")
 }
 
 fn started_at(c: &RunningContainer) -> String {
@@ -394,7 +395,7 @@ fn valid_request_restarts_only_opted_in_unprotected_containers() {
     let plain = sleeper().name_hint("plain").start();
     let guarded = opted_in()
         .name_hint("guarded")
-        .label("vigil.protected", "true")
+        .label(labels::PROTECTED, "true")
         .start();
     sick.wait_for_health("unhealthy", WAIT);
     plain.wait_for_status("running", WAIT);
@@ -510,7 +511,7 @@ fn operator_stopped_container_is_never_started() {
     let rig = Rig::new();
     let target = Container::new()
         .name_hint("stopped")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .command(&["sleep", "3600"])
         .start();
     target.wait_for_status("running", WAIT);

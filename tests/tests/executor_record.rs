@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use vigil_shared::labels;
 use vigil_shared::protocol::{Action, Payload, Reason, Target};
 use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
 use vigil_shared::time::Timestamp;
@@ -27,7 +28,7 @@ const QUICK_LEASE: [(&str, &str); 2] = [
 fn opted_in() -> Container {
     Container::new()
         .shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
 }
 
 fn started_at(c: &RunningContainer) -> String {
@@ -512,7 +513,7 @@ fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
     // One container that ignores SIGTERM: its restart waits out a 30 s stop grace.
     let slow = Container::new()
         .shell("trap '' TERM; while :; do sleep 1; done")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .name_hint("slow")
         .start();
     let fast: Vec<RunningContainer> = (0..19)

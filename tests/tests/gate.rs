@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vigil_tests::docker::{Container, TestImage, docker, require_engine};
+use vigil_shared::labels;
+use vigil_tests::docker::{Container, RUN_LABEL, TestImage, docker, require_engine};
 use vigil_tests::process::ChildProcess;
 
 const SECRET: &str = "gate-test-secret-c0ffee";
@@ -246,7 +247,7 @@ fn events_stream_through_promptly() {
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
-    let label = format!("vigil.gate.events={}", std::process::id());
+    let label = format!("{RUN_LABEL}=gate-events-{}", std::process::id());
     let filters = format!(
         "%7B%22label%22%3A%5B%22{}%22%5D%7D",
         label.replace('=', "%3D")
@@ -305,7 +306,7 @@ fn secrets_in_command_arguments_labels_and_exec_never_pass() {
         .image(TestImage::ensure())
         .name_hint("gate-projection")
         .label("thirdparty.auth", SECRET)
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .command(&["sh", "-c", &format!("echo {SECRET} >/dev/null; sleep 600")])
         .start();
     // The engine does hand these out: the command, the arguments, the label.
@@ -315,7 +316,7 @@ fn secrets_in_command_arguments_labels_and_exec_never_pass() {
 
     let inspect = gate.get_json(&format!("/containers/{}/json", app.id()));
     assert!(!inspect.to_string().contains(SECRET), "inspect: {inspect}");
-    assert_eq!(inspect["Config"]["Labels"]["vigil.remediate"], "true");
+    assert_eq!(inspect["Config"]["Labels"][labels::REMEDIATE], "true");
     let list = gate.get_json("/containers/json?all=1");
     assert!(!list.to_string().contains(SECRET), "list leaks the secret");
 

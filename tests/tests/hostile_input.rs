@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use vigil_shared::labels;
 use vigil_shared::protocol::{Action, Payload, Reason, Target};
 use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
 use vigil_shared::time::Timestamp;
@@ -239,7 +240,7 @@ fn poison_entries_are_audited_as_malformed_and_a_valid_request_still_runs() {
     let rig = Rig::new();
     let sick = sleeper()
         .name_hint("poison")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .healthcheck(Healthcheck::new("false"))
         .start();
     sick.wait_for_health("unhealthy", WAIT);
@@ -468,8 +469,8 @@ fn labels_fail_safe_in_the_executor() {
     for value in ["1", "yes", "TRUE", " on ", "garbage"] {
         let c = sleeper()
             .name_hint("guarded")
-            .label("vigil.remediate", "true")
-            .label("vigil.protected", value)
+            .label(labels::REMEDIATE, "true")
+            .label(labels::PROTECTED, value)
             .start();
         c.wait_for_status("running", WAIT);
         guarded.push((value, c));
@@ -479,12 +480,13 @@ fn labels_fail_safe_in_the_executor() {
         assert_eq!(
             decision_reason(&rec),
             ("refused".into(), "protected".into()),
-            "vigil.protected={value:?}: {rec}"
+            "{}={value:?}: {rec}",
+            labels::PROTECTED
         );
     }
     let yes = sleeper()
         .name_hint("optin-yes")
-        .label("vigil.remediate", "yes")
+        .label(labels::REMEDIATE, "yes")
         .start();
     yes.wait_for_status("running", WAIT);
     let before = started_at(&yes);
@@ -511,7 +513,7 @@ fn vigils_own_stop_can_be_started_again_an_operators_cannot() {
     ]);
     let c = sleeper()
         .name_hint("ownstop")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .start();
     c.wait_for_status("running", WAIT);
 
@@ -550,7 +552,7 @@ fn stop_is_refused_unless_configured() {
     let _exec = rig.start(&[]);
     let c = sleeper()
         .name_hint("nostop")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .start();
     c.wait_for_status("running", WAIT);
     let rec = rig.outcome(&rig.send(Action::Stop, &c));
@@ -570,7 +572,7 @@ fn a_restart_waits_for_the_containers_own_stop_timeout() {
     let c = Container::new()
         .shell("trap '' TERM; while :; do sleep 1; done")
         .name_hint("grace")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .arg("--stop-timeout")
         .arg("30")
         .start();

@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 use vigil_shared::docker::{Health, RunState};
 use vigil_tests::docker::{
-    self, Container, Healthcheck, TEST_PID_LABEL, TestImage, remove_leftover_test_containers,
+    self, Container, Healthcheck, TEST_LABEL, TEST_PID_LABEL, TestImage,
+    remove_leftover_test_containers,
 };
 use vigil_tests::fake_docker::{FakeContainer, FakeDocker, Fault};
 use vigil_tests::process::{ChildProcess, workspace_bin};
@@ -33,7 +34,7 @@ fn test_image_runs_echo_ok() {
     assert_eq!(c.logs().trim(), "ok");
     let inspect = c.inspect_json();
     assert_eq!(inspect["Config"]["Image"], TestImage::NAME);
-    assert_eq!(inspect["Config"]["Labels"]["vigil.test"], "1");
+    assert_eq!(inspect["Config"]["Labels"][TEST_LABEL], "1");
     assert_eq!(
         inspect["Config"]["Labels"][TEST_PID_LABEL],
         std::process::id().to_string()

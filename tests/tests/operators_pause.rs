@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+use vigil_shared::labels;
 use vigil_shared::signing::write_keypair;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer, docker, require_engine};
 use vigil_tests::fakes::FakeTelegram;
@@ -107,7 +108,7 @@ fn pause_stops_restarts_and_resume_allows_them() {
             .scoped(Container::new().name_hint(hint))
             .healthcheck(Healthcheck::new(HEALTH_CMD))
             .shell(MAIN)
-            .label("vigil.remediate", "true")
+            .label(labels::REMEDIATE, "true")
             .start();
         c.wait_for_health("healthy", ARRIVAL);
         c

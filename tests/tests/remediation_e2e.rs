@@ -21,6 +21,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use vigil_shared::labels;
 use vigil_shared::signing::write_keypair;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer, docker, require_engine};
 use vigil_tests::ports::free_port;
@@ -132,7 +133,7 @@ impl Stack {
             .healthcheck(Healthcheck::new(HEALTH_CMD))
             .shell(MAIN);
         if opted_in {
-            c = c.label("vigil.remediate", "true");
+            c = c.label(labels::REMEDIATE, "true");
         }
         c.start()
     }

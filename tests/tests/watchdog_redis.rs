@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vigil_shared::labels;
 use vigil_shared::protocol::Action;
 use vigil_shared::signing::{VerifyKeys, load_verifying_key, verify_envelope, write_keypair};
 use vigil_shared::time::Timestamp;
@@ -105,7 +106,7 @@ fn unhealthy(wd: &Watchdog, hint: &str, opted_in: bool) -> RunningContainer {
         .healthcheck(Healthcheck::new("false"))
         .command(&["sleep", "300"]);
     if opted_in {
-        c = c.label("vigil.remediate", "true");
+        c = c.label(labels::REMEDIATE, "true");
     }
     c.start()
 }

@@ -1083,7 +1083,7 @@ mod tests {
     fn dependencies_app_and_scope() {
         let toml_text = r#"
             [scope]
-            label = "vigil.watch"
+            label = "app.watch"
             projects = ["shop"]
             expected = ["shop/web", "shop/db"]
 
@@ -1108,7 +1108,7 @@ mod tests {
             &MapEnv::new().with("WATCHDOG_APP__TIMEOUT", "2s"),
         )
         .unwrap();
-        assert_eq!(c.scope.label.as_deref(), Some("vigil.watch"));
+        assert_eq!(c.scope.label.as_deref(), Some("app.watch"));
         assert_eq!(c.scope.expected, vec!["shop/web", "shop/db"]);
         assert_eq!(c.dependencies.len(), 2);
         assert!(

@@ -664,7 +664,7 @@ mod tests {
     // Fixtures follow what Engine 20.10 (API 1.41) sends, trimmed of fields Vigil skips.
     const VERSION: &str = r#"{"Platform":{"Name":""},"Components":[{"Name":"Engine","Version":"20.10.24+dfsg1","Details":{"ApiVersion":"1.41","MinAPIVersion":"1.12"}}],"Version":"20.10.24+dfsg1","ApiVersion":"1.41","MinAPIVersion":"1.12","GitCommit":"5d6db84","GoVersion":"go1.19.8","Os":"linux","Arch":"amd64","KernelVersion":"6.1.0","BuildTime":"2026-05-07T21:09:36.000000000+00:00"}"#;
 
-    const LIST: &str = r#"[{"Id":"0fde985c5da5cf4168b4827be072be1de458263ef606dfd93fe49a1c3b9ceaba","Names":["/demo-web-1"],"Image":"vigil-test/busybox:latest","ImageID":"sha256:8cf065ccd1aa","Command":"sleep 300","Created":1795473045,"Ports":[],"Labels":{"com.docker.compose.project":"demo","com.docker.compose.service":"web","vigil.test":"1"},"State":"running","Status":"Up 2 seconds (healthy)","HostConfig":{"NetworkMode":"default"},"NetworkSettings":{"Networks":{"bridge":{"IPAMConfig":null,"Gateway":"172.17.0.1","IPAddress":"172.17.0.3"}}},"Mounts":[]},
+    const LIST: &str = r#"[{"Id":"0fde985c5da5cf4168b4827be072be1de458263ef606dfd93fe49a1c3b9ceaba","Names":["/demo-web-1"],"Image":"vigil-test/busybox:latest","ImageID":"sha256:8cf065ccd1aa","Command":"sleep 300","Created":1795473045,"Ports":[],"Labels":{"com.docker.compose.project":"demo","com.docker.compose.service":"web","org.example.test":"1"},"State":"running","Status":"Up 2 seconds (healthy)","HostConfig":{"NetworkMode":"default"},"NetworkSettings":{"Networks":{"bridge":{"IPAMConfig":null,"Gateway":"172.17.0.1","IPAddress":"172.17.0.3"}}},"Mounts":[]},
         {"Id":"bb3c01902ece","Names":null,"Image":"x","Created":1795473044,"Labels":null,"State":"frozen-in-time","Status":"?"}]"#;
 
     const INSPECT: &str = r#"{"Id":"0fde985c5da5cf4168b4827be072be1de458263ef606dfd93fe49a1c3b9ceaba","Created":"2026-11-23T22:30:45.263874182Z","Path":"sleep","Args":["300"],"State":{"Status":"exited","Running":false,"Paused":false,"Restarting":false,"OOMKilled":true,"Dead":false,"Pid":0,"ExitCode":137,"Error":"","StartedAt":"2026-11-23T22:30:45.651951138Z","FinishedAt":"2026-11-23T22:31:02.5Z","Health":{"Status":"unhealthy","FailingStreak":4,"Log":[{"Start":"2026-11-23T22:30:46.65268033Z","End":"2026-11-23T22:30:46.74318566Z","ExitCode":1,"Output":"token=hunter2"}]}},"Image":"sha256:8cf065ccd1aa","Name":"/demo-web-1","RestartCount":3,"Driver":"overlay2","HostConfig":{"Binds":null,"NetworkMode":"default","RestartPolicy":{"Name":"on-failure","MaximumRetryCount":5},"Memory":67108864,"MemorySwap":-1},"Config":{"Hostname":"0fde985c5da5","Env":["SECRET=hunter2","PATH=/bin"],"Cmd":["sleep","300"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000},"Image":"vigil-test/busybox:latest","Labels":{"com.docker.compose.project":"demo","com.docker.compose.service":"web"}},"NetworkSettings":{"Networks":{}}}"#;
@@ -728,7 +728,10 @@ mod tests {
         assert_eq!(web.container.service.as_deref(), Some("web"));
         assert_eq!(web.state, RunState::Running);
         assert_eq!(web.created, Timestamp(1_795_473_045_000));
-        assert_eq!(web.labels.get("vigil.test").map(String::as_str), Some("1"));
+        assert_eq!(
+            web.labels.get("org.example.test").map(String::as_str),
+            Some("1")
+        );
         let odd = &rows[1];
         assert_eq!(odd.state, RunState::Unknown, "unknown states fall back");
         assert_eq!(odd.container.name, "");

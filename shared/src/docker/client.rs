@@ -571,7 +571,10 @@ mod tests {
         });
         let c = client(&engine);
         assert_eq!(c.api_version(), None);
-        let rows = c.list_containers(true, Some("vigil.test=1")).await.unwrap();
+        let rows = c
+            .list_containers(true, Some("org.example.test=1"))
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].state, RunState::Running);
         assert_eq!(c.api_version().as_deref(), Some("1.47"));
@@ -582,7 +585,7 @@ mod tests {
         );
         assert_eq!(
             reqs[1],
-            "GET /v1.47/containers/json?all=true&filters=%7B%22label%22%3A%5B%22vigil%2Etest%3D1%22%5D%7D HTTP/1.1"
+            "GET /v1.47/containers/json?all=true&filters=%7B%22label%22%3A%5B%22org%2Eexample%2Etest%3D1%22%5D%7D HTTP/1.1"
         );
     }
 

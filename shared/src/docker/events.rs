@@ -166,8 +166,8 @@ mod tests {
     use super::*;
     use crate::docker::model::{EventAction, Health};
 
-    const KILL: &str = r#"{"status":"kill","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"kill","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","image":"vigil-test/busybox:latest","name":"web-1","signal":"9","vigil.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053871743237}"#;
-    const DIE: &str = r#"{"status":"die","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"die","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","exitCode":"137","image":"vigil-test/busybox:latest","name":"web-1","vigil.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053922620017}"#;
+    const KILL: &str = r#"{"status":"kill","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"kill","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","image":"vigil-test/busybox:latest","name":"web-1","signal":"9","org.example.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053871743237}"#;
+    const DIE: &str = r#"{"status":"die","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"die","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","exitCode":"137","image":"vigil-test/busybox:latest","name":"web-1","org.example.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053922620017}"#;
     const HEALTH: &str = r#"{"status":"health_status: unhealthy","id":"abc","from":"img","Type":"container","Action":"health_status: unhealthy","Actor":{"ID":"abc","Attributes":{"name":"db","image":"img"}},"scope":"local","time":1795473054,"timeNano":1795473054000000001}"#;
     const NETWORK: &str = r#"{"Type":"network","Action":"connect","Actor":{"ID":"952c","Attributes":{"container":"abc","name":"bridge","type":"bridge"}},"scope":"local","time":1795473054,"timeNano":1795473054000000002}"#;
 

@@ -14,6 +14,7 @@ use super::format::{self, Block};
 use super::truncate_chars;
 use crate::signals::{Severity, Signal, SignalKind};
 use std::time::Duration;
+use vigil_shared::labels;
 use vigil_shared::time::{Timestamp, human_duration};
 
 /// Longest message text we produce (Telegram's limit is 4096 characters).
@@ -26,8 +27,13 @@ const MAX_DETAIL_CHARS: usize = 1500;
 const MAX_LINE_DETAIL_CHARS: usize = 160;
 /// Longest line of a group message (long names included).
 const MAX_LINE_CHARS: usize = 300;
-/// The label `vigil.remediate=true` people add to let Vigil act (said in alert-only messages).
-pub const OPT_IN_HINT: &str = "alert only: this container is not opted in; add the label vigil.remediate=true to let Vigil restart it";
+/// The label people add to let Vigil act ([`labels::REMEDIATE`]), said in alert-only messages.
+pub fn opt_in_hint() -> String {
+    format!(
+        "alert only: this container is not opted in; add the label {}=true to let Vigil restart it",
+        labels::REMEDIATE
+    )
+}
 
 /// Why a notice is sent; the engine maps decide's `Action` onto the first three, the notifier's
 /// damping and silences add the others.
@@ -270,7 +276,7 @@ impl Notice {
         match (&self.remedy, &self.facts) {
             (Some(r), _) if firing => b.push(Block::field("vigil", r)),
             (None, Some(f)) if firing && !f.opted_in && sig.kind.is_container() => {
-                b.push(Block::field("vigil", OPT_IN_HINT))
+                b.push(Block::field("vigil", opt_in_hint()))
             }
             _ => {}
         }
@@ -761,7 +767,7 @@ pub(crate) mod tests {
         let mut n = container_notice("shop", 1, Occasion::Alert);
         n.facts = Some(facts());
         n.since = Some(Timestamp(1_000 - 125_000));
-        n.remedy = Some(OPT_IN_HINT.into());
+        n.remedy = Some(opt_in_hint());
         let m = Message::single(n.clone());
         for want in [
             "restarts: 4",
