@@ -13,6 +13,7 @@ use vigil_executor::serve::Health;
 use vigil_executor::source::{self, RedisSource, SourceOptions};
 use vigil_executor::verify::Verifier;
 use vigil_executor::{heartbeat, serve};
+use vigil_shared::backoff::Backoff;
 use vigil_shared::config::ProcessEnv;
 use vigil_shared::docker::DockerClient;
 use vigil_shared::names::Names;
@@ -26,27 +27,16 @@ fn main() {
         Ok(cfg) => cfg,
         Err(errors) => std::process::exit(cli::report_config_errors(&errors)),
     };
-    vigil_shared::telemetry::init(cfg.log_format == LogFormat::Json, &cfg.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
     let accept_audit_gap = matches!(
         cli.command(),
         cli::Command::Run {
             accept_audit_gap: true
         }
     );
-    let code = match runtime
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(cfg, accept_audit_gap)))
-    {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "Executor stopped with an error.");
-            1
-        }
-    };
+    let json = cfg.log_format == LogFormat::Json;
+    let level = cfg.log_level.clone();
+    let code =
+        vigil_shared::runtime::run("vigil-executor", json, &level, run(cfg, accept_audit_gap));
     std::process::exit(code);
 }
 
@@ -109,7 +99,10 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
     })?
     .with_metrics(metrics);
     // The file must not be behind the audit stream (deleted, replaced, restored from a backup).
-    let mut backoff = std::time::Duration::from_millis(250);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(10),
+    );
     loop {
         match pipeline.check_continuity(accept_audit_gap).await {
             Ok(()) => break,
@@ -117,9 +110,8 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
                 tracing::warn!(error = %e, "Cannot read the audit stream to check the file against it; retrying.");
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
             }
             Err(e) => {
                 return Err(anyhow::Error::from(e))

@@ -39,6 +39,7 @@ use redis::streams::StreamPendingCountReply;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use vigil_shared::backoff::Backoff;
 use vigil_shared::config::Secret;
 use vigil_shared::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
 use vigil_shared::redis_functions::{self, AUDIT_APPEND};
@@ -110,7 +111,7 @@ impl std::fmt::Debug for RedisSource {
 /// Connects, retrying with backoff until it works or `cancel` fires (`None` then). The URL is a
 /// secret and is never logged.
 pub async fn connect(url: &Secret, cancel: &CancellationToken) -> Option<ConnectionManager> {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         let attempt = async {
             let client = redis::Client::open(url.expose())?;
@@ -123,13 +124,13 @@ pub async fn connect(url: &Secret, cancel: &CancellationToken) -> Option<Connect
         match attempt.await {
             Ok(conn) => return Some(conn),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Cannot connect to Redis; retrying.");
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot connect to Redis; retrying.");
+                if sleep_or_cancel(wait, cancel).await {
+                    return None;
+                }
             }
         }
-        if sleep_or_cancel(backoff, cancel).await {
-            return None;
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
@@ -492,7 +493,7 @@ pub async fn consume(
     cancel: CancellationToken,
 ) {
     let reclaim_every = source.opts.reclaim_idle.min(Duration::from_secs(10));
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     let mut needs_setup = true;
     let mut last_reclaim = Instant::now();
     health.set_audit_head(pipeline.audit_head());
@@ -561,7 +562,7 @@ pub async fn consume(
                 health
                     .redis_ok
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                backoff = BACKOFF_START;
+                backoff.reset();
                 if told_problem.take().is_some() {
                     tracing::info!("The audit log can be written again; handling requests.");
                 }
@@ -583,15 +584,15 @@ pub async fn consume(
                     .redis_ok
                     .store(false, std::sync::atomic::Ordering::Relaxed);
                 needs_setup = true;
+                let wait = backoff.next_delay();
                 if matches!(e, SourceError::Pipeline(PipelineError::Audit(_))) {
-                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Cannot write the audit log; requests wait until it works.");
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot write the audit log; requests wait until it works.");
                 } else {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Request stream step failed; retrying.");
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Request stream step failed; retrying.");
                 }
-                if sleep_or_cancel(backoff, &cancel).await {
+                if sleep_or_cancel(wait, &cancel).await {
                     break;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }

@@ -84,8 +84,8 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        None => return serve(cli.serve),
+        Some(Command::Serve(args)) => return serve(args),
         Some(Command::Probe {
             target,
             path,
@@ -109,8 +109,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    vigil_shared::telemetry::init(args.log_format == "json", &args.log_level);
+/// Serves until SIGTERM/SIGINT; a bad argument or a failed start is exit code 1.
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match gate_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("vigil-gate: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = vigil_shared::runtime::run(
+        "vigil-gate",
+        args.log_format == "json",
+        &args.log_level,
+        async move {
+            let gate = BoundGate::bind(&config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(vigil_shared::shutdown::cancel_on_signal(shutdown.clone()));
+            tracing::info!(
+                gate.docker_host = %config.docker_host,
+                "Vigil gate starting."
+            );
+            gate.run(shutdown).await;
+            tracing::info!("Vigil gate stopped.");
+            anyhow::Ok(())
+        },
+    );
+    if code == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn gate_config(args: &ServeArgs) -> anyhow::Result<GateConfig> {
     let listen = args
         .listen
         .iter()
@@ -123,23 +155,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = GateConfig::new(&args.docker_host, listen);
     config.socket_mode = socket_mode;
     config.max_body = args.max_body;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let gate = BoundGate::bind(&config).await?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(vigil_shared::shutdown::cancel_on_signal(shutdown.clone()));
-        tracing::info!(
-            gate.docker_host = %config.docker_host,
-            "Vigil gate starting."
-        );
-        gate.run(shutdown).await;
-        tracing::info!("Vigil gate stopped.");
-        Ok(())
-    })
+    Ok(config)
 }
 
 /// A blocking HTTP/1.0 request: small enough to audit at a glance, no runtime needed.

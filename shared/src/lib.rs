@@ -1,6 +1,7 @@
 //! The crate both Vigil programs share.
 //!
 //! # Layout
+//! - [`backoff`]: the one exponential retry delay (capped, optionally jittered).
 //! - [`time`]: the millisecond timestamp every pure core takes as `now`.
 //! - [`docker`]: the GET-only Docker Engine client (engine API types, their conversion to domain
 //!   types, the event stream). Nothing in this crate can send a method other than GET or HEAD.
@@ -8,13 +9,15 @@
 //! - [`telemetry`]: the one tracing subscriber set-up.
 //! - [`protocol`]: the signed request envelope and payload (wire format v1).
 //! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
-//! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token.
+//! - [`runtime`]: the one daemon start-up (logging, runtime, exit code).
+//! - [`shutdown`]: SIGTERM/SIGINT to one cancellation token, and the drain deadline.
 //! - [`status`]: the `/healthz` and `/metrics` HTTP endpoint both daemons serve.
 //! - [`redact`]: the one rule set that scrubs secrets out of free text (probe output, bodies).
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
 //! - [`redis_functions`]: the Lua library every stream append goes through.
 //! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
 
+pub mod backoff;
 pub mod config;
 pub mod docker;
 pub mod heartbeat;
@@ -23,6 +26,7 @@ pub mod names;
 pub mod protocol;
 pub mod redact;
 pub mod redis_functions;
+pub mod runtime;
 pub mod shutdown;
 pub mod signing;
 pub mod status;

@@ -1,7 +1,13 @@
 //! Shutdown: SIGTERM and SIGINT handled in one place for every Vigil process. Each program owns
 //! one cancellation token; the first signal cancels it, and the program drains with a deadline.
 
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How long a process that was asked to stop waits for its work in flight (queued
+/// notifications, sources, servers) before it exits anyway. The executor's is configurable
+/// (`shutdown_timeout`), since a Docker action may take longer.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Cancels `cancel` on the first SIGTERM or SIGINT. Spawn it once at start-up.
 pub async fn cancel_on_signal(cancel: CancellationToken) {

@@ -61,25 +61,12 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    vigil_shared::telemetry::init(cfg.log.format == LogFormat::Json, &cfg.log.level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vigil-watchdog: cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    match rt.block_on(f(cfg.clone())) {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "Watchdog stopped with an error.");
-            1
-        }
-    }
+    vigil_shared::runtime::run(
+        "vigil-watchdog",
+        cfg.log.format == LogFormat::Json,
+        &cfg.log.level,
+        f(cfg.clone()),
+    )
 }
 
 async fn test_notify(cfg: Config) -> anyhow::Result<()> {

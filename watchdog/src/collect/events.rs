@@ -12,11 +12,11 @@
 //! sparse); the sweep's failures are what report an unreachable engine in that case.
 
 use super::{Observation, SourceHealth, SourceId, emit, pause};
-use rand::Rng;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
+use vigil_shared::backoff::Backoff;
 use vigil_shared::docker::{ContainerEvent, DockerClient, DockerError};
 
 /// First reconnect delay.
@@ -29,44 +29,6 @@ pub const HEALTHY_RESET: Duration = Duration::from_secs(30);
 /// Accepting the connection is not enough: an engine that closes `/events` at once would
 /// otherwise reset the `docker_unreachable` debounce on every reconnect.
 pub const STABLE_AFTER: Duration = Duration::from_secs(3);
-
-/// Exponential backoff with jitter: the n-th delay is drawn from `[d/2, d]` where
-/// `d = min(min * 2^n, max)`, so many watchdogs do not reconnect in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// The ceiling of the next delay (before jitter).
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
-        self.min.saturating_mul(factor).min(self.max)
-    }
-
-    /// The next delay, jittered, and advances the attempt count.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.ceiling();
-        self.attempt = self.attempt.saturating_add(1);
-        let half = ceiling / 2;
-        let spread = ceiling.saturating_sub(half).as_micros() as u64;
-        half + Duration::from_micros(rand::thread_rng().gen_range(0..=spread))
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
 
 /// The events forwarded at the latest instant seen, so a `since=` replay does not forward them
 /// twice. Events inside one stream are never filtered (they cannot repeat there).
@@ -117,7 +79,7 @@ enum Ended {
 /// docs. Never returns early on engine errors; returns when cancelled or when `tx` is closed.
 pub async fn run(client: DockerClient, tx: Sender<Observation>, cancel: CancellationToken) {
     let mut health = SourceHealth::new(SourceId::DockerEvents);
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).jittered();
     let mut replay = ReplayFilter::default();
     // Before the first event, a reconnect asks for events since the first successful connect.
     let mut connected_since: Option<i64> = None;
@@ -262,32 +224,6 @@ mod tests {
             labels: Default::default(),
             time_nano,
         }
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-        let mut ceilings = Vec::new();
-        for _ in 0..10 {
-            let ceiling = b.ceiling();
-            let d = b.next_delay();
-            assert!(
-                d >= ceiling / 2 && d <= ceiling,
-                "{d:?} outside [{:?}, {ceiling:?}]",
-                ceiling / 2
-            );
-            ceilings.push(ceiling.as_millis());
-        }
-        assert_eq!(
-            ceilings,
-            [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]
-        );
-        for _ in 0..100 {
-            b.next_delay();
-        }
-        assert_eq!(b.ceiling(), BACKOFF_MAX, "no overflow after many attempts");
-        b.reset();
-        assert_eq!(b.ceiling(), BACKOFF_MIN);
     }
 
     #[test]

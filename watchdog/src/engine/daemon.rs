@@ -27,12 +27,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::docker::DockerClient;
+use vigil_shared::shutdown::DRAIN_DEADLINE;
 use vigil_shared::signing::Signer;
 
 /// How often time-driven transitions are evaluated. Cheap: no I/O.
 const TICK: Duration = Duration::from_millis(500);
-/// How long shutdown waits for queued notifications.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Observations in flight between the sources and the core. Sources wait when it is full; the
 /// core only does in-memory work per observation, so it drains far faster than the engine emits.
 const OBSERVATION_BUFFER: usize = 4096;

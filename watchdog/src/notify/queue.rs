@@ -31,9 +31,9 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use vigil_shared::backoff::Backoff;
+use vigil_shared::shutdown::DRAIN_DEADLINE;
 
-/// How long shutdown waits for queued messages to go out.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// First retry wait when the sink gave none; doubles per attempt.
 const BASE_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -594,9 +594,7 @@ async fn attempt_once(
 fn retry_delay(attempt: u32, after: Option<Duration>) -> Duration {
     match after {
         Some(a) => a.min(MAX_HONOURED_WAIT),
-        None => BASE_BACKOFF
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(MAX_BACKOFF),
+        None => Backoff::new(BASE_BACKOFF, MAX_BACKOFF).nth(attempt.saturating_sub(1)),
     }
 }
 
