@@ -9,6 +9,7 @@ use crate::policy::{PolicySettings, default_protected_names};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vigil_shared::config::validate::{docker_host, non_empty, positive, simple_name};
 use vigil_shared::config::{
     ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
@@ -440,42 +441,6 @@ fn redis_url_ok(url: &Secret) -> Result<(), String> {
             "scheme {other:?} is not redis://, rediss:// or unix:// (value not shown)"
         )),
     }
-}
-
-fn positive(d: &Duration) -> Result<(), String> {
-    if d.is_zero() {
-        Err("must be greater than zero".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn non_empty(s: &str) -> Result<(), String> {
-    if s.trim().is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn simple_name(s: &String) -> Result<(), String> {
-    if !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} must be non-empty and use only letters, digits, '.', '_' or '-'"
-        ))
-    }
-}
-
-fn docker_host(s: &str) -> Result<(), String> {
-    vigil_shared::docker::transport::EngineHost::parse(s)
-        .map(drop)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

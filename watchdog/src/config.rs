@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+pub(crate) use vigil_shared::config::validate::{docker_host, non_empty, positive, simple_name};
 use vigil_shared::config::{
     ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
@@ -428,14 +429,6 @@ fn from_table(
     errors.into_result(c)
 }
 
-pub(crate) fn positive(d: &Duration) -> Result<(), String> {
-    if d.is_zero() {
-        Err("must be greater than zero".to_string())
-    } else {
-        Ok(())
-    }
-}
-
 pub(crate) fn percent(p: &f64) -> Result<(), String> {
     if *p > 0.0 && *p <= 100.0 {
         Ok(())
@@ -444,33 +437,11 @@ pub(crate) fn percent(p: &f64) -> Result<(), String> {
     }
 }
 
-pub(crate) fn non_empty(s: &str) -> Result<(), String> {
-    if s.trim().is_empty() {
-        Err("must not be empty".to_string())
-    } else {
-        Ok(())
-    }
-}
-
 pub(crate) fn at_least_one<T: PartialOrd + From<u8>>(n: &T) -> Result<(), String> {
     if *n >= T::from(1) {
         Ok(())
     } else {
         Err("must be at least 1".to_string())
-    }
-}
-
-/// A name usable as a file stem and Redis key part: `[A-Za-z0-9._-]+`.
-pub(crate) fn simple_name(s: &String) -> Result<(), String> {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} must be non-empty and use only letters, digits, '.', '_' or '-'"
-        ))
     }
 }
 
@@ -490,23 +461,6 @@ pub(crate) fn secret_http_url(secret: &Secret) -> Result<(), String> {
         "http" | "https" if url.host_str().is_some() => Ok(()),
         _ => Err("URL must be http:// or https:// with a host (value not shown)".to_string()),
     }
-}
-
-pub(crate) fn docker_host(s: &String) -> Result<(), String> {
-    if let Some(path) = s.strip_prefix("unix://") {
-        if path.starts_with('/') && path.len() > 1 {
-            return Ok(());
-        }
-        return Err(format!("{s:?}: expected unix:///absolute/path"));
-    }
-    if s.starts_with("tcp://") {
-        let url = url::Url::parse(s).map_err(|e| format!("invalid address {s:?}: {e}"))?;
-        if url.host_str().is_some_and(|h| !h.is_empty()) && url.port().is_some() {
-            return Ok(());
-        }
-        return Err(format!("{s:?}: expected tcp://host:port"));
-    }
-    Err(format!("{s:?}: expected unix:///path or tcp://host:port"))
 }
 
 fn read_top(r: &mut ConfigReader<'_>, c: &mut Config) {
@@ -555,7 +509,7 @@ fn read_log(r: &mut ConfigReader<'_>, log: &mut LogConfig) {
 }
 
 fn read_docker(r: &mut ConfigReader<'_>, docker: &mut DockerConfig) {
-    if let Some(v) = r.get_checked("docker.host", convert::string, docker_host) {
+    if let Some(v) = r.get_checked("docker.host", convert::string, |s| docker_host(s)) {
         docker.host = v.value;
     }
     if let Some(v) = r.get_checked("docker.timeout", convert::duration, positive) {
