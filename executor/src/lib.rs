@@ -13,11 +13,14 @@
 //! - [`policy`]: the pure safety policy: `evaluate` returns a `Permit` or a `Denied` naming its
 //!   rule; state rebuilt from the audit log.
 //! - [`act`]: the writing Docker client (POST restart/start/stop), usable only with a `Permit`.
-//! - [`audit`]: the hash-chained audit log (pure chain plus the append-only, fsynced file).
+//! - [`audit`]: the hash-chained audit log (pure chain and records); [`journal`]: the file on
+//!   disk (segments, fsync, free-space guard); [`lease`]: one execution per request across
+//!   executors, one dead-letter copy per entry.
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
 //! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]
-//! (the tool commands). The read-only Docker gate the watchdog reads through is a crate of its
+//! (the tool commands), and [`fault`] (test-only fault points, empty in the shipped binary). The
+//! read-only Docker gate the watchdog reads through is a crate of its
 //! own, `vigil-gate`, that does not link this one.
 
 pub mod act;

@@ -203,6 +203,7 @@ impl Pipeline {
         (seq, hash.to_string())
     }
 
+    #[cfg(test)]
     pub fn policy_state(&self) -> &PolicyState {
         &self.state
     }

@@ -122,27 +122,6 @@ pub fn parse_read_reply(v: Value) -> Result<Vec<Entry>, ShapeError> {
     Ok(out)
 }
 
-/// `XAUTOCLAIM`: `(next start id, claimed entries, ids deleted while pending)`.
-pub fn parse_autoclaim_reply(v: Value) -> Result<(String, Vec<Entry>, Vec<String>), ShapeError> {
-    let Value::Array(mut parts) = v else {
-        return Err(shape("XAUTOCLAIM reply is not an array"));
-    };
-    if parts.len() < 2 {
-        return Err(shape("XAUTOCLAIM reply is too short"));
-    }
-    let deleted = if parts.len() >= 3 {
-        match parts.remove(2) {
-            Value::Array(ids) => ids.iter().filter_map(text).collect(),
-            _ => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    };
-    let entries = parse_entries(parts.remove(1))?;
-    let next = text(&parts[0]).ok_or_else(|| shape("XAUTOCLAIM next id is not a string"))?;
-    Ok((next, entries, deleted))
-}
-
 /// An array of `[id, [field, value, ...]]`; `[id, nil]` is an entry deleted while pending.
 pub fn parse_entries(v: Value) -> Result<Vec<Entry>, ShapeError> {
     let items = match v {
@@ -291,19 +270,6 @@ mod tests {
         ])]))
         .expect("parses");
         assert_eq!(e[0].envelope(), Some(&b""[..]));
-    }
-
-    #[test]
-    fn autoclaim_reply_has_next_entries_and_deleted() {
-        let v = Value::Array(vec![
-            bulk(b"0-0"),
-            Value::Array(vec![entry("5-0", &[(b"envelope", b"e")])]),
-            Value::Array(vec![bulk(b"4-0")]),
-        ]);
-        let (next, entries, deleted) = parse_autoclaim_reply(v).expect("parses");
-        assert_eq!(next, "0-0");
-        assert_eq!(entries.len(), 1);
-        assert_eq!(deleted, ["4-0"]);
     }
 
     #[test]

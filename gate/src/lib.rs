@@ -1,6 +1,12 @@
 //! The read-only gate (docs/architecture.md): the only way the watchdog sees the Docker engine in
 //! a deployment.
 //!
+//! # Layout
+//! - this file: [`classify`] (the pure allowlist), [`redact_env`], [`GateConfig`] and
+//!   [`BoundGate`] (listening sockets, the accept loop, forwarding with the shared transport);
+//! - [`projection`]: the fields of list and inspect answers and of events that pass;
+//! - `main.rs`: the `vigil-gate` binary (`serve`, and `probe` for healthchecks).
+//!
 //! It serves HTTP/1 on a unix socket (a shared volume) and/or TCP (an internal network) and
 //! forwards an allowlist of GET requests to the engine:
 //!
@@ -441,17 +447,6 @@ impl BoundGate {
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             }),
         })
-    }
-
-    /// The addresses actually bound (a `tcp://…:0` shows its chosen port).
-    pub fn local_addrs(&self) -> Vec<ListenAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| match l {
-                Listener::Unix(_, path) => Some(ListenAddr::Unix(path.clone())),
-                Listener::Tcp(t) => t.local_addr().ok().map(ListenAddr::Tcp),
-            })
-            .collect()
     }
 
     /// Serves until `shutdown` is cancelled; open connections (event streams) are dropped then.

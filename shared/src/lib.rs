@@ -16,6 +16,8 @@
 //! - [`names`]: the Redis key and stream names the components, ACL file, docs and tests share.
 //! - [`redis_functions`]: the Lua library every stream append goes through.
 //! - [`labels`]: the container labels Vigil reads, their fail-safe meaning, exit causes.
+//! - [`heartbeat`]: the executor heartbeat's value, written by the executor, read by the
+//!   watchdog.
 
 pub mod backoff;
 pub mod config;

@@ -174,11 +174,6 @@ impl Core {
         out
     }
 
-    /// Keys whose alert state changed since the last call are persisted by the caller.
-    pub fn state_of(&self, key: &str) -> Option<&AlertState> {
-        self.alerts.get(key).map(|t| &t.state)
-    }
-
     /// Every key whose alert state changed since the last call, as the store should see it.
     /// States restored by [`Core::restore`] are not changes.
     pub fn take_changes(&mut self) -> Vec<StateChange> {
@@ -236,10 +231,7 @@ impl Core {
     pub fn firing_by_kind(&self) -> BTreeMap<SignalKind, usize> {
         let mut m = BTreeMap::new();
         for t in self.alerts.values() {
-            if matches!(
-                t.state,
-                AlertState::Firing { .. } | AlertState::Resolving { .. }
-            ) {
+            if t.state.is_alerting() {
                 *m.entry(t.last.kind).or_insert(0) += 1;
             }
         }

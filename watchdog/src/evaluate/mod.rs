@@ -388,11 +388,6 @@ impl Tracker {
         &self.settings
     }
 
-    /// The labels last seen on a tracked container (for the planner's opt-in check).
-    pub fn labels_of(&self, container_id: &str) -> Option<&BTreeMap<String, String>> {
-        self.containers.get(container_id).map(|m| &m.labels)
-    }
-
     /// What the planner needs to know about a tracked container.
     pub fn history_of(&self, container_id: &str) -> Option<ContainerHistory> {
         let mem = self.containers.get(container_id)?;

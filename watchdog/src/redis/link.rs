@@ -234,18 +234,6 @@ pub async fn probe(
     }
 }
 
-/// `pattern` with Redis glob specials escaped, so a prefix is matched literally by `SCAN MATCH`.
-pub fn glob_escape(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,12 +270,6 @@ mod tests {
             detail,
             "executor cannot audit: no space left for the audit log"
         );
-    }
-
-    #[test]
-    fn glob_specials_are_escaped() {
-        assert_eq!(glob_escape("vigil:"), "vigil:");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 
     #[test]
