@@ -84,9 +84,22 @@ pub struct Config {
     pub policy: PolicySettings,
 }
 
+/// The documented variable of each nested key (`EXECUTOR_<SECTION>__<KEY>` works as well).
 const ENV_ALIASES: &[(&str, &str)] = &[
-    ("redis_url", "EXECUTOR_REDIS_URL"),
-    ("redis_url_file", "EXECUTOR_REDIS_URL_FILE"),
+    ("docker.host", "EXECUTOR_DOCKER_HOST"),
+    ("docker.timeout", "EXECUTOR_DOCKER_TIMEOUT"),
+    ("docker.stop_timeout", "EXECUTOR_STOP_TIMEOUT"),
+    ("redis.url", "EXECUTOR_REDIS_URL"),
+    ("redis.url_file", "EXECUTOR_REDIS_URL_FILE"),
+    ("redis.prefix", "EXECUTOR_PREFIX"),
+    ("redis.consumer", "EXECUTOR_CONSUMER"),
+    ("redis.reclaim_idle", "EXECUTOR_RECLAIM_IDLE"),
+    ("redis.max_deliveries", "EXECUTOR_MAX_DELIVERIES"),
+    ("redis.lease_ttl", "EXECUTOR_LEASE_TTL"),
+    ("verify.keys", "EXECUTOR_VERIFY_KEYS"),
+    ("audit.file", "EXECUTOR_AUDIT_FILE"),
+    ("audit.segment_bytes", "EXECUTOR_AUDIT_SEGMENT_BYTES"),
+    ("audit.min_free_bytes", "EXECUTOR_AUDIT_MIN_FREE_BYTES"),
     ("log.format", "EXECUTOR_LOG_FORMAT"),
     ("log.level", "EXECUTOR_LOG_LEVEL"),
     ("self_id", "EXECUTOR_SELF_ID"),
@@ -113,13 +126,13 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
         .map_or_else(|| "default".to_string(), |f| f.value);
     let dry_run = r.bool("dry_run").is_some_and(|f| f.value);
     let docker_host = r
-        .get_checked("docker_host", convert::string, |s| docker_host(s))
+        .get_checked("docker.host", convert::string, |s| docker_host(s))
         .map_or_else(|| "unix:///var/run/docker.sock".to_string(), |f| f.value);
     let docker_timeout = r
-        .get_checked("docker_timeout", convert::duration, positive)
+        .get_checked("docker.timeout", convert::duration, positive)
         .map_or(Duration::from_secs(30), |f| f.value);
     let stop_timeout = r
-        .get_checked("stop_timeout", convert::duration, |d| {
+        .get_checked("docker.stop_timeout", convert::duration, |d| {
             if d.as_secs() > 600 {
                 Err("must be at most 10m".into())
             } else {
@@ -127,14 +140,17 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
             }
         })
         .map(|f| f.value);
-    let redis_url = r.secret("redis_url", "redis_url_file");
+    // Whether the Redis URL was given but wrong (then "required" would only add noise).
+    let errors_before = r.errors().len();
+    let redis_url = r.secret("redis.url", "redis.url_file");
     if let Some(url) = &redis_url
         && let Err(msg) = redis_url_ok(&url.value)
     {
         r.error(url.key().to_string(), msg);
     }
+    let redis_url_given_wrong = r.errors().len() > errors_before;
     let prefix = r
-        .get_checked("prefix", convert::string, |s| {
+        .get_checked("redis.prefix", convert::string, |s| {
             if s.is_empty() || s.chars().any(char::is_whitespace) {
                 Err("must be non-empty without whitespace".into())
             } else {
@@ -142,9 +158,9 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
             }
         })
         .map_or_else(|| DEFAULT_PREFIX.to_string(), |f| f.value);
-    let keys_dir = r.get("verify_keys", convert::string);
+    let keys_dir = r.get("verify.keys", convert::string);
     let audit_file = r
-        .get_checked("audit_file", convert::string, |s| non_empty(s))
+        .get_checked("audit.file", convert::string, |s| non_empty(s))
         .map_or_else(
             || PathBuf::from(DEFAULT_AUDIT_FILE),
             |f| PathBuf::from(f.value),
@@ -167,10 +183,10 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
         },
     };
     let consumer = r
-        .get_checked("consumer", convert::string, simple_name)
+        .get_checked("redis.consumer", convert::string, simple_name)
         .map_or_else(|| DEFAULT_CONSUMER.to_string(), |f| f.value);
     let lease_ttl = r
-        .get_checked("lease_ttl", convert::duration, |d| {
+        .get_checked("redis.lease_ttl", convert::duration, |d| {
             if *d >= Duration::from_secs(1) {
                 Ok(())
             } else {
@@ -181,7 +197,7 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
     let defaults = crate::journal::LogLimits::default();
     let audit_limits = crate::journal::LogLimits {
         segment_bytes: r
-            .get_checked("audit_segment_bytes", convert::u64, |n| {
+            .get_checked("audit.segment_bytes", convert::u64, |n| {
                 if *n >= 4096 {
                     Ok(())
                 } else {
@@ -190,14 +206,14 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
             })
             .map_or(defaults.segment_bytes, |f| f.value),
         min_free_bytes: r
-            .get("audit_min_free_bytes", convert::u64)
+            .get("audit.min_free_bytes", convert::u64)
             .map_or(defaults.min_free_bytes, |f| f.value),
     };
     let reclaim_idle = r
-        .get_checked("reclaim_idle", convert::duration, positive)
+        .get_checked("redis.reclaim_idle", convert::duration, positive)
         .map_or(Duration::from_secs(30), |f| f.value);
     let max_deliveries = r
-        .get_checked("max_deliveries", convert::u64, |n| {
+        .get_checked("redis.max_deliveries", convert::u64, |n| {
             if *n >= 1 {
                 Ok(())
             } else {
@@ -237,11 +253,7 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
     let redis_url = match redis_url {
         Some(f) => Some(f.value),
         None => {
-            if !r
-                .errors()
-                .iter()
-                .any(|e| e.key.contains("REDIS_URL") || e.key.starts_with("redis_url"))
-            {
+            if !redis_url_given_wrong {
                 r.error(
                     "EXECUTOR_REDIS_URL",
                     "required: set EXECUTOR_REDIS_URL_FILE (preferred) or EXECUTOR_REDIS_URL",
@@ -562,6 +574,56 @@ mod tests {
             (c.deployment.as_str(), c.policy.breaker_max_actions),
             ("staging", 4)
         );
+    }
+
+    #[test]
+    fn nested_sections_and_both_variable_names() {
+        let dir = keys_dir();
+        let text = format!(
+            r#"
+            [docker]
+            host = "tcp://gate:2375"
+            timeout = "5s"
+            stop_timeout = "7s"
+            [redis]
+            url = "redis://127.0.0.1:6379/"
+            prefix = "v2:"
+            consumer = "exec-b"
+            reclaim_idle = "4s"
+            max_deliveries = 2
+            lease_ttl = "9s"
+            [verify]
+            keys = "{}"
+            [audit]
+            file = "/tmp/b.jsonl"
+            segment_bytes = 8192
+            min_free_bytes = 1
+            "#,
+            dir.path().display()
+        );
+        let c = load_str(&text, &MapEnv::new()).expect("valid");
+        assert_eq!(c.docker_host, "tcp://gate:2375");
+        assert_eq!(c.docker_timeout, Duration::from_secs(5));
+        assert_eq!(c.stop_timeout, Some(Duration::from_secs(7)));
+        assert_eq!((c.prefix.as_str(), c.consumer.as_str()), ("v2:", "exec-b"));
+        assert_eq!(
+            (c.reclaim_idle, c.max_deliveries, c.lease_ttl),
+            (Duration::from_secs(4), 2, Duration::from_secs(9))
+        );
+        assert_eq!(c.audit_file, PathBuf::from("/tmp/b.jsonl"));
+        assert_eq!(
+            (c.audit_limits.segment_bytes, c.audit_limits.min_free_bytes),
+            (8192, 1)
+        );
+        // The documented name and the generic one both set a nested key; the old flat file
+        // keys are unknown.
+        let env = base(dir.path()).with("EXECUTOR_DOCKER_HOST", "tcp://a:1");
+        assert_eq!(load_str("", &env).expect("valid").docker_host, "tcp://a:1");
+        let env = base(dir.path()).with("EXECUTOR_DOCKER__HOST", "tcp://b:2");
+        assert_eq!(load_str("", &env).expect("valid").docker_host, "tcp://b:2");
+        let errors =
+            load_str("docker_host = \"tcp://c:3\"\n", &base(dir.path())).expect_err("flat key");
+        assert!(errors.has_key("docker_host"), "{errors}");
     }
 
     #[test]
