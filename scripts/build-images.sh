@@ -8,8 +8,9 @@
 #
 # Images (TAG defaults to `local`):
 #   vigil/executor:TAG   vigil-executor and vigil-gate (the gate holds the socket next to the executor)
-#   vigil/watchdog:TAG   vigil-watchdog (and vigil-gate, used only as `vigil-gate probe` for the
-#                        healthcheck: the image has no shell and no curl)
+#   vigil/watchdog:TAG   vigil-watchdog (its healthcheck is `vigil-watchdog healthcheck`) and
+#                        vigil-gate, whose `probe` asks the gate from inside the container
+#                        (the image has no shell and no curl; the deploy test relies on it)
 #   vigil/redis:TAG      redis-server and redis-cli from Debian's redis-server package
 #   vigil/test-app:TAG   (--test-images) static busybox with a fake Telegram Bot API CGI script,
 #                        for the deployment test only

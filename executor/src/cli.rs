@@ -1,5 +1,5 @@
 //! Command line: raw arguments become a [`Command`]; the tool commands (`check-config`,
-//! `audit verify`, `audit repair`, `audit tail`, `keygen`) run here and return the exit code. `run` (the
+//! `healthcheck`, `audit verify`, `audit repair`, `audit tail`, `keygen`) run here and return the exit code. `run` (the
 //! default) is the service itself, assembled in `main.rs`.
 
 use crate::audit::AuditRecord;
@@ -37,6 +37,9 @@ pub enum Command {
     },
     /// Validate the configuration (including the verify keys), print a summary, exit 0 or 78.
     CheckConfig,
+    /// Exit 0 when this executor's `/healthz` (on its `listen` address) answers 2xx, else 1:
+    /// the image's healthcheck.
+    Healthcheck,
     /// Inspect the audit log.
     Audit {
         #[command(subcommand)]
@@ -96,6 +99,10 @@ pub fn run_tool(cli: &Cli) -> Option<i32> {
                 println!("configuration ok\n{}", cfg.summary());
                 0
             }
+            Err(errors) => report_config_errors(&errors),
+        },
+        Command::Healthcheck => match config::load(cli.config.as_deref(), &ProcessEnv) {
+            Ok(cfg) => vigil_shared::probe::healthcheck("vigil-executor", cfg.listen),
             Err(errors) => report_config_errors(&errors),
         },
         Command::Audit { command } => match command {

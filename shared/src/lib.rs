@@ -7,6 +7,7 @@
 //!   types, the event stream). Nothing in this crate can send a method other than GET or HEAD.
 //! - [`config`]: helpers for TOML plus environment overlay, `*_FILE` secrets and error collection.
 //! - [`telemetry`]: the one tracing subscriber set-up.
+//! - [`probe`]: the blocking GET of `/healthz` behind each daemon's `healthcheck` command.
 //! - [`protocol`]: the signed request envelope and payload (wire format v1).
 //! - [`signing`]: Ed25519 keys, PEM files, signing and strict verification.
 //! - [`runtime`]: the one daemon start-up (logging, runtime, exit code).
@@ -25,6 +26,7 @@ pub mod docker;
 pub mod heartbeat;
 pub mod labels;
 pub mod names;
+pub mod probe;
 pub mod protocol;
 pub mod redact;
 pub mod redis_functions;

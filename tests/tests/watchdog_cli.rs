@@ -301,3 +301,33 @@ fn test_notify_exits_non_zero_when_a_sink_refuses() {
         out.stdout
     );
 }
+
+/// `healthcheck` (what the image's healthcheck runs) asks the configured `/healthz`: 0 while the
+/// watchdog serves it, 1 naming the reason when nothing listens there.
+#[test]
+fn healthcheck_asks_the_configured_healthz() {
+    let fake = FakeDocker::start();
+    let mut wd = WatchdogBuilder::new()
+        .docker(&fake)
+        .env("WATCHDOG_ENABLED", "false")
+        .spawn();
+    wd.process.expect_line(
+        "the inert notice",
+        |l| l.contains(INERT_LINE),
+        Duration::from_secs(30),
+    );
+    wd.expect_healthz_ok("before the healthcheck");
+    let listen = wd.listen().expect("a listen address").to_string();
+    let healthy = WatchdogBuilder::bare()
+        .env("WATCHDOG_LISTEN", &listen)
+        .run_to_exit(&["healthcheck"], ONE_SHOT);
+    assert_eq!(healthy.code(), Some(0), "{}", healthy.stderr);
+    wd.assert_running("after the healthcheck");
+
+    let nothing = format!("127.0.0.1:{}", vigil_tests::ports::free_port());
+    let down = WatchdogBuilder::bare()
+        .env("WATCHDOG_LISTEN", &nothing)
+        .run_to_exit(&["healthcheck"], ONE_SHOT);
+    assert_eq!(down.code(), Some(1), "{}", down.stderr);
+    assert!(down.stderr.contains("cannot connect"), "{}", down.stderr);
+}

@@ -28,6 +28,9 @@ enum Command {
     CheckConfig,
     /// Send one test message to every configured sink.
     TestNotify,
+    /// Exit 0 when this watchdog's `/healthz` (on its `listen` address) answers 2xx, else 1:
+    /// the image's healthcheck.
+    Healthcheck,
 }
 
 /// Entry point; returns the process exit code.
@@ -44,6 +47,7 @@ pub fn main() -> i32 {
             0
         }
         Command::TestNotify => runtime_then(&cfg, test_notify),
+        Command::Healthcheck => vigil_shared::probe::healthcheck("vigil-watchdog", cfg.listen),
         Command::Run => runtime_then(&cfg, |cfg| async move { crate::engine::run(cfg).await }),
     }
 }
