@@ -1,12 +1,13 @@
-//! `vigil-executor`: the binary around the `vigil_executor` library.
-//!
-//! # Layout
-//! `main` parses the command line ([`cli`]): a tool command (`check-config`, `audit verify`,
-//! ...) runs and exits; `run` loads the config, starts logging and the runtime
-//! (`vigil_shared::runtime::run`), and [`run`] builds the pipeline (Docker reader and writer,
-//! verifier, policy, audit log), checks the audit file against the audit stream, spawns the
-//! heartbeat and the request consumer, waits for SIGTERM/SIGINT and drains with the configured
-//! deadline.
+// `vigil-executor`: the binary around the `vigil_executor` library. Plain comments, not `//!`:
+// the fault-injection binary includes this file.
+//
+// # Layout
+// `main` parses the command line (`cli`): a tool command (`check-config`, `healthcheck`,
+// `audit verify`, ...) runs and exits; `run` loads the config, starts logging and the runtime
+// (`vigil_shared::runtime::run`), and `run()` builds the pipeline (Docker reader and writer,
+// verifier, policy, audit log), checks the audit file against the audit stream, spawns the
+// heartbeat and the request consumer, waits for SIGTERM/SIGINT and drains with the configured
+// deadline.
 
 use anyhow::Context;
 use clap::Parser;
