@@ -77,7 +77,7 @@ pub struct Config {
     /// (default 5).
     pub max_deliveries: u64,
     /// `EXECUTOR_CONCURRENCY`: requests acted on at once, each for another container (default
-    /// 4; requests for one container always run one after the other).
+    /// 8; requests for one container always run one after the other).
     pub concurrency: usize,
     /// `EXECUTOR_SHUTDOWN_TIMEOUT`: drain deadline on SIGTERM (default 20 s).
     pub shutdown_timeout: Duration,

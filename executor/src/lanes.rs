@@ -18,7 +18,7 @@ use tokio::sync::{Notify, OwnedMutexGuard, Semaphore};
 use tokio_util::task::TaskTracker;
 
 /// Default number of requests acted on at once (`EXECUTOR_CONCURRENCY`).
-pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 type Job = BoxFuture<'static, ()>;
 
