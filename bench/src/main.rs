@@ -13,10 +13,12 @@
 //! - [`latency`]: event-to-alert and event-to-restart-issued latency.
 //! - [`sweep`]: sweep wall time at growing container counts.
 //! - [`footprint`]: memory and idle CPU of both daemons; the forged-request flood.
+//! - [`executor_load`]: slow restarts side by side through the executor.
 //! - [`page`]: the status page's drawing time and history memory at 1,000 containers.
 //! - [`procfs`]: `/proc` readings; [`report`]: the table.
 
 mod daemon;
+mod executor_load;
 mod fleet;
 mod footprint;
 mod interrupt;
@@ -62,7 +64,7 @@ impl Plan {
             sweep_reps: 5,
             settle: Duration::from_secs(35),
             idle_window: Duration::from_secs(60),
-            flood: 5000,
+            flood: 20_000,
             flood_timeout: Duration::from_secs(300),
             bin_dir: None,
         }
@@ -76,7 +78,7 @@ impl Plan {
             sweep_reps: 3,
             settle: Duration::from_secs(5),
             idle_window: Duration::from_secs(10),
-            flood: 500,
+            flood: 2000,
             flood_timeout: Duration::from_secs(60),
             bin_dir: None,
         }
@@ -289,10 +291,24 @@ fn run() -> Result<bool> {
             }
             let flood = footprint::flood(&bench, &mut executor, plan.flood, plan.flood_timeout);
             report.flood(&flood);
+            interrupt::check()?;
+            let group = bench.guard.group();
+            let restarts = executor_load::parallel_restarts(
+                &bench,
+                &mut executor,
+                &group,
+                5,
+                Duration::from_secs(10),
+            );
+            report.parallel_restarts(&restarts);
+            if let Err(e) = group.remove() {
+                eprintln!("bench: removing the restart containers failed: {e:#}");
+            }
         }
         Err(e) => {
             let e = e.context("starting the executor");
             report.footprint(&Err(anyhow::anyhow!("{e:#}")));
+            report.parallel_restarts(&Err(anyhow::anyhow!("{e:#}")));
             report.flood(&Err(e));
         }
     }

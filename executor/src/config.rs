@@ -77,6 +77,9 @@ pub struct Config {
     /// `EXECUTOR_MAX_DELIVERIES`: an entry delivered more often goes to the dead-letter stream
     /// (default 5).
     pub max_deliveries: u64,
+    /// `EXECUTOR_CONCURRENCY`: requests acted on at once, each for another container (default
+    /// 8; requests for one container always run one after the other).
+    pub concurrency: usize,
     /// `EXECUTOR_SHUTDOWN_TIMEOUT`: drain deadline on SIGTERM (default 20 s).
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -221,6 +224,15 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
             }
         })
         .map_or(5, |f| f.value);
+    let concurrency = r
+        .get_checked("concurrency", convert::u64, |n| {
+            if (1..=64).contains(n) {
+                Ok(())
+            } else {
+                Err("must be between 1 and 64".into())
+            }
+        })
+        .map_or(crate::lanes::DEFAULT_CONCURRENCY, |f| f.value as usize);
     let shutdown_timeout = r
         .get_checked("shutdown_timeout", convert::duration, positive)
         .map_or(Duration::from_secs(20), |f| f.value);
@@ -304,6 +316,7 @@ fn from_table(table: toml::Table, env: &dyn EnvSource) -> Result<Config, ConfigE
         audit_limits,
         reclaim_idle,
         max_deliveries,
+        concurrency,
         shutdown_timeout,
         log_format,
         log_level,
@@ -395,6 +408,10 @@ impl Config {
                 self.consumer,
                 format_duration(self.reclaim_idle),
                 self.max_deliveries
+            ),
+            format!(
+                "concurrency: {} requests at once (one per container)",
+                self.concurrency
             ),
         ];
         let key_ids: Vec<&str> = self.verify_keys.keys().map(String::as_str).collect();

@@ -79,6 +79,67 @@ impl Claims {
         Ok(set.is_some())
     }
 
+    /// [`Claims::acquire`] for many entries in one round trip: which leases we now hold.
+    pub async fn acquire_many(&self, entry_ids: &[&str]) -> redis::RedisResult<Vec<bool>> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in entry_ids {
+            pipe.cmd("SET")
+                .arg(self.names.lease(id))
+                .arg(&self.holder)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.ttl.as_millis() as u64);
+        }
+        let set: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await?;
+        Ok(set.into_iter().map(|s| s.is_some()).collect())
+    }
+
+    /// [`Claims::still_pending`] for many entries in one round trip.
+    pub async fn still_pending_many(&self, entry_ids: &[&str]) -> redis::RedisResult<Vec<bool>> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in entry_ids {
+            pipe.cmd("XPENDING")
+                .arg(self.names.requests())
+                .arg(EXECUTOR_GROUP)
+                .arg(id)
+                .arg(id)
+                .arg(1);
+        }
+        let replies: Vec<redis::streams::StreamPendingCountReply> =
+            pipe.query_async(&mut self.conn()).await?;
+        Ok(replies.into_iter().map(|r| !r.ids.is_empty()).collect())
+    }
+
+    /// [`Claims::release`] for many entries: two round trips whatever their number.
+    pub async fn release_many(&self, entry_ids: &[&str]) -> redis::RedisResult<()> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for id in entry_ids {
+            pipe.cmd("GET").arg(self.names.lease(id));
+        }
+        let holders: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await?;
+        let mut del = redis::cmd("DEL");
+        let mut any = false;
+        for (id, holder) in entry_ids.iter().zip(holders) {
+            if holder.as_deref() == Some(self.holder.as_str()) {
+                del.arg(self.names.lease(id));
+                any = true;
+            }
+        }
+        if any {
+            let _: i64 = del.query_async(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
     /// Extends our lease; false when it is no longer ours.
     pub async fn renew(&self, entry_id: &str) -> redis::RedisResult<bool> {
         let key = self.names.lease(entry_id);

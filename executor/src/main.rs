@@ -21,7 +21,7 @@ use vigil_executor::pipeline::{Pipeline, PipelineError, PipelineOptions};
 use vigil_executor::serve::Health;
 use vigil_executor::source::{self, RedisSource, SourceOptions};
 use vigil_executor::verify::Verifier;
-use vigil_executor::{heartbeat, serve};
+use vigil_executor::{consume, heartbeat, serve};
 use vigil_shared::backoff::Backoff;
 use vigil_shared::config::ProcessEnv;
 use vigil_shared::docker::DockerClient;
@@ -76,6 +76,11 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
     let Some(conn) = source::connect(&cfg.redis_url, &cancel).await else {
         return Ok(());
     };
+    // Blocking reads get a connection of their own: a read blocked for a second on the shared
+    // connection would hold up every request in flight.
+    let Some(read_conn) = source::connect(&cfg.redis_url, &cancel).await else {
+        return Ok(());
+    };
     let source = RedisSource::new(
         conn.clone(),
         SourceOptions {
@@ -85,10 +90,11 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
             max_deliveries: cfg.max_deliveries,
             lease_ttl: cfg.lease_ttl,
         },
-    );
+    )
+    .with_reader(read_conn);
     let verifier = Verifier::new(cfg.verify_keys.clone(), cfg.deployment.clone())
         .with_limits(cfg.policy.max_skew, cfg.policy.max_ttl);
-    let mut pipeline = Pipeline::open(
+    let pipeline = Pipeline::open(
         PipelineOptions {
             verifier,
             policy: cfg.policy.clone(),
@@ -135,12 +141,18 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
     );
 
     let heartbeat = tokio::spawn(heartbeat::run(conn, names, health.clone(), cancel.clone()));
-    let consumer = tokio::spawn(source::consume(source, pipeline, health, cancel.clone()));
+    let consumer = tokio::spawn(consume::consume(
+        source,
+        pipeline,
+        health,
+        cfg.concurrency,
+        cancel.clone(),
+    ));
 
     cancel.cancelled().await;
     tracing::info!(
         deadline_ms = cfg.shutdown_timeout.as_millis() as u64,
-        "Shutting down: finishing the request in flight."
+        "Shutting down: finishing the requests in flight."
     );
     let drain = async {
         let _ = consumer.await;

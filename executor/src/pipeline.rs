@@ -4,8 +4,19 @@
 //!
 //! I/O sits behind two narrow traits so the whole flow runs in unit tests with doubles:
 //! [`Broker`] (nonce reservations, the pause key, the audit stream: Redis in production) and
-//! [`Engine`] (inspect and act: Docker). The audit file is written here, synchronously and with
-//! `fsync`, before anything is acknowledged.
+//! [`Engine`] (inspect and act: Docker). Records go to the audit file through group commit
+//! ([`crate::commit`]): durable (`fdatasync`) before anything is acknowledged.
+//!
+//! # Concurrency
+//! The pipeline is shared (`&self`): the consumer runs requests for different containers side by
+//! side. What makes that safe:
+//! - one container at a time: a lock per resolved container id ([`TargetLocks`]) is held from
+//!   the inspect through the policy, the intent, the Docker call and the outcome record; a
+//!   request that had to wait inspects again, so it sees what the one before it did;
+//! - the host budget, the breaker and the backoff are decided and reserved in one step: the
+//!   policy is evaluated and the action recorded in [`PolicyState`] under one lock, before the
+//!   intent is written (and given back if the intent cannot be written);
+//! - one chain: only group commit seals records, one batch at a time.
 //!
 //! # Exactly once
 //! The nonce reservation stores the stream entry id (`SET nonce <entry-id> NX`). When the
@@ -23,14 +34,16 @@
 
 use crate::act::{ActError, Engine};
 use crate::audit::{AuditEntry, AuditError, AuditRecord, Decision};
+use crate::commit::{CommitError, Journal};
 use crate::journal::{AuditLog, LogLimits};
+use crate::lanes::TargetLocks;
 use crate::metrics::Metrics;
 use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
 use crate::verify::{Rejected, Verifier};
 use futures_util::future::BoxFuture;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use vigil_shared::protocol::{Payload, Target};
 use vigil_shared::time::Timestamp;
@@ -38,9 +51,6 @@ use vigil_shared::time::Timestamp;
 /// How long the executor remembers which requests it audited (for re-deliveries): longer than
 /// any nonce reservation.
 const AUDITED_MEMORY: Duration = Duration::from_secs(2 * 3600);
-/// Most audit lines kept in memory for the stream while Redis is away, and most re-published
-/// from the file after a reconnect: the stream is the recent feed, the file is the record.
-const MAX_BACKLOG: usize = 2_000;
 
 /// A Redis failure (or any broker failure): the entry is left pending and retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,8 +77,20 @@ pub trait Broker: Send + Sync {
     ) -> BoxFuture<'a, Result<Reservation, BrokerError>>;
     /// Whether the runtime pause key exists.
     fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>>;
-    /// `XADD <prefix>audit * record <line>`.
+    /// Appends one line to the audit stream.
     fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// Appends lines to the audit stream in this order (one round trip where the broker can).
+    fn publish_audit_batch<'a>(
+        &'a self,
+        lines: &'a [String],
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            for line in lines {
+                self.publish_audit(line).await?;
+            }
+            Ok(())
+        })
+    }
     /// `(seq, hash)` of this executor's last record on the audit stream (`None`: none there).
     fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>>;
 }
@@ -80,6 +102,9 @@ pub enum PipelineError {
     Broker(#[from] BrokerError),
     #[error("cannot write the audit log: {0}")]
     Audit(#[from] AuditError),
+    /// The write or sync of a batch failed (rolled back; nothing of it is in the file).
+    #[error("cannot write the audit log: {0}")]
+    Write(String),
     /// The audit log cannot be written right now (checked before anything is done).
     #[error("cannot audit: {0}")]
     CannotAudit(String),
@@ -89,6 +114,15 @@ pub enum PipelineError {
     /// The file is behind the audit stream (replaced, restored, deleted).
     #[error("{0}")]
     Continuity(String),
+}
+
+impl From<CommitError> for PipelineError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::CannotAudit(why) => PipelineError::CannotAudit(why),
+            CommitError::Write(why) => PipelineError::Write(why),
+        }
+    }
 }
 
 /// How one entry ended.
@@ -104,6 +138,17 @@ pub struct Outcome {
     pub seq: Option<u64>,
 }
 
+impl From<AuditRecord> for Outcome {
+    fn from(rec: AuditRecord) -> Self {
+        Outcome {
+            decision: Some(rec.decision),
+            reason: rec.reason,
+            request_id: rec.request_id,
+            seq: Some(rec.seq),
+        }
+    }
+}
+
 /// Static settings of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -115,20 +160,28 @@ pub struct PipelineOptions {
     pub limits: LogLimits,
 }
 
-/// The request pipeline and the state it carries between requests.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The request pipeline and the state it carries between requests. Shared by every request in
+/// flight (`&self` throughout).
 pub struct Pipeline {
-    opts: PipelineOptions,
-    engine: Arc<dyn Engine>,
-    broker: Arc<dyn Broker>,
-    audit: AuditLog,
-    state: PolicyState,
+    pub(crate) opts: PipelineOptions,
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) journal: Journal,
+    pub(crate) state: Mutex<PolicyState>,
     /// Requests with a final (non-rejected) record, by id, with the record's time.
-    audited: HashMap<String, Timestamp>,
-    /// Audit lines written to the file but not yet to the stream.
-    backlog: VecDeque<String>,
-    /// Intent records with no outcome yet, by request id (resolved before anything else).
-    intents: HashMap<String, AuditRecord>,
-    metrics: Option<Arc<Metrics>>,
+    audited: Mutex<HashMap<String, Timestamp>>,
+    /// Intent records with no outcome (a crash, or an outcome that could not be written), by
+    /// request id; resolved before anything else. Intents of requests in flight are not here.
+    pub(crate) intents: Mutex<HashMap<String, AuditRecord>>,
+    /// One resolution of dangling intents at a time.
+    pub(crate) resolving: tokio::sync::Mutex<()>,
+    /// One action per container at a time.
+    pub(crate) targets: TargetLocks,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Pipeline {
@@ -178,167 +231,58 @@ impl Pipeline {
             opts,
             engine,
             broker,
-            audit,
-            state,
-            audited,
-            backlog: VecDeque::new(),
-            intents,
+            journal: Journal::new(audit),
+            state: Mutex::new(state),
+            audited: Mutex::new(audited),
+            intents: Mutex::new(intents),
+            resolving: tokio::sync::Mutex::new(()),
+            targets: TargetLocks::default(),
             metrics: None,
         })
     }
 
     /// Counts decisions, action durations and open breakers into `metrics` from now on.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Pipeline {
-        metrics.set_circuit_open(
-            self.state
-                .open_breakers(&self.opts.policy, Timestamp::now()),
-        );
+        metrics
+            .set_circuit_open(lock(&self.state).open_breakers(&self.opts.policy, Timestamp::now()));
         self.metrics = Some(metrics);
         self
     }
 
-    /// `(seq, hash)` of the audit log's last record.
-    pub fn audit_head(&self) -> (u64, String) {
-        let (seq, hash) = self.audit.head();
-        (seq, hash.to_string())
+    /// The request check (signature, deployment, time window), for callers that sort entries
+    /// before handling them.
+    pub fn verifier(&self) -> &Verifier {
+        &self.opts.verifier
     }
 
+    /// `(seq, hash)` of the audit log's last durable record.
+    pub fn audit_head(&self) -> (u64, String) {
+        self.journal.head()
+    }
+
+    /// A copy of the policy state.
     #[cfg(test)]
-    pub fn policy_state(&self) -> &PolicyState {
-        &self.state
+    pub fn policy_state(&self) -> PolicyState {
+        lock(&self.state).clone()
     }
 
     /// Why the audit log cannot be written now, or `Ok` when it can.
-    pub fn check_audit(&mut self) -> Result<(), String> {
-        self.audit.check_writable()
-    }
-
-    /// Compares the file's head with this executor's last record on the audit stream. A file
-    /// behind the stream is refused unless `accept_gap`, which records the gap and goes on.
-    pub async fn check_continuity(&mut self, accept_gap: bool) -> Result<(), PipelineError> {
-        let Some((stream_seq, stream_hash)) = self.broker.audit_stream_head().await? else {
-            return Ok(());
-        };
-        let (file_seq, _) = self.audit.head();
-        if stream_seq <= file_seq {
-            return match self.audit.hash_of(stream_seq)? {
-                Some(h) if h == stream_hash => Ok(()),
-                Some(_) => Err(PipelineError::Continuity(format!(
-                    "audit record #{stream_seq} in {} differs from the one on the audit stream: the file was replaced or rewritten",
-                    self.audit.path().display()
-                ))),
-                // The stream's record fell inside an accepted gap.
-                None => Ok(()),
-            };
-        }
-        let detail = format!(
-            "the audit file {} ends at record #{file_seq} but the audit stream holds record #{stream_seq} from this executor",
-            self.audit.path().display()
-        );
-        if !accept_gap {
-            return Err(PipelineError::Continuity(format!(
-                "{detail}: the file was deleted, replaced or restored from an older backup. Put the right file back, or start once with `vigil-executor run --accept-audit-gap` to record the gap and go on"
-            )));
-        }
-        let rec = self.audit.append_gap(stream_seq, &detail)?;
-        tracing::warn!(
-            audit.seq = rec.seq,
-            "{detail}; the operator accepted the gap and it is recorded."
-        );
-        self.publish(rec.to_line()).await;
-        Ok(())
-    }
-
-    /// Records the outcome of every intent that has none, from the container's state now: an
-    /// action that happened (a start after the intent) is `executed`, anything else `failed`.
-    pub async fn resolve_intents(&mut self) -> Result<usize, PipelineError> {
-        let mut pending: Vec<AuditRecord> = self.intents.values().cloned().collect();
-        pending.sort_by_key(|r| r.seq);
-        for intent in &pending {
-            let started = Instant::now();
-            let (Some(target), Some(action)) = (&intent.target, intent.action) else {
-                self.intents
-                    .remove(intent.request_id.as_deref().unwrap_or(""));
-                continue;
-            };
-            let facts = self
-                .engine
-                .inspect(&target.id)
-                .await
-                .map_err(|e| PipelineError::Resolve(e.to_string()))?;
-            let (done, why) = match (&facts, action) {
-                (None, _) => (false, "the container no longer exists".to_string()),
-                (Some(f), vigil_shared::protocol::Action::Stop) => (
-                    !matches!(f.state, vigil_shared::docker::RunState::Running),
-                    format!("the container is {:?}", f.state),
-                ),
-                (Some(f), _) => match f.started_at {
-                    Some(t) if t > intent.ts => (
-                        true,
-                        format!("the container started at {} ms, after the intent", t.0),
-                    ),
-                    _ => (
-                        false,
-                        "the container has not started since the intent".to_string(),
-                    ),
-                },
-            };
-            tracing::warn!(
-                request.id = intent.request_id.as_deref().unwrap_or("-"),
-                audit.intent_seq = intent.seq,
-                done,
-                detail = %why,
-                "Resolved an action whose outcome was not recorded."
-            );
-            let entry = AuditEntry {
-                ts: Timestamp::now(),
-                request_id: intent.request_id.clone(),
-                key_id: intent.key_id.clone(),
-                action: intent.action,
-                target: intent.target.clone(),
-                decision: if done {
-                    Decision::Executed
-                } else {
-                    Decision::Failed
-                },
-                reason: if done {
-                    "resolved_after_crash"
-                } else {
-                    "interrupted"
-                }
-                .into(),
-                result: Some(format!(
-                    "outcome of intent #{} not recorded; resolved at {}: {why}",
-                    intent.seq,
-                    if done { "confirmed" } else { "not confirmed" }
-                )),
-                duration_ms: elapsed_ms(started),
-                retry_at: None,
-            };
-            if done && action == vigil_shared::protocol::Action::Stop {
-                self.state
-                    .record_own_stop(&target.id, intent.ts, Timestamp::now());
-            }
-            self.record(entry).await?;
-            if let Some(id) = &intent.request_id {
-                self.intents.remove(id);
-            }
-        }
-        Ok(pending.len())
+    pub async fn check_audit(&self) -> Result<(), String> {
+        self.journal.check_writable().await
     }
 
     /// Handles one stream entry. `raw` is its `envelope` field (`None` when the entry has none).
     pub async fn handle(
-        &mut self,
+        &self,
         entry_id: &str,
         raw: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
         let started = Instant::now();
-        self.audit
-            .check_writable()
+        self.check_audit()
+            .await
             .map_err(PipelineError::CannotAudit)?;
-        if !self.intents.is_empty() {
+        if !lock(&self.intents).is_empty() {
             self.resolve_intents().await?;
         }
         let verified = match raw {
@@ -354,26 +298,7 @@ impl Pipeline {
         let verified = match verified {
             Ok(v) => v,
             Err(rejected) => {
-                tracing::warn!(
-                    stream.entry_id = entry_id,
-                    request.id = rejected.request_id.as_deref().unwrap_or("-"),
-                    request.key_id = rejected.key_id.as_deref().unwrap_or("-"),
-                    verify.reason = rejected.reason(),
-                    verify.detail = %rejected.rejection,
-                    "Rejected a request."
-                );
-                let entry = AuditEntry {
-                    ts: now,
-                    request_id: rejected.request_id.clone(),
-                    key_id: rejected.key_id.clone(),
-                    action: None,
-                    target: None,
-                    decision: Decision::Rejected,
-                    reason: rejected.reason().to_string(),
-                    result: Some(rejected.rejection.to_string()),
-                    duration_ms: elapsed_ms(started),
-                    retry_at: None,
-                };
+                let entry = rejection_entry(entry_id, &rejected, now, elapsed_ms(started));
                 return self.record(entry).await;
             }
         };
@@ -385,7 +310,7 @@ impl Pipeline {
         match self.broker.reserve_nonce(&req.nonce, entry_id, ttl).await? {
             Reservation::Reserved => crate::fault::point("after_reserve"),
             Reservation::HeldBy(holder) if holder == entry_id => {
-                if self.audited.contains_key(&request_id) {
+                if lock(&self.audited).contains_key(&request_id) {
                     tracing::info!(
                         stream.entry_id = entry_id,
                         request.id = %request_id,
@@ -451,18 +376,50 @@ impl Pipeline {
         if let Err(denied) = policy::precheck(&req, &self.opts.policy, switches) {
             return self.refuse(base, &req, None, denied, started).await;
         }
-        let facts = match self.engine.inspect(&req.target.id).await {
+        // One container at a time: held through the outcome record. A request that names it
+        // by a short id or a name also holds its full id, and inspects again if it waited.
+        let _named = self.targets.lock(&req.target.id).await;
+        let inspect = || self.engine.inspect(&req.target.id);
+        let mut facts = match inspect().await {
             Ok(facts) => facts,
             Err(e) => return self.failed(base, None, "inspect_failed", &e, started).await,
         };
-        let permit = match policy::evaluate(
-            &req,
-            facts.as_ref(),
-            &self.state,
-            &self.opts.policy,
-            switches,
-            now,
-        ) {
+        let full_id = facts.as_ref().map(|f| f.id.clone());
+        let mut _resolved = None;
+        if let Some(id) = full_id.filter(|id| *id != req.target.id) {
+            let (guard, free) = self.targets.lock(&id).await;
+            _resolved = Some(guard);
+            if !free {
+                facts = match inspect().await {
+                    Ok(facts) => facts,
+                    Err(e) => {
+                        return self.failed(base, None, "inspect_failed", &e, started).await;
+                    }
+                };
+            }
+        }
+        // Time moved on while this request waited for the container.
+        let now = now.plus(started.elapsed());
+        let base = AuditEntry { ts: now, ..base };
+        let decided = {
+            let mut state = lock(&self.state);
+            let decided = policy::evaluate(
+                &req,
+                facts.as_ref(),
+                &state,
+                &self.opts.policy,
+                switches,
+                now,
+            );
+            // The budget, breaker and backoff are reserved in the same step as the decision.
+            if let Ok(permit) = &decided
+                && !permit.is_dry_run()
+            {
+                state.record(permit.container_id(), now);
+            }
+            decided
+        };
+        let permit = match decided {
             Ok(permit) => permit,
             Err(denied) => {
                 return self
@@ -502,9 +459,15 @@ impl Pipeline {
                 duration_ms: elapsed_ms(started),
                 ..base.clone()
             })
-            .await?;
-        self.intents.insert(request_id.clone(), intent);
-        self.state.record(permit.container_id(), now);
+            .await;
+        let intent = match intent {
+            Ok(intent) => intent,
+            Err(e) => {
+                // Not acted on: give the reserved action back.
+                lock(&self.state).forget(permit.container_id(), now);
+                return Err(e);
+            }
+        };
         crate::fault::point("after_intent");
         let act_started = Instant::now();
         let result = self.engine.act(&permit).await;
@@ -516,7 +479,7 @@ impl Pipeline {
             Ok(what) => {
                 if permit.action() == vigil_shared::protocol::Action::Stop {
                     let done = now.plus(act_started.elapsed());
-                    self.state.record_own_stop(permit.container_id(), now, done);
+                    lock(&self.state).record_own_stop(permit.container_id(), now, done);
                 }
                 tracing::info!(
                     request.id = %request_id,
@@ -539,10 +502,10 @@ impl Pipeline {
             }
             Err(e) => self.failed(base, target, "engine_error", &e, started).await,
         };
-        // Recorded: the intent is resolved. If the outcome could not be written, the intent
-        // stays and is resolved from the container's state before anything else is done.
-        if out.is_ok() {
-            self.intents.remove(&request_id);
+        // If the outcome could not be written, the intent is left dangling: it is resolved from
+        // the container's state before anything else is done.
+        if out.is_err() {
+            lock(&self.intents).insert(request_id, intent);
         }
         out
     }
@@ -550,42 +513,37 @@ impl Pipeline {
     /// Audits a stream entry that is not a request at all (not UTF-8, no envelope, over the
     /// cap, an id from the future). The record names its id and size, never its content.
     pub async fn malformed(
-        &mut self,
+        &self,
         entry_id: &str,
         size: usize,
         why: &str,
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
-        tracing::warn!(
-            stream.entry_id = entry_id,
-            stream.entry_bytes = size,
-            stream.malformed = why,
-            "Acknowledged a malformed stream entry without reading it as a request."
-        );
-        let entry = AuditEntry {
-            ts: now,
-            request_id: None,
-            key_id: None,
-            action: None,
-            target: None,
-            decision: Decision::Rejected,
-            reason: "malformed".into(),
-            result: Some(format!("stream entry {entry_id} ({size} bytes): {why}")),
-            duration_ms: 0,
-            retry_at: None,
-        };
-        self.record(entry).await
+        self.record(malformed_entry(entry_id, size, why, now)).await
+    }
+
+    /// Audits entries decided without a Docker call (rejections, malformed entries) with one
+    /// commit: all durable when this returns `Ok`.
+    pub async fn record_batch(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditRecord>, PipelineError> {
+        let recs = self.journal.commit(entries).await?;
+        for rec in &recs {
+            self.counted(rec);
+        }
+        Ok(recs)
     }
 
     /// Audits an entry moved to the dead-letter stream after `deliveries` deliveries.
     pub async fn dead_letter(
-        &mut self,
+        &self,
         entry_id: &str,
         deliveries: u64,
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
-        self.audit
-            .check_writable()
+        self.check_audit()
+            .await
             .map_err(PipelineError::CannotAudit)?;
         tracing::warn!(
             stream.entry_id = entry_id,
@@ -611,44 +569,47 @@ impl Pipeline {
 
     /// Pushes audit lines the stream lacks (after a Redis outage or a crash between the file
     /// and the stream). Returns how many were published.
-    pub async fn flush_audit_stream(&mut self) -> Result<usize, BrokerError> {
-        let mut sent = 0;
-        while let Some(line) = self.backlog.front() {
-            self.broker.publish_audit(line).await?;
-            self.backlog.pop_front();
-            sent += 1;
-        }
-        Ok(sent)
+    pub async fn flush_audit_stream(&self) -> Result<usize, BrokerError> {
+        self.journal.flush(self.broker.as_ref()).await
     }
 
     /// Queues every file record newer than the stream's last one (start-up, after connecting).
-    pub async fn resync_audit_stream(&mut self) -> Result<usize, PipelineError> {
+    pub async fn resync_audit_stream(&self) -> Result<usize, PipelineError> {
         let stream_head = self.broker.audit_stream_head().await?.map_or(0, |(s, _)| s);
-        if stream_head >= self.audit.head().0 {
+        let file_head = self.journal.head().0;
+        if stream_head >= file_head {
             return Ok(self.flush_audit_stream().await?);
         }
-        self.backlog = self.audit.lines_after(stream_head, MAX_BACKLOG)?;
         tracing::info!(
             audit.stream_head = stream_head,
-            audit.file_head = self.audit.head().0,
-            audit.missing = self.backlog.len(),
+            audit.file_head = file_head,
             "Re-publishing audit records the stream lacks."
         );
-        Ok(self.flush_audit_stream().await?)
+        self.journal
+            .resync(self.broker.as_ref(), stream_head)
+            .await
+            .map_err(|e| match e {
+                crate::commit::ResyncError::Audit(e) => PipelineError::Audit(e),
+                crate::commit::ResyncError::Broker(e) => PipelineError::Broker(e),
+            })
     }
 
     /// Forgets old policy history and audited ids.
-    pub fn prune(&mut self, now: Timestamp) {
-        self.state.prune(&self.opts.policy, now);
+    pub fn prune(&self, now: Timestamp) {
+        let open = {
+            let mut state = lock(&self.state);
+            state.prune(&self.opts.policy, now);
+            state.open_breakers(&self.opts.policy, now)
+        };
         let horizon = now.minus(AUDITED_MEMORY);
-        self.audited.retain(|_, t| *t >= horizon);
+        lock(&self.audited).retain(|_, t| *t >= horizon);
         if let Some(m) = &self.metrics {
-            m.set_circuit_open(self.state.open_breakers(&self.opts.policy, now));
+            m.set_circuit_open(open);
         }
     }
 
     async fn refuse(
-        &mut self,
+        &self,
         base: AuditEntry,
         req: &Payload,
         facts: Option<&TargetFacts>,
@@ -665,7 +626,7 @@ impl Pipeline {
             "Refused a request."
         );
         if let Some(f) = facts {
-            self.state.observe_denial(&f.id, &denied, base.ts);
+            lock(&self.state).observe_denial(&f.id, &denied, base.ts);
         }
         let retry_at = match denied.rule {
             "paused" => Some(base.ts.plus(policy::PAUSED_RETRY)),
@@ -684,7 +645,7 @@ impl Pipeline {
     }
 
     async fn failed(
-        &mut self,
+        &self,
         base: AuditEntry,
         target: Option<Target>,
         reason: &str,
@@ -708,47 +669,94 @@ impl Pipeline {
         self.record(entry).await
     }
 
-    /// Appends to the file (fsync), then the stream (a stream failure is queued, not fatal).
-    async fn record(&mut self, entry: AuditEntry) -> Result<Outcome, PipelineError> {
-        let rec = self.record_rec(entry).await?;
-        Ok(Outcome {
-            decision: Some(rec.decision),
-            reason: rec.reason,
-            request_id: rec.request_id,
-            seq: Some(rec.seq),
-        })
+    /// Appends to the file (group commit, durable on return), then queues it for the stream
+    /// and tries to publish (a stream failure is logged and retried later, never fatal).
+    pub(crate) async fn record(&self, entry: AuditEntry) -> Result<Outcome, PipelineError> {
+        self.record_rec(entry).await.map(Outcome::from)
     }
 
-    async fn record_rec(&mut self, entry: AuditEntry) -> Result<AuditRecord, PipelineError> {
-        // One consumer handles entries one at a time, and the record must be durable before the
-        // entry is acknowledged, so the short blocking append (write + fdatasync) happens here.
-        let rec = self.audit.append(entry)?;
-        remember(&mut self.audited, &rec);
+    async fn record_rec(&self, entry: AuditEntry) -> Result<AuditRecord, PipelineError> {
+        let rec = self
+            .journal
+            .commit(vec![entry])
+            .await?
+            .pop()
+            .ok_or_else(|| PipelineError::Write("the commit returned no record".into()))?;
+        self.counted(&rec);
+        if let Err(e) = self.flush_audit_stream().await {
+            tracing::warn!(
+                error = %e,
+                audit.backlog = self.journal.backlog_len(),
+                "Cannot publish to the audit stream; the record is in the file and will be published later."
+            );
+        }
+        Ok(rec)
+    }
+
+    /// Remembers a durable record (re-deliveries) and counts it in the metrics.
+    fn counted(&self, rec: &AuditRecord) {
+        remember(&mut lock(&self.audited), rec);
         if let Some(m) = &self.metrics {
             // An intent is the write-ahead half of one decision, not a request of its own: the
             // outcome record that follows counts it.
             if rec.decision != Decision::Intent {
                 m.request(rec.decision.as_str(), &rec.reason);
             }
-            m.set_circuit_open(self.state.open_breakers(&self.opts.policy, rec.ts));
+            if matches!(rec.decision, Decision::Intent | Decision::Refused) {
+                m.set_circuit_open(lock(&self.state).open_breakers(&self.opts.policy, rec.ts));
+            }
         }
-        self.publish(rec.to_line()).await;
-        Ok(rec)
     }
+}
 
-    /// Queues a line for the stream and tries to flush (a failure is logged, not fatal).
-    async fn publish(&mut self, line: String) {
-        if self.backlog.len() >= MAX_BACKLOG {
-            self.backlog.pop_front();
-        }
-        self.backlog.push_back(line);
-        if let Err(e) = self.flush_audit_stream().await {
-            tracing::warn!(
-                error = %e,
-                audit.backlog = self.backlog.len(),
-                "Cannot publish to the audit stream; the record is in the file and will be published later."
-            );
-        }
+/// The audit entry of a request that did not verify (logged here, once).
+pub fn rejection_entry(
+    entry_id: &str,
+    rejected: &Rejected,
+    now: Timestamp,
+    duration_ms: u64,
+) -> AuditEntry {
+    tracing::warn!(
+        stream.entry_id = entry_id,
+        request.id = rejected.request_id.as_deref().unwrap_or("-"),
+        request.key_id = rejected.key_id.as_deref().unwrap_or("-"),
+        verify.reason = rejected.reason(),
+        verify.detail = %rejected.rejection,
+        "Rejected a request."
+    );
+    AuditEntry {
+        ts: now,
+        request_id: rejected.request_id.clone(),
+        key_id: rejected.key_id.clone(),
+        action: None,
+        target: None,
+        decision: Decision::Rejected,
+        reason: rejected.reason().to_string(),
+        result: Some(rejected.rejection.to_string()),
+        duration_ms,
+        retry_at: None,
+    }
+}
+
+/// The audit entry of a stream entry that is not a request at all (logged here, once).
+pub fn malformed_entry(entry_id: &str, size: usize, why: &str, now: Timestamp) -> AuditEntry {
+    tracing::warn!(
+        stream.entry_id = entry_id,
+        stream.entry_bytes = size,
+        stream.malformed = why,
+        "Acknowledged a malformed stream entry without reading it as a request."
+    );
+    AuditEntry {
+        ts: now,
+        request_id: None,
+        key_id: None,
+        action: None,
+        target: None,
+        decision: Decision::Rejected,
+        reason: "malformed".into(),
+        result: Some(format!("stream entry {entry_id} ({size} bytes): {why}")),
+        duration_ms: 0,
+        retry_at: None,
     }
 }
 
@@ -782,7 +790,7 @@ pub fn nonce_ttl(req: &Payload, now: Timestamp, max_skew: Duration) -> Duration 
     remaining + max_skew * 2 + Duration::from_secs(3600)
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -981,7 +989,7 @@ mod tests {
     #[tokio::test]
     async fn valid_request_is_executed_and_audited_in_file_and_stream() {
         let rig = Rig::new(Some(facts()));
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let out = p
             .handle("1-0", Some(&request(NOW)), NOW)
             .await
@@ -1002,7 +1010,7 @@ mod tests {
     async fn decisions_and_actions_are_counted_without_container_ids() {
         let rig = Rig::new(Some(facts()));
         let metrics = Metrics::new(crate::serve::Health::new(true, false));
-        let mut p = rig.pipeline(true, false).with_metrics(metrics.clone());
+        let p = rig.pipeline(true, false).with_metrics(metrics.clone());
         let raw = request(NOW);
         p.handle("1-0", Some(&raw), NOW).await.expect("executed");
         p.handle("1-0", Some(&raw), NOW)
@@ -1028,7 +1036,7 @@ mod tests {
     #[tokio::test]
     async fn rejections_make_no_docker_call() {
         let rig = Rig::new(Some(facts()));
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let old = request(NOW.minus(Duration::from_secs(3600)));
         let out = p.handle("1-0", Some(&old), NOW).await.expect("handled");
         assert_eq!(
@@ -1045,7 +1053,7 @@ mod tests {
     #[tokio::test]
     async fn replay_and_redelivery() {
         let rig = Rig::new(Some(facts()));
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let raw = request(NOW);
         p.handle("1-0", Some(&raw), NOW).await.expect("first");
         // The same envelope in another entry: a replay.
@@ -1062,7 +1070,7 @@ mod tests {
         );
         // After a restart the audited set is rebuilt from the file.
         drop(p);
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let out = p.handle("1-0", Some(&raw), NOW).await.expect("redelivery");
         assert_eq!(out.reason, "already_audited");
         assert_eq!(rig.reasons(), ["ok", "replay"]);
@@ -1086,7 +1094,7 @@ mod tests {
             .lock()
             .expect("lock")
             .insert(signed_nonce(&raw), "1-0".into());
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let out = p.handle("1-0", Some(&raw), NOW).await.expect("handled");
         assert_eq!(out.decision, Some(Decision::Executed));
     }
@@ -1116,7 +1124,7 @@ mod tests {
         })
         .expect("intent");
         drop(log);
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         // The intent counts as an action at once (backoff applies).
         assert_eq!(p.policy_state().actions_for(ID).len(), 1);
         assert_eq!(p.resolve_intents().await.expect("resolved"), 1);
@@ -1156,7 +1164,7 @@ mod tests {
     #[tokio::test]
     async fn switches_refuse_without_inspecting() {
         let rig = Rig::new(Some(facts()));
-        let mut p = rig.pipeline(false, false);
+        let p = rig.pipeline(false, false);
         let out = p
             .handle("1-0", Some(&request(NOW)), NOW)
             .await
@@ -1165,7 +1173,7 @@ mod tests {
             (out.decision, out.reason.as_str()),
             (Some(Decision::Refused), "disabled")
         );
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         *rig.broker.paused.lock().expect("lock") = true;
         let out = p
             .handle("2-0", Some(&request(NOW)), NOW)
@@ -1174,7 +1182,7 @@ mod tests {
         assert_eq!(out.reason, "paused");
         assert!(rig.engine.calls().is_empty());
         *rig.broker.paused.lock().expect("lock") = false;
-        let mut p = rig.pipeline(true, true);
+        let p = rig.pipeline(true, true);
         let out = p
             .handle("3-0", Some(&request(NOW)), NOW)
             .await
@@ -1189,7 +1197,7 @@ mod tests {
     #[tokio::test]
     async fn missing_target_is_refused() {
         let rig = Rig::new(None);
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         let out = p
             .handle("1-0", Some(&request(NOW)), NOW)
             .await
@@ -1200,7 +1208,7 @@ mod tests {
     #[tokio::test]
     async fn broker_outage_leaves_the_entry_pending_and_stream_catches_up() {
         let rig = Rig::new(Some(facts()));
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         *rig.broker.down.lock().expect("lock") = true;
         assert!(p.handle("1-0", Some(&request(NOW)), NOW).await.is_err());
         // A rejection is still audited to the file while Redis is down, and queued.
@@ -1211,7 +1219,7 @@ mod tests {
         assert_eq!(p.flush_audit_stream().await.expect("flushed"), 1);
         // A fresh process re-publishes whatever the stream lacks.
         rig.broker.stream.lock().expect("lock").clear();
-        let mut p = rig.pipeline(true, false);
+        let p = rig.pipeline(true, false);
         assert_eq!(p.resync_audit_stream().await.expect("resync"), 1);
         assert_eq!(p.resync_audit_stream().await.expect("resync"), 0);
     }
@@ -1239,5 +1247,205 @@ mod tests {
             Duration::from_secs(30),
         );
         assert_eq!(late, Duration::from_secs(60 + 3600));
+    }
+
+    /// An engine with one opted-in, unhealthy container per id; each act takes a while, and
+    /// the engine counts how many run at once, overall and per container.
+    #[derive(Default)]
+    struct SlowEngine {
+        started: Mutex<HashMap<String, Timestamp>>,
+        running: Mutex<HashMap<String, usize>>,
+        most_overall: std::sync::atomic::AtomicUsize,
+        most_per_container: std::sync::atomic::AtomicUsize,
+        acts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Engine for SlowEngine {
+        fn inspect<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<TargetFacts>, ActError>> {
+            Box::pin(async move {
+                let mut f = facts();
+                f.id = id.to_string();
+                f.name = format!("c-{}", &id[..4]);
+                if let Some(t) = self.started.lock().expect("lock").get(id) {
+                    f.started_at = Some(*t);
+                    f.health = Health::Starting;
+                }
+                Ok(Some(f))
+            })
+        }
+        fn act<'a>(&'a self, permit: &'a Permit) -> BoxFuture<'a, Result<String, ActError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                let id = permit.container_id().to_string();
+                let (overall, mine) = {
+                    let mut r = self.running.lock().expect("lock");
+                    *r.entry(id.clone()).or_default() += 1;
+                    (r.values().sum::<usize>(), r[&id])
+                };
+                self.most_overall.fetch_max(overall, SeqCst);
+                self.most_per_container.fetch_max(mine, SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                *self
+                    .running
+                    .lock()
+                    .expect("lock")
+                    .get_mut(&id)
+                    .expect("running") -= 1;
+                self.started
+                    .lock()
+                    .expect("lock")
+                    .insert(id, Timestamp(i64::MAX / 2));
+                self.acts.fetch_add(1, SeqCst);
+                Ok("restarted".into())
+            })
+        }
+    }
+
+    fn request_for(id: &str) -> Vec<u8> {
+        let p = Payload::new(
+            "prod",
+            Action::Restart,
+            Target {
+                id: id.into(),
+                name: format!("c-{}", &id[..4]),
+                project: None,
+                service: None,
+            },
+            Reason::new("container_unhealthy", "high", "x", 0.9),
+            NOW,
+        );
+        signer().sign(&p).expect("signs").to_json().into_bytes()
+    }
+
+    fn slow_pipeline(dir: &tempfile::TempDir, budget: u32) -> (Pipeline, Arc<SlowEngine>) {
+        let engine = Arc::new(SlowEngine::default());
+        let keys = VerifyKeys::from([("wd1".to_string(), signer().verifying_key())]);
+        let opts = PipelineOptions {
+            verifier: Verifier::new(keys, "prod"),
+            policy: PolicySettings {
+                budget_per_minute: budget,
+                ..PolicySettings::default()
+            },
+            enabled: true,
+            dry_run: false,
+            limits: LogLimits::default(),
+        };
+        let p = Pipeline::open(
+            opts,
+            &dir.path().join("audit.jsonl"),
+            engine.clone(),
+            Arc::new(FakeBroker::default()),
+        )
+        .expect("opens");
+        (p, engine)
+    }
+
+    #[tokio::test]
+    async fn different_containers_act_together_within_the_budget_reserved_up_front() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, engine) = slow_pipeline(&dir, 5);
+        let ids: Vec<String> = (0..8).map(|i| format!("{i:04}{}", &ID[4..])).collect();
+        let raws: Vec<Vec<u8>> = ids.iter().map(|id| request_for(id)).collect();
+        let runs = raws.iter().enumerate().map(|(i, raw)| {
+            let entry = format!("{i}-0");
+            let p = &p;
+            async move { p.handle(&entry, Some(raw), NOW).await }
+        });
+        let outs = futures_util::future::join_all(runs).await;
+        let reasons: Vec<String> = outs
+            .into_iter()
+            .map(|o| o.expect("handled").reason)
+            .collect();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "ok").count(),
+            5,
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "budget").count(),
+            3,
+            "{reasons:?}"
+        );
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(engine.acts.load(SeqCst), 5);
+        assert!(engine.most_overall.load(SeqCst) > 1, "acted side by side");
+        let summary = crate::journal::verify_file(&dir.path().join("audit.jsonl"), None)
+            .expect("one valid chain");
+        assert_eq!(summary.head_seq, 5 * 2 + 3);
+    }
+
+    #[tokio::test]
+    async fn requests_for_one_container_run_one_after_the_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, engine) = slow_pipeline(&dir, 100);
+        let raws: Vec<Vec<u8>> = (0..3).map(|_| request_for(ID)).collect();
+        let runs = raws.iter().enumerate().map(|(i, raw)| {
+            let entry = format!("{i}-0");
+            let p = &p;
+            async move { p.handle(&entry, Some(raw), NOW).await }
+        });
+        let reasons: Vec<String> = futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .map(|o| o.expect("handled").reason)
+            .collect();
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(
+            engine.most_per_container.load(SeqCst),
+            1,
+            "never two at once"
+        );
+        // The later ones inspected after the first had acted: the container had restarted
+        // since they were issued.
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "ok").count(),
+            1,
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "stale").count(),
+            2,
+            "{reasons:?}"
+        );
+        let recs: Vec<AuditRecord> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+            .expect("read")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect();
+        let decisions: Vec<Decision> = recs.iter().map(|r| r.decision).collect();
+        assert_eq!(
+            decisions,
+            [
+                Decision::Intent,
+                Decision::Executed,
+                Decision::Refused,
+                Decision::Refused
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_records_share_syncs_and_form_one_chain() {
+        let rig = Rig::new(Some(facts()));
+        let p = Arc::new(rig.pipeline(true, false));
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                p.handle(&format!("{i}-0"), Some(b"forged"), NOW).await
+            }));
+        }
+        for t in tasks {
+            let out = t.await.expect("task").expect("audited");
+            assert_eq!(out.reason, "not_json");
+        }
+        let batches = p.journal.batches();
+        assert!(batches < 400, "{batches} syncs for 400 records");
+        let summary = crate::journal::verify_file(&rig.path, None).expect("one valid chain");
+        assert_eq!(summary.head_seq, 400);
+        assert_eq!(rig.broker.stream.lock().expect("lock").len(), 400);
     }
 }

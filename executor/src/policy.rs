@@ -567,6 +567,19 @@ impl PolicyState {
         }
     }
 
+    /// Takes back an action [`PolicyState::record`]ed at `at` that never happened (its intent
+    /// could not be written).
+    pub fn forget(&mut self, container_id: &str, at: Timestamp) {
+        if let Some(list) = self.actions.get_mut(container_id)
+            && let Some(i) = list.iter().rposition(|t| *t == at)
+        {
+            list.remove(i);
+        }
+        if let Some(i) = self.recent.iter().rposition(|t| *t == at) {
+            self.recent.remove(i);
+        }
+    }
+
     /// This executor stopped `container_id` with a call that ran from `started` to `finished`.
     pub fn record_own_stop(&mut self, container_id: &str, started: Timestamp, finished: Timestamp) {
         if self.own_stops.len() >= MAX_OWN_STOPS

@@ -30,14 +30,12 @@
 
 use crate::lease::Claims;
 use crate::pipeline::{Broker, BrokerError, Pipeline, PipelineError, Reservation};
-use crate::serve::Health;
 use crate::stream_entry::{self, Entry, Malformed};
 use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamPendingCountReply;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::backoff::Backoff;
 use vigil_shared::config::Secret;
@@ -45,9 +43,12 @@ use vigil_shared::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
 use vigil_shared::redis_functions::{self, AUDIT_APPEND};
 use vigil_shared::time::Timestamp;
 
-/// Entries read per call: a few, so that several entries at Redis's own size limit still fit in
-/// a small memory budget.
+/// Re-delivered entries read or claimed per call: a few, as each is handled on its own.
 pub const READ_COUNT: usize = 4;
+/// New entries read per call at most: a flood is handled a batch at a time (one lease round
+/// trip, one sync, one acknowledgement per batch). 64 entries at Redis's own size limit are
+/// about 600 KiB.
+pub const READ_BATCH: usize = 64;
 /// How long one `XREADGROUP` blocks.
 pub const BLOCK: Duration = Duration::from_millis(1000);
 /// The audit stream entry's field naming the executor (its consumer name) that wrote it.
@@ -55,9 +56,8 @@ pub const AUDIT_EXECUTOR_FIELD: &str = vigil_shared::names::EXECUTOR_FIELD;
 /// Audit stream entries kept (approximately).
 const AUDIT_STREAM_MAXLEN: usize = vigil_shared::names::AUDIT_MAXLEN;
 /// How often a blocked audit log is checked again.
-const AUDIT_RETRY: Duration = Duration::from_millis(500);
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(250);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -96,6 +96,9 @@ pub struct SourceOptions {
 #[derive(Clone)]
 pub struct RedisSource {
     conn: ConnectionManager,
+    /// The connection of the blocking `XREADGROUP` (one per source): a blocked read on the
+    /// shared connection would hold up every request in flight.
+    reader: ConnectionManager,
     opts: SourceOptions,
     claims: Claims,
 }
@@ -150,7 +153,26 @@ impl RedisSource {
             &opts.consumer,
             opts.lease_ttl,
         );
-        RedisSource { conn, opts, claims }
+        RedisSource {
+            reader: conn.clone(),
+            conn,
+            opts,
+            claims,
+        }
+    }
+
+    /// Blocking reads go over `reader`, everything else over the shared connection.
+    pub fn with_reader(mut self, reader: ConnectionManager) -> RedisSource {
+        self.reader = reader;
+        self
+    }
+
+    pub fn options(&self) -> &SourceOptions {
+        &self.opts
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -190,6 +212,7 @@ impl RedisSource {
     async fn read_group(
         &self,
         id: &str,
+        count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, SourceError> {
         let mut cmd = redis::cmd("XREADGROUP");
@@ -197,23 +220,26 @@ impl RedisSource {
             .arg(EXECUTOR_GROUP)
             .arg(&self.opts.consumer)
             .arg("COUNT")
-            .arg(READ_COUNT);
+            .arg(count.max(1));
+        let mut conn = self.conn();
         if let Some(b) = block {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
+            conn = self.reader.clone();
         }
         cmd.arg("STREAMS").arg(self.opts.names.requests()).arg(id);
-        let reply: Value = cmd.query_async(&mut self.conn()).await?;
+        let reply: Value = cmd.query_async(&mut conn).await?;
         Ok(stream_entry::parse_read_reply(reply)?)
     }
 
-    /// New entries, blocking up to [`BLOCK`].
-    pub async fn read_new(&self) -> Result<Vec<Entry>, SourceError> {
-        self.read_group(">", Some(BLOCK)).await
+    /// Up to `count` (at most [`READ_BATCH`]) new entries, blocking up to [`BLOCK`].
+    pub async fn read_new(&self, count: usize) -> Result<Vec<Entry>, SourceError> {
+        self.read_group(">", count.min(READ_BATCH), Some(BLOCK))
+            .await
     }
 
     /// This consumer's own pending entries from `after` on (`0` for all of them).
     pub async fn read_own_pending(&self, after: &str) -> Result<Vec<Entry>, SourceError> {
-        self.read_group(after, None).await
+        self.read_group(after, READ_COUNT, None).await
     }
 
     /// Claims entries idle longer than `reclaim_idle` whose lease is gone, at most
@@ -284,6 +310,20 @@ impl RedisSource {
         Ok(reply.ids.first().map_or(0, |p| p.times_delivered as u64))
     }
 
+    /// `XACK` of many entries in one call.
+    pub async fn ack_many(&self, ids: &[&str]) -> Result<(), SourceError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("XACK")
+            .arg(self.opts.names.requests())
+            .arg(EXECUTOR_GROUP)
+            .arg(ids)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn ack(&self, id: &str) -> Result<(), SourceError> {
         let _: i64 = redis::cmd("XACK")
             .arg(self.opts.names.requests())
@@ -296,9 +336,9 @@ impl RedisSource {
 
     /// Handles one entry: dead-letters it when delivered too often, else runs the pipeline;
     /// acknowledges it once audited.
-    async fn process(
+    pub async fn process(
         &self,
-        pipeline: &mut Pipeline,
+        pipeline: &Pipeline,
         entry: &Entry,
         redelivered: bool,
     ) -> Result<(), SourceError> {
@@ -307,7 +347,10 @@ impl RedisSource {
             return self.ack(&entry.id).await;
         }
         // Fail closed before taking anything: the entry stays pending for later.
-        pipeline.check_audit().map_err(PipelineError::CannotAudit)?;
+        pipeline
+            .check_audit()
+            .await
+            .map_err(PipelineError::CannotAudit)?;
         if !self.claims.acquire(&entry.id).await? {
             tracing::debug!(
                 stream.entry_id = %entry.id,
@@ -324,7 +367,7 @@ impl RedisSource {
 
     async fn process_leased(
         &self,
-        pipeline: &mut Pipeline,
+        pipeline: &Pipeline,
         entry: &Entry,
         redelivered: bool,
     ) -> Result<(), SourceError> {
@@ -435,6 +478,34 @@ impl Broker for RedisSource {
         })
     }
 
+    fn publish_audit_batch<'a>(
+        &'a self,
+        lines: &'a [String],
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if lines.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for line in lines {
+                pipe.cmd("FCALL")
+                    .arg(AUDIT_APPEND)
+                    .arg(1)
+                    .arg(self.opts.names.audit())
+                    .arg(RECORD_FIELD)
+                    .arg(line)
+                    .arg(AUDIT_EXECUTOR_FIELD)
+                    .arg(&self.opts.consumer)
+                    .ignore();
+            }
+            let () = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(broker_err)?;
+            Ok(())
+        })
+    }
+
     fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>> {
         Box::pin(async move {
             // Newest first, a page at a time, until a record of this executor (entries without
@@ -482,160 +553,4 @@ impl Broker for RedisSource {
 
 fn broker_err(e: redis::RedisError) -> BrokerError {
     BrokerError(e.to_string())
-}
-
-/// The consumer loop: runs until `cancel`, never returns early on a Redis error. An entry being
-/// processed is always finished (audited and acknowledged) before the loop looks at `cancel`.
-pub async fn consume(
-    source: RedisSource,
-    mut pipeline: Pipeline,
-    health: Arc<Health>,
-    cancel: CancellationToken,
-) {
-    let reclaim_every = source.opts.reclaim_idle.min(Duration::from_secs(10));
-    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
-    let mut needs_setup = true;
-    let mut last_reclaim = Instant::now();
-    health.set_audit_head(pipeline.audit_head());
-    let mut told_problem: Option<String> = None;
-    while !cancel.is_cancelled() {
-        let step = async {
-            // Fail closed: while the audit cannot be written nothing is read or done.
-            match pipeline.check_audit() {
-                Ok(()) => health.set_audit_problem(None),
-                Err(why) => {
-                    health.set_audit_problem(Some(why.clone()));
-                    return Err(SourceError::Pipeline(PipelineError::CannotAudit(why)));
-                }
-            }
-            if needs_setup {
-                source.load_functions().await?;
-                source.ensure_group().await?;
-                pipeline.resolve_intents().await?;
-                pipeline.resync_audit_stream().await?;
-                let mut after = "0".to_string();
-                loop {
-                    let pending = source.read_own_pending(&after).await?;
-                    let Some(last) = pending.last() else { break };
-                    if !stream_id_after(&last.id, &after) {
-                        // A reply that does not move forward would make this loop spin.
-                        return Err(SourceError::Reply(format!(
-                            "pending entries did not advance past {after}"
-                        )));
-                    }
-                    after = last.id.clone();
-                    run_batch(&source, &mut pipeline, &health, &pending, true, &cancel).await?;
-                    if cancel.is_cancelled() {
-                        return Ok(());
-                    }
-                }
-                needs_setup = false;
-                tracing::info!(
-                    redis.consumer = %source.opts.consumer,
-                    "Consuming the requests stream."
-                );
-            }
-            if last_reclaim.elapsed() >= reclaim_every {
-                let mut start = "-".to_string();
-                for _ in 0..8 {
-                    let (next, claimed) = source.reclaim(&start).await?;
-                    run_batch(&source, &mut pipeline, &health, &claimed, true, &cancel).await?;
-                    if next == "-" || cancel.is_cancelled() {
-                        break;
-                    }
-                    start = next;
-                }
-                last_reclaim = Instant::now();
-                pipeline.prune(Timestamp::now());
-            }
-            let entries = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                read = source.read_new() => read?,
-            };
-            run_batch(&source, &mut pipeline, &health, &entries, false, &cancel).await?;
-            pipeline.flush_audit_stream().await?;
-            Ok::<(), SourceError>(())
-        };
-        match step.await {
-            Ok(()) => {
-                health.consumer_progress(Timestamp::now());
-                health
-                    .redis_ok
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                backoff.reset();
-                if told_problem.take().is_some() {
-                    tracing::info!("The audit log can be written again; handling requests.");
-                }
-            }
-            Err(SourceError::Pipeline(PipelineError::CannotAudit(why))) => {
-                // Not a Redis problem: keep the connection state, retry soon, log once per cause.
-                health.set_audit_problem(Some(why.clone()));
-                needs_setup = true;
-                if told_problem.as_deref() != Some(why.as_str()) {
-                    tracing::error!(reason = %why, "Cannot write the audit log: acting on nothing; requests stay pending until it works.");
-                    told_problem = Some(why);
-                }
-                if sleep_or_cancel(AUDIT_RETRY, &cancel).await {
-                    break;
-                }
-            }
-            Err(e) => {
-                health
-                    .redis_ok
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-                needs_setup = true;
-                let wait = backoff.next_delay();
-                if matches!(e, SourceError::Pipeline(PipelineError::Audit(_))) {
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot write the audit log; requests wait until it works.");
-                } else {
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Request stream step failed; retrying.");
-                }
-                if sleep_or_cancel(wait, &cancel).await {
-                    break;
-                }
-            }
-        }
-    }
-    tracing::info!("Request consumer stopped.");
-}
-
-async fn run_batch(
-    source: &RedisSource,
-    pipeline: &mut Pipeline,
-    health: &Health,
-    entries: &[Entry],
-    redelivered: bool,
-    cancel: &CancellationToken,
-) -> Result<(), SourceError> {
-    for entry in entries {
-        if cancel.is_cancelled() {
-            break;
-        }
-        source.process(pipeline, entry, redelivered).await?;
-        health.set_audit_head(pipeline.audit_head());
-        health.consumer_progress(Timestamp::now());
-    }
-    Ok(())
-}
-
-/// Whether stream id `a` sorts after `b` (`ms-seq`, numerically; anything unparsable is not).
-fn stream_id_after(a: &str, b: &str) -> bool {
-    fn parts(id: &str) -> Option<(u64, u64)> {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        Some((ms.parse().ok()?, seq.parse().ok()?))
-    }
-    matches!((parts(a), parts(b)), (Some(a), Some(b)) if a > b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stream_id_after;
-
-    #[test]
-    fn stream_ids_compare_numerically() {
-        assert!(stream_id_after("10-0", "9-5"));
-        assert!(stream_id_after("1-1", "0"));
-        assert!(!stream_id_after("1-1", "1-1"));
-        assert!(!stream_id_after("x", "0"));
-    }
 }

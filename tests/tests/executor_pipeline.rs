@@ -122,7 +122,9 @@ impl Rig {
             ("EXECUTOR_STOP_TIMEOUT", "2s"),
             ("EXECUTOR_LOG_LEVEL", "info"),
         ];
-        env.extend_from_slice(extra);
+        // An extra setting replaces the default; an empty one leaves the variable unset.
+        env.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
+        env.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
         ChildProcess::spawn_bin("vigil-executor", "vigil-executor", &["run"], &env)
     }
 
@@ -669,4 +671,287 @@ fn entries_delivered_too_often_go_to_the_dead_letter_stream() {
         "{text}"
     );
     assert_eq!(started_at(&target), before, "a dead letter is not acted on");
+}
+
+// --- Concurrency: different containers side by side, one container at a time, floods ----------
+
+/// A container that ignores SIGTERM, so a restart or stop waits out its whole stop grace.
+fn stubborn(grace_secs: u32) -> Container {
+    Container::new()
+        .shell("trap '' TERM; while :; do sleep 1; done")
+        .label("vigil.remediate", "true")
+        .arg(&format!("--stop-timeout={grace_secs}"))
+}
+
+/// The engine's container events from now on (a live stream: the engine's own buffer holds only
+/// its last 1,024 events): `<id> <action> <unix ns>` per line.
+fn watch_events() -> ChildProcess {
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "events",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Actor.ID}} {{.Action}} {{.TimeNano}}",
+    ]);
+    let watch = ChildProcess::spawn("docker-events", cmd);
+    // Give the stream a moment to attach before anything happens.
+    std::thread::sleep(Duration::from_secs(1));
+    watch
+}
+
+/// Unix ns of `id`'s events whose action is `action` (e.g. `kill`, `restart`, `die`, `start`).
+fn event_times(watch: &ChildProcess, id: &str, action: &str) -> Vec<i64> {
+    watch
+        .matching_lines(|l| {
+            let mut it = l.split_whitespace();
+            it.next() == Some(id) && it.next() == Some(action)
+        })
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect()
+}
+
+/// Every line of the audit file, in file order.
+fn all_records(rig: &Rig) -> Vec<Value> {
+    std::fs::read_to_string(&rig.audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// The file's records are one chain in one order, and the audit stream holds them in that
+/// same order.
+fn assert_one_order(rig: &Rig) {
+    let out = rig.audit_verify();
+    assert!(out.status.success(), "audit verify: {out:?}");
+    let seqs: Vec<u64> = all_records(rig)
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let last = *seqs.last().expect("records");
+    let on_stream = wait_for(|| {
+        let stream: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg("vigil:audit")
+            .arg("-")
+            .arg("+")
+            .query(&mut rig.redis())
+            .expect("XRANGE");
+        let on_stream: Vec<u64> = stream
+            .iter()
+            .filter_map(|(_, f)| serde_json::from_str::<Value>(f.get("record")?).ok())
+            .filter_map(|r| r["seq"].as_u64())
+            .collect();
+        (on_stream.last() == Some(&last)).then_some(on_stream)
+    });
+    // The stream keeps the most recent records (it is capped); those it has are in chain order.
+    assert_eq!(
+        on_stream,
+        seqs[seqs.len() - on_stream.len()..],
+        "the stream is in chain order"
+    );
+}
+
+/// Five containers with a 10 s stop grace, requests for all five at once: the restarts run side
+/// by side (serially they would take 50 s), and the record is still one chain in one order.
+#[test]
+fn five_slow_restarts_run_side_by_side_and_the_audit_stays_one_chain() {
+    let rig = Rig::new();
+    let events = watch_events();
+    let containers: Vec<RunningContainer> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..5)
+            .map(|_| s.spawn(|| stubborn(10).name_hint("par").start()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("starting a container"))
+            .collect()
+    });
+    for c in &containers {
+        c.wait_for_status("running", WAIT);
+    }
+    // The containers' own 10 s grace applies (no EXECUTOR_STOP_TIMEOUT override).
+    let exec = rig.spawn(&[
+        ("EXECUTOR_STOP_TIMEOUT", ""),
+        ("EXECUTOR_DOCKER_TIMEOUT", "60s"),
+    ]);
+    exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+    let first_sent = Timestamp::now().0 * 1_000_000;
+    let ids: Vec<String> = containers
+        .iter()
+        .map(|c| rig.send(Action::Restart, c).1)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let recs = loop {
+        let recs = rig.records();
+        let done = ids
+            .iter()
+            .filter(|id| recs.iter().any(|r| r["request_id"] == id.as_str()))
+            .count();
+        if done == ids.len() {
+            break recs;
+        }
+        assert!(Instant::now() < deadline, "{done} of 5 decided: {recs:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for id in &ids {
+        let rec = recs
+            .iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .expect("a record");
+        assert_eq!(decision(rec), "executed", "{rec:#}");
+    }
+    // From the engine's own clock: each restart's span is from its first kill (SIGTERM) to its
+    // restart event. Side by side means every span began before any ended.
+    let mut began = Vec::new();
+    let mut ended = Vec::new();
+    for c in &containers {
+        let span = wait_for(|| {
+            let kills = event_times(&events, c.id(), "kill");
+            let restarts = event_times(&events, c.id(), "restart");
+            Some((*kills.iter().min()?, *restarts.iter().max()?))
+        });
+        began.push(span.0);
+        ended.push(span.1);
+    }
+    let last_began = *began.iter().max().expect("spans");
+    let first_ended = *ended.iter().min().expect("spans");
+    assert!(
+        last_began < first_ended,
+        "the restarts overlap: began {began:?}, ended {ended:?}"
+    );
+    // The done-when of this case: all five restarted within 15 s of the first request.
+    let all_done = *ended.iter().max().expect("spans");
+    let took_ms = (all_done - first_sent) / 1_000_000;
+    assert!(
+        took_ms <= 15_000,
+        "all restarted {took_ms} ms after the first request"
+    );
+    assert_one_order(&rig);
+    drop(exec);
+}
+
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A stop and a start for one container sent together: the start is decided only after the
+/// stop's outcome is recorded (run side by side, the start would find the container still
+/// running and be refused), so both are carried out.
+#[test]
+fn two_requests_for_one_container_run_one_after_the_other() {
+    let rig = Rig::new();
+    let target = stubborn(3).name_hint("serial").start();
+    target.wait_for_status("running", WAIT);
+    let exec = rig.spawn(&[
+        ("EXECUTOR_STOP_TIMEOUT", ""),
+        ("EXECUTOR_POLICY__ALLOWED_ACTIONS", "restart,start,stop"),
+        ("EXECUTOR_POLICY__BACKOFF_INITIAL", "10ms"),
+        ("EXECUTOR_POLICY__BACKOFF_MAX", "10ms"),
+    ]);
+    exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+    let (_, stop) = rig.send(Action::Stop, &target);
+    let (_, start) = rig.send(Action::Start, &target);
+    let recs = wait_for(|| {
+        let recs = all_records(&rig);
+        let decided = |id: &str| {
+            recs.iter()
+                .any(|r| r["request_id"] == id && r["decision"] != "intent")
+        };
+        (decided(&stop) && decided(&start)).then_some(recs)
+    });
+    let seq_of = |id: &str, decision: &str| -> u64 {
+        recs.iter()
+            .find(|r| r["request_id"] == id && r["decision"] == decision)
+            .and_then(|r| r["seq"].as_u64())
+            .unwrap_or_else(|| panic!("no {decision} record for {id}: {recs:#?}"))
+    };
+    let stop_done = seq_of(&stop, "executed");
+    let start_intent = seq_of(&start, "intent");
+    let start_done = seq_of(&start, "executed");
+    assert!(seq_of(&stop, "intent") < stop_done);
+    assert!(
+        stop_done < start_intent && start_intent < start_done,
+        "the start began only after the stop's outcome: {recs:#?}"
+    );
+    target.wait_for_status("running", WAIT);
+    assert_one_order(&rig);
+    drop(exec);
+}
+
+/// A flood of forged requests with one valid request behind it: every forged one is rejected
+/// and audited, the chain verifies, and the valid one is carried out.
+#[test]
+fn a_flood_of_forged_requests_is_audited_and_a_valid_request_behind_it_runs() {
+    const FLOOD: usize = 1000;
+    let rig = Rig::new();
+    let target = opted_in().name_hint("flood").start();
+    target.wait_for_status("running", WAIT);
+    let before = started_at(&target);
+    let exec = rig.start(&[]);
+    let forger = Signer::new("wd1", generate_signing_key()).expect("id");
+    let mut pipe = redis::pipe();
+    for _ in 0..FLOOD {
+        let env = forger
+            .sign(&rig.payload(Action::Restart, &target))
+            .expect("signs")
+            .to_json();
+        pipe.cmd("XADD")
+            .arg("vigil:requests")
+            .arg("*")
+            .arg("envelope")
+            .arg(env)
+            .ignore();
+    }
+    let () = pipe.query(&mut rig.redis()).expect("flood");
+    // The longest lifetime the executor accepts: a debug build on a busy machine may take
+    // longer than the default minute to get through the flood.
+    let mut payload = rig.payload(Action::Restart, &target);
+    payload.expires_at = payload.issued_at.plus(Duration::from_secs(290));
+    rig.send_raw(&rig.envelope(&payload));
+    let valid = payload.id.to_string();
+    let deadline = Instant::now() + Duration::from_secs(280);
+    let recs = loop {
+        let recs = rig.records();
+        if recs.iter().any(|r| r["request_id"] == valid.as_str()) {
+            break recs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "valid request not decided; {} records",
+            recs.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let forged = recs
+        .iter()
+        .filter(|r| decision(r) == "rejected" && reason(r) == "bad_signature")
+        .count();
+    assert_eq!(forged, FLOOD, "every forged request has its record");
+    let rec = recs
+        .iter()
+        .find(|r| r["request_id"] == valid.as_str())
+        .expect("record");
+    assert_eq!(decision(rec), "executed", "{rec:#}");
+    assert_ne!(started_at(&target), before);
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("vigil:requests")
+        .arg("executors")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut rig.redis())
+        .expect("XPENDING");
+    assert!(pending.is_empty(), "every entry acknowledged: {pending:?}");
+    assert_one_order(&rig);
+    drop(exec);
 }

@@ -534,6 +534,9 @@ fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
     let audit_b = rig.dir.path().join("b.jsonl");
     let mut env_a = common.to_vec();
     env_a.push(("EXECUTOR_CONSUMER", "exec-a"));
+    // One request at a time in A, so the rest of what it read waits (unleased) behind the slow
+    // restart, for B to reclaim.
+    env_a.push(("EXECUTOR_CONCURRENCY", "1"));
     let mut env_b = common.to_vec();
     env_b.push(("EXECUTOR_CONSUMER", "exec-b"));
 
