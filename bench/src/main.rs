@@ -3,7 +3,7 @@
 //! which prepares the machine and builds the release binaries it measures.
 //!
 //! ```text
-//! vigil-bench [--quick] [--incidents N] [--bin-dir DIR]
+//! vigil-bench [--quick] [--page-only] [--incidents N] [--bin-dir DIR]
 //! ```
 //!
 //! # Layout (in the order the run goes)
@@ -44,6 +44,8 @@ const KEY_ID: &str = "bench";
 #[derive(Debug, Clone)]
 struct Plan {
     quick: bool,
+    /// Only the status page rows (no daemons, no containers): `--page-only`.
+    page_only: bool,
     incidents: usize,
     sweep_sizes: Vec<usize>,
     sweep_reps: usize,
@@ -59,6 +61,7 @@ impl Plan {
     fn full() -> Plan {
         Plan {
             quick: false,
+            page_only: false,
             incidents: 60,
             sweep_sizes: vec![10, 50, 200],
             sweep_reps: 5,
@@ -73,6 +76,7 @@ impl Plan {
     fn quick() -> Plan {
         Plan {
             quick: true,
+            page_only: false,
             incidents: 20,
             sweep_sizes: vec![10, 50],
             sweep_reps: 3,
@@ -95,6 +99,7 @@ impl Plan {
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => {}
+                "--page-only" => plan.page_only = true,
                 "--incidents" => {
                     let n = it.next().context("--incidents needs a number")?;
                     plan.incidents =
@@ -108,10 +113,11 @@ impl Plan {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "vigil-bench [--quick] [--incidents N] [--bin-dir DIR]\n\n\
+                        "vigil-bench [--quick] [--page-only] [--incidents N] [--bin-dir DIR]\n\n\
                          Measures the release vigil-watchdog and vigil-executor (from DIR, default \
                          target/release) on the real Docker engine and a real redis-server, and \
-                         prints a markdown table. Run it through scripts/bench.sh."
+                         prints a markdown table. Run it through scripts/bench.sh. \
+                         --page-only measures only the status page (in process, no daemons)."
                     );
                     std::process::exit(0);
                 }
@@ -219,6 +225,18 @@ fn run() -> Result<bool> {
     interrupt::install(&rt);
 
     let bin_dir = daemon::bin_dir(plan.bin_dir.as_deref());
+    if plan.page_only {
+        let machine = procfs::machine()?;
+        let client = DockerClient::new("unix:///var/run/docker.sock", Duration::from_secs(10))
+            .context("building the Docker client")?;
+        let engine = rt
+            .block_on(client.negotiate())
+            .context("asking the Docker engine for its version")?;
+        let mut report = report::Report::new(&machine, &engine, &bin_dir, plan.quick);
+        report.status_page(&page::run(1000, if plan.quick { 3 } else { 10 }));
+        println!("{}", report.render());
+        return Ok(report.all_ok());
+    }
     let watchdog_bin = daemon::binary(&bin_dir, "vigil-watchdog")?;
     let executor_bin = daemon::binary(&bin_dir, "vigil-executor")?;
     let machine = procfs::machine()?;

@@ -1,14 +1,22 @@
 //! Status page drawing time at 1,000 containers (issue 14: under 1 s server side), measured in
 //! process: a board fed by synthetic sweeps (every container with a full day of state changes
 //! and action marks, the worst case for the strips), then `GET /`'s and `/api/status`'s work
-//! (snapshot plus HTML or JSON) timed over several repetitions. Also reports the history's
+//! (snapshot plus HTML or JSON) timed over several repetitions. One container in ten fires an
+//! alert with an open incident (each phase of the incident machine in turn) and twenty
+//! silences and acks are active, so the incident list is drawn too. Also reports the history's
 //! memory against its documented bound.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
+use vigil_shared::protocol::Action;
 use vigil_shared::time::Timestamp;
 use vigil_watchdog::collect::{Observation, Sweep};
+use vigil_watchdog::decide::AlertState;
+use vigil_watchdog::incident::{Attempt, Incident, Phase};
+use vigil_watchdog::operators::SilenceView;
+use vigil_watchdog::operators::book::{Ack, Silence};
+use vigil_watchdog::signals::{Severity, Signal, SignalKind, Subject};
 use vigil_watchdog::status_page::board::{AuditView, TargetView};
 use vigil_watchdog::status_page::history::{BYTES_PER_CONTAINER, MAX_MARKS, MAX_POINTS};
 use vigil_watchdog::status_page::{Board, Meta, render};
@@ -46,6 +54,109 @@ fn details(i: usize, health: Health) -> ContainerDetails {
         last_probe: None,
         stop_timeout: None,
     }
+}
+
+struct Silences(Vec<Silence>, Vec<Ack>);
+
+impl SilenceView for Silences {
+    fn active_silences(&self, _now: Timestamp) -> Vec<Silence> {
+        self.0.clone()
+    }
+    fn active_acks(&self, _now: Timestamp) -> Vec<Ack> {
+        self.1.clone()
+    }
+}
+
+/// One alert in ten, each with an incident in one of the machine's phases in turn.
+fn incidents(board: &Board, containers: usize, now: i64) {
+    let signals: Vec<Signal> = (0..containers)
+        .step_by(10)
+        .map(|i| {
+            Signal::new(
+                SignalKind::ContainerUnhealthy,
+                true,
+                Severity::High,
+                Subject {
+                    project: Some(format!("project-{}", i % 20)),
+                    service: Some(format!("service-{i}")),
+                    container: Some(format!("bench-page-{i}")),
+                    container_id: Some(format!("{i:064x}")),
+                    name: None,
+                },
+                "health check failing: <html> output",
+                Timestamp(now - 600_000),
+            )
+        })
+        .collect();
+    let firing = AlertState::Firing {
+        since: Timestamp(now - 600_000),
+        last_notified: Timestamp(now - 600_000),
+        count: 1,
+        interval: Duration::from_secs(3600),
+        occurrence: None,
+    };
+    board.set_alerts(signals.iter().map(|s| (s, &firing)));
+    for (n, sig) in signals.iter().enumerate() {
+        let at = Timestamp(now - 60_000);
+        let phase = match n % 6 {
+            0 => Phase::Due { at },
+            1 => Phase::Requested {
+                request_id: format!("r{n}"),
+                expires_at: Timestamp(now + 60_000),
+            },
+            2 => Phase::Verifying {
+                seq: n as u64 + 1,
+                until: Timestamp(now + 60_000),
+            },
+            3 => Phase::Waiting {
+                retry_at: Timestamp(now + 60_000),
+                reason: "backoff".into(),
+            },
+            4 => Phase::GaveUp {
+                reason: "protected".into(),
+            },
+            _ => Phase::Escalated,
+        };
+        let inc = Incident {
+            key: sig.key.clone(),
+            container_id: sig.subject.container_id.clone().unwrap_or_default(),
+            container: sig.subject.container.clone().unwrap_or_default(),
+            action: Action::Restart,
+            reason: "unhealthy".into(),
+            confidence: 0.9,
+            detected_at: Timestamp(now - 600_000),
+            phase,
+            attempts: (0..3)
+                .map(|a| Attempt {
+                    request_id: format!("r{n}-{a}"),
+                    issued_at: at,
+                    outcome: Some("executed".into()),
+                    seq: Some(n as u64 * 3 + a + 1),
+                })
+                .collect(),
+            acted_at: Some(at),
+        };
+        board.note_incident(&sig.key, Some(&inc));
+    }
+    let silences = (0..20)
+        .map(|i| Silence {
+            id: format!("s{i:06x}"),
+            target: format!("bench-page-{}", i * 10),
+            reason: "bench".into(),
+            by: "1 bench".into(),
+            created_at: Timestamp(now - 1000),
+            until: Timestamp(now + 3_600_000),
+        })
+        .collect();
+    let acks = (0..20)
+        .map(|i| Ack {
+            container: format!("bench-page-{}", 500 + i * 10),
+            by: "1 bench".into(),
+            at: Timestamp(now - 1000),
+            until: Timestamp(now + 3_600_000),
+        })
+        .collect();
+    board.set_silences(std::sync::Arc::new(Silences(silences, acks)));
 }
 
 pub fn run(containers: usize, reps: usize) -> anyhow::Result<PageResult> {
@@ -102,6 +213,7 @@ pub fn run(containers: usize, reps: usize) -> anyhow::Result<PageResult> {
             );
         }
     }
+    incidents(&board, containers, now);
     let mut html_times = Vec::new();
     let mut json_times = Vec::new();
     let mut html_bytes = 0;

@@ -26,6 +26,7 @@ pub mod chromium;
 pub mod docker;
 pub mod fake_docker;
 pub mod fakes;
+pub mod gate_proc;
 pub mod ports;
 pub mod process;
 pub mod redis_server;

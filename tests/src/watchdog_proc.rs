@@ -8,10 +8,17 @@
 //! [`Watchdog::scoped`]) carry it, so tests running in parallel never see each other's
 //! containers. Secrets (bot token, webhook URL) go through `*_FILE` variables pointing at files
 //! in a temp dir the watchdog owns, as an operator would set them.
+//!
+//! **Through the gate by default.** A watchdog started against the real engine reads Docker
+//! through its own `vigil-gate` process ([`GateProc`]), as it does when deployed: the gate's
+//! allowlist and projection apply to every test. A test that needs the raw socket opts out with
+//! [`WatchdogBuilder::raw_engine`] and says why; [`WatchdogBuilder::docker`] points the watchdog
+//! at a fake engine instead (faults the real one cannot produce).
 
 use crate::docker::Container;
 use crate::fake_docker::FakeDocker;
 use crate::fakes::{FakeSlack, FakeTelegram};
+use crate::gate_proc::GateProc;
 use crate::ports::free_port;
 use crate::process::{ChildProcess, OutputLine, Stream, workspace_bin};
 use serde_json::Value;
@@ -168,6 +175,8 @@ pub struct WatchdogBuilder {
     args: Vec<String>,
     run_id: Option<String>,
     listen: Option<SocketAddr>,
+    /// Why this watchdog talks to the engine's own socket (None: through a gate).
+    raw_engine: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -205,6 +214,7 @@ impl WatchdogBuilder {
             args: Vec::new(),
             run_id: None,
             listen: None,
+            raw_engine: None,
             dir: tempfile::Builder::new()
                 .prefix("vigil-watchdog-test-")
                 .tempdir()
@@ -289,9 +299,33 @@ impl WatchdogBuilder {
         self.telegram(&sinks.telegram).slack(&sinks.slack)
     }
 
-    /// Points the watchdog at a fake engine.
+    /// Points the watchdog at a fake engine (no gate: the fake stands for the engine's faults).
     pub fn docker(self, fake: &FakeDocker) -> Self {
         self.env("WATCHDOG_DOCKER_HOST", &fake.docker_host())
+    }
+
+    /// Opts out of the gate: the watchdog uses the engine's default socket directly. Only for a
+    /// test whose point is the raw socket; `why` must say so (it is printed with the test).
+    pub fn raw_engine(mut self, why: &str) -> Self {
+        assert!(
+            !why.trim().is_empty(),
+            "raw_engine needs a reason: every other test goes through the gate"
+        );
+        eprintln!("[vigil-tests] watchdog without the gate: {why}");
+        self.raw_engine = Some(why.to_owned());
+        self
+    }
+
+    /// Starts this builder's gate and points `WATCHDOG_DOCKER_HOST` at it, unless the test
+    /// opted out or chose another engine (a fake, or its own `WATCHDOG_DOCKER_HOST`).
+    fn attach_gate(&mut self) -> Option<GateProc> {
+        if self.raw_engine.is_some() || self.env.contains_key("WATCHDOG_DOCKER_HOST") {
+            return None;
+        }
+        let gate = GateProc::start_in(self.dir.path());
+        self.env
+            .insert("WATCHDOG_DOCKER_HOST".into(), gate.docker_host());
+        Some(gate)
     }
 
     /// The command this builder describes (clean environment).
@@ -302,11 +336,13 @@ impl WatchdogBuilder {
         cmd
     }
 
-    /// Spawns the process without waiting for anything.
-    pub fn spawn(self) -> Watchdog {
+    /// Spawns the process (behind its gate, see the module docs) without waiting for anything.
+    pub fn spawn(mut self) -> Watchdog {
+        let gate = self.attach_gate();
         let process = ChildProcess::spawn("vigil-watchdog", self.command());
         Watchdog {
             process,
+            gate,
             listen: self.listen,
             run_id: self.run_id,
             _dir: self.dir,
@@ -320,16 +356,25 @@ impl WatchdogBuilder {
         workspace_bin("vigil-watchdog", "vigil-watchdog");
         let wd = self.spawn();
         for line in [STARTING_LINE, CONNECTED_LINE, NOTIFY_STARTED_LINE] {
-            wd.process
+            let got = wd
+                .process
                 .expect_line(line, |l| l.contains(line), STARTUP_TIMEOUT);
+            // The start-up summary names the engine it reads: the gate, unless opted out.
+            if let (STARTING_LINE, Some(gate)) = (line, &wd.gate) {
+                assert!(
+                    got.contains(&format!("docker: {}", gate.docker_host())),
+                    "the watchdog does not read Docker through its gate: {got}"
+                );
+            }
         }
         wd
     }
 
     /// Runs the binary with `args` to completion (panics after `timeout`); returns its status
     /// and output.
-    pub fn run_to_exit(self, args: &[&str], timeout: Duration) -> Finished {
+    pub fn run_to_exit(mut self, args: &[&str], timeout: Duration) -> Finished {
         workspace_bin("vigil-watchdog", "vigil-watchdog");
+        let _gate = self.attach_gate();
         let mut cmd = self.command();
         cmd.args(args);
         let mut process = ChildProcess::spawn("vigil-watchdog", cmd);
@@ -380,9 +425,11 @@ impl Finished {
     }
 }
 
-/// A running watchdog process; killed when dropped.
+/// A running watchdog process; killed when dropped (before its gate).
 pub struct Watchdog {
     pub process: ChildProcess,
+    /// The gate it reads Docker through; None for a raw-socket or fake-engine watchdog.
+    gate: Option<GateProc>,
     listen: Option<SocketAddr>,
     run_id: Option<String>,
     _dir: tempfile::TempDir,
@@ -396,6 +443,11 @@ impl Watchdog {
 
     pub fn run_id(&self) -> Option<&str> {
         self.run_id.as_deref()
+    }
+
+    /// The gate this watchdog reads Docker through, if it has one.
+    pub fn gate(&self) -> Option<&GateProc> {
+        self.gate.as_ref()
     }
 
     /// The listen address the builder chose (`WATCHDOG_LISTEN`), if any.

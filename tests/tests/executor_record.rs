@@ -259,6 +259,28 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A watchdog process on the rig's Redis (its own signing key, fake Telegram and Slack), with
+/// `executor_down` paged after 2 s, as the full-disk test runs it: it reads the executor's
+/// heartbeat and must page "executor cannot audit".
+fn paging_watchdog(
+    rig: &Rig,
+    sinks: &vigil_tests::watchdog_proc::Sinks,
+) -> vigil_tests::watchdog_proc::Watchdog {
+    let b = vigil_tests::watchdog_proc::WatchdogBuilder::new().sinks(sinks);
+    let keys = vigil_shared::signing::write_keypair(&rig.dir.path().join("wd-keys"), "wd2")
+        .expect("the watchdog's key pair");
+    let config = b.file("watchdog.toml", "[alerts.executor_down]\nfor = \"2s\"\n");
+    b.env("WATCHDOG_REDIS_URL", &rig.redis.url())
+        .env(
+            "WATCHDOG_SIGNING_KEY_FILE",
+            &keys.private.display().to_string(),
+        )
+        .env("WATCHDOG_KEY_ID", "wd2")
+        .env("WATCHDOG_DEPLOYMENT", DEPLOYMENT)
+        .env("WATCHDOG_CONFIG", &config.display().to_string())
+        .start()
+}
+
 #[test]
 fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
     let rig = Rig::new();
@@ -271,6 +293,16 @@ fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
     let listen = format!("127.0.0.1:{port}");
     let _exec = rig.start_at(&audit, &["run"], &[("EXECUTOR_LISTEN", &listen)]);
     assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    let sinks = vigil_tests::watchdog_proc::Sinks::start();
+    let mut wd = paging_watchdog(&rig, &sinks);
+    let paged = |m: &str| m.starts_with("ALERT") && m.contains("executor_down");
+    // While the executor can audit, nobody is paged (over a few heartbeat probes).
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        !sinks.telegram_messages().iter().any(|m| paged(m)),
+        "executor_down while the executor is fine: {}",
+        sinks.describe()
+    );
 
     let filler = fs.fill();
     let id = rig.send(&target);
@@ -293,6 +325,13 @@ fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
         detail.starts_with("executor cannot audit: no space left"),
         "{detail}"
     );
+    // The running watchdog pages it, on both sinks, while the disk is still full.
+    let (tg, slack) = sinks.expect_exactly("executor_down page", 1, paged, WAIT, Duration::ZERO);
+    for m in tg.iter().chain(&slack) {
+        assert!(m.contains("executor cannot audit: no space left"), "{m}");
+    }
+    wd.assert_running("while the executor cannot audit");
+    assert!(std::fs::metadata(&filler).is_ok(), "still full when paged");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         started_at(&target),
@@ -320,6 +359,18 @@ fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
             .starts_with("HTTP/1.1 200")
             .then_some(())
     });
+    // Not a fragment: every line of the file is a whole record.
+    let text = std::fs::read_to_string(&audit).expect("audit file");
+    assert!(text.ends_with('\n'), "the log ends with a whole record");
+    assert_eq!(records(&audit).len(), text.lines().count());
+    // The page ends: the watchdog tells people the executor is back.
+    let recovered = |m: &str| m.starts_with("RECOVERED") && m.contains("executor_down");
+    assert!(
+        sinks.wait_each(1, recovered, WAIT),
+        "no recovery of executor_down: {}",
+        sinks.describe()
+    );
+    wd.assert_running("after the executor resumed");
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! one unhealthy and one exited container show with their states; a container that fails while
 //! the page is open shows without a reload; HTML in labels renders as text and probe output is
 //! never shown; the console stays clean under the page's strict CSP; `/api/status` validates
-//! against `docs/status-api.schema.json`; a non-loopback listen address needs a token.
+//! against `docs/status-api.schema.json`; a non-loopback listen address needs a token. With
+//! Redis and the real executor, a firing incident's remediation follows the incident machine on
+//! the open page (requested, restarted at audit #, refused until, escalated), and silences and
+//! acknowledgements set through the (fake) Telegram chat show beside their incidents.
 //!
 //! Screenshots go to `target/test-artifacts/status-page*.png`.
 
@@ -12,8 +15,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use vigil_tests::chromium::{Browser, Tab};
 use vigil_tests::docker::{Container, Healthcheck, require_engine};
+use vigil_tests::fakes::FakeTelegram;
 use vigil_tests::ports::free_port;
+use vigil_tests::process::ChildProcess;
 use vigil_tests::process::target_dir;
+use vigil_tests::redis_server::RedisServer;
 use vigil_tests::watchdog_proc::{Sinks, WatchdogBuilder, poll_until};
 use vigil_tests::workspace_root;
 
@@ -296,4 +302,219 @@ fn with_a_token_requests_without_it_get_401() {
     }
     let (code, _, _) = get(addr, "/healthz", None);
     assert_eq!(code, 200, "/healthz stays open for health checks");
+}
+
+/// An incident's remediation on the open page: `(data-remediation, its text, the silence or
+/// ack badge)` of the incident whose subject starts with `name`.
+fn incident_in_dom(tab: &mut Tab, name: &str) -> Option<(String, String, String)> {
+    let expr = format!(
+        "(function () {{ var n = {}; var e = Array.from(document.querySelectorAll('li.incident'))\
+         .find(function (x) {{ return x.querySelector('.subject').textContent.indexOf(n) === 0; }});\
+         if (!e) return null; var q = e.querySelector('.quieted');\
+         return [e.dataset.remediation, e.querySelector('.remedy').textContent, q ? q.textContent : ''].join('\\u0001'); }})()",
+        serde_json::to_string(name).expect("json")
+    );
+    let v = tab.eval(&expr);
+    let text = v.as_str()?;
+    let mut parts = text.split('\u{1}').map(str::to_string);
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// Waits until the open page shows `name`'s remediation as `state`; returns its text.
+fn wait_remediation(tab: &mut Tab, name: &str, state: &str, timeout: Duration) -> String {
+    let mut last = None;
+    let shown = poll_until(timeout, || {
+        last = incident_in_dom(tab, name);
+        last.as_ref().is_some_and(|(s, _, _)| s == state)
+    });
+    assert!(
+        shown,
+        "{name}: remediation {state:?} not shown within {timeout:?}; last seen {last:?}"
+    );
+    last.map(|(_, text, _)| text).unwrap_or_default()
+}
+
+fn command(tg: &FakeTelegram, text: &str) -> String {
+    let before = tg.pending_update_count();
+    tg.push_update(CHAT, OPERATOR, text);
+    let id = FakeTelegram::update_message_id(before);
+    let mut got = Vec::new();
+    assert!(
+        poll_until(ARRIVAL, || {
+            got = tg.replies_to(id);
+            !got.is_empty()
+        }),
+        "no answer to {text}; telegram got {:#?}",
+        tg.messages()
+    );
+    got.remove(0)
+}
+
+const CHAT: i64 = 42;
+const OPERATOR: u64 = 7;
+const KEY_ID: &str = "wd-page";
+const DEPLOYMENT: &str = "vigil-page";
+/// Each start of the looping container gets this long of `starting` before its (always failing)
+/// check counts: long enough for the page to show "restarted" before the next request.
+const START_PERIOD: Duration = Duration::from_secs(10);
+/// The executor's backoff after one action: the second request is refused until then.
+const BACKOFF: &str = "20s";
+
+#[test]
+fn remediation_phases_silences_and_acks_show_live_and_in_status() {
+    require_engine();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = vigil_shared::signing::write_keypair(&dir.path().join("watchdog"), KEY_ID)
+        .expect("key pair");
+    let verify = dir.path().join("verify");
+    std::fs::create_dir(&verify).expect("verify dir");
+    std::fs::copy(&keys.public, verify.join(format!("{KEY_ID}.pub"))).expect("public key");
+    let redis = RedisServer::start();
+    let sinks = Sinks::start();
+    let wd = WatchdogBuilder::new()
+        .sinks(&sinks)
+        .env("WATCHDOG_TELEGRAM_ALLOWED_USERS", &OPERATOR.to_string())
+        .env("WATCHDOG_REDIS_URL", &redis.url())
+        .env(
+            "WATCHDOG_SIGNING_KEY_FILE",
+            &keys.private.display().to_string(),
+        )
+        .env("WATCHDOG_KEY_ID", KEY_ID)
+        .env("WATCHDOG_DEPLOYMENT", DEPLOYMENT)
+        .start();
+    assert!(
+        wd.gate().is_some(),
+        "the watchdog reads Docker through a gate"
+    );
+    let addr = wd.listen().expect("a listen address");
+    let always_failing = |hint: &str| {
+        let mut check = Healthcheck::new("exit 1");
+        check.start_period = START_PERIOD;
+        wd.scoped(Container::new().name_hint(hint))
+            .healthcheck(check)
+            .shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
+    };
+    // Opted in: no restart heals it, so its incident runs the whole course.
+    let looping = always_failing("page-loop")
+        .label("vigil.remediate", "true")
+        .start();
+    let quiet = always_failing("page-quiet").start();
+    let acked = always_failing("page-acked").start();
+
+    let browser = Browser::start();
+    let mut tab = browser.open();
+    tab.navigate(&format!("http://{addr}/"));
+    // No executor yet: the request waits on the stream.
+    let arrival = ARRIVAL + START_PERIOD;
+    let text = wait_remediation(&mut tab, looping.name(), "requested", arrival);
+    assert!(text.starts_with("restart requested at "), "{text}");
+    let doc = status_json(addr);
+    validate(&doc);
+
+    // Operators silence one incident and acknowledge another, in the chat.
+    let said = command(
+        &sinks.telegram,
+        &format!("/silence {} 1h maintenance <b>window</b>", quiet.name()),
+    );
+    assert!(
+        said.contains(quiet.name()) && said.contains("ends"),
+        "{said}"
+    );
+    command(&sinks.telegram, &format!("/ack {}", acked.name()));
+
+    // The executor comes: restart (audit #), then backoff, then the breaker.
+    let audit = dir.path().join("audit.jsonl");
+    let (url, verify_dir, audit_file) = (
+        redis.url(),
+        verify.display().to_string(),
+        audit.display().to_string(),
+    );
+    let executor = ChildProcess::spawn_bin(
+        "vigil-executor",
+        "vigil-executor",
+        &["run"],
+        &[
+            ("EXECUTOR_REDIS_URL", url.as_str()),
+            ("EXECUTOR_VERIFY_KEYS", verify_dir.as_str()),
+            ("EXECUTOR_AUDIT_FILE", audit_file.as_str()),
+            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
+            ("EXECUTOR_LISTEN", "off"),
+            ("EXECUTOR_CONSUMER", "exec-page"),
+            ("EXECUTOR_STOP_TIMEOUT", "2s"),
+            ("EXECUTOR_POLICY__BACKOFF_INITIAL", BACKOFF),
+            ("EXECUTOR_POLICY__BACKOFF_MAX", "1m"),
+            ("EXECUTOR_POLICY__BREAKER_MAX_ACTIONS", "1"),
+        ],
+    );
+    let context = || {
+        format!(
+            "--- executor ---\n{}\n--- watchdog ---\n{}",
+            executor.transcript(),
+            wd.process.transcript()
+        )
+    };
+    let restarted = wait_remediation(&mut tab, looping.name(), "executed", ARRIVAL);
+    assert!(
+        restarted.starts_with("restarted at ") && restarted.contains("(audit #"),
+        "{restarted}\n{}",
+        context()
+    );
+    artifact("status-page-restarted.png", &tab.screenshot());
+    let refused = wait_remediation(&mut tab, looping.name(), "refused", arrival);
+    assert!(
+        refused.contains("refused until ") && refused.contains("backoff"),
+        "{refused}\n{}",
+        context()
+    );
+    let doc = status_json(addr);
+    validate(&doc);
+    let r = doc["incidents"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["subject"]["container"] == looping.name())
+        })
+        .map(|i| i["remediation"].clone())
+        .expect("the looping container's incident");
+    assert_eq!(r["phase"], "waiting", "{r:#}");
+    assert!(r["retry_at"].as_i64().is_some(), "{r:#}");
+    let escalated = wait_remediation(&mut tab, looping.name(), "escalated", arrival + LIVE);
+    assert!(
+        escalated.contains("manual action needed (audit #"),
+        "{escalated}\n{}",
+        context()
+    );
+
+    // Silence and ack beside their incidents, the silence listed, its reason as text.
+    let (_, _, badge) = incident_in_dom(&mut tab, quiet.name()).expect("quiet incident");
+    assert!(badge.starts_with("silenced until"), "{badge}");
+    let (_, _, badge) = incident_in_dom(&mut tab, acked.name()).expect("acked incident");
+    assert_eq!(badge, format!("acknowledged by Op ({OPERATOR})"), "{badge}");
+    let listed = tab.eval(&format!(
+        "(function () {{ var e = document.querySelector('li.silence[data-target=\"{}\"]'); return e ? e.textContent : ''; }})()",
+        quiet.name()
+    ));
+    let listed = listed.as_str().unwrap_or_default();
+    assert!(listed.contains("maintenance <b>window</b>"), "{listed:?}");
+    assert_eq!(tab.eval("document.querySelectorAll('b').length"), 0);
+    artifact("status-page-escalated.png", &tab.screenshot());
+    let problems = tab.problems();
+    assert!(problems.is_empty(), "console problems: {problems:#?}");
+
+    let doc = status_json(addr);
+    validate(&doc);
+    let silences = doc["silences"].as_array().expect("silences");
+    assert_eq!(silences.len(), 1, "{doc:#}");
+    assert_eq!(silences[0]["target"], quiet.name());
+
+    // Telegram's /status says the same phase.
+    let status = command(&sinks.telegram, "/status");
+    let line = status
+        .lines()
+        .find(|l| l.contains(looping.name()))
+        .unwrap_or_else(|| panic!("{} missing from {status}", looping.name()));
+    assert!(
+        line.contains("now: escalated: manual action needed (audit #"),
+        "{line}"
+    );
 }

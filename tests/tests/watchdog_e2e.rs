@@ -346,7 +346,13 @@ fn twenty_containers_of_one_project_failing_together_make_one_message_per_sink()
 #[test]
 fn fresh_clone_runs_alert_only_and_prints_alerts_to_the_log() {
     require_engine();
-    let mut wd = WatchdogBuilder::bare().scope().start();
+    let mut wd = WatchdogBuilder::bare()
+        .scope()
+        .raw_engine(
+            "the README's run command sets nothing: the engine's default socket is the point",
+        )
+        .start();
+    assert!(wd.gate().is_none());
     wd.process.expect_line(
         "alert-only mode",
         |l| l.contains("Alert-only mode"),

@@ -8,6 +8,7 @@ use crate::decide::Action;
 use std::time::Duration;
 use vigil_shared::time::Timestamp;
 
+use crate::change::StateChange;
 use crate::collect;
 use crate::config::RedisConfig;
 use crate::incident::LoopSettings;
@@ -190,6 +191,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     let ops = crate::operators::wiring::start(&cfg, &cancel).await?;
+    board.set_silences(ops.clone());
     let (notifier, notify_task) = Notifier::start_with(
         &cfg.notify,
         cfg.hostname.clone(),
@@ -230,6 +232,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         remote
             .as_ref()
             .map_or_else(Default::default, |r| r.sent.clone()),
+    );
+    crate::operators::wiring::publish_incidents(
+        &ops,
+        &board,
+        saved_incidents.iter().map(|i| (i.key.as_str(), Some(i))),
     );
     runner.restore(saved_incidents);
     let mut audit_rx = remote.as_mut().and_then(|r| r.audit_rx.take());
@@ -322,12 +329,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 dispatch(&notifier, &metrics, d, since, remedy);
             }
         }
-        save_changes(&mut core, &mut runner, remote.as_ref());
+        save_changes(&mut core, &mut runner, remote.as_ref(), &ops, &board);
     }
 
     tracing::info!("Shutting down: stopping sources and draining notifications.");
     cancel.cancel();
-    save_changes(&mut core, &mut runner, remote.as_ref());
+    save_changes(&mut core, &mut runner, remote.as_ref(), &ops, &board);
     let drain = async {
         while sources.join_next().await.is_some() {}
         if let Some(remote) = remote.as_mut() {
@@ -360,9 +367,25 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> T {
 }
 
 /// Hands the core's state changes, with their incidents, to the alert store (dropped in
-/// alert-only mode).
-fn save_changes(core: &mut Core, runner: &mut Runner, remote: Option<&Remote>) {
+/// alert-only mode), and the incidents to `/status` and the status page.
+fn save_changes(
+    core: &mut Core,
+    runner: &mut Runner,
+    remote: Option<&Remote>,
+    ops: &crate::operators::Operators,
+    board: &Board,
+) {
     let changes = runner.changes(core);
+    crate::operators::wiring::publish_incidents(
+        ops,
+        board,
+        changes.iter().map(|c| match c {
+            StateChange::Put {
+                signal, incident, ..
+            } => (signal.key.as_str(), incident.as_deref()),
+            StateChange::Remove { key } => (key.as_str(), None),
+        }),
+    );
     if let Some(remote) = remote {
         for change in changes {
             remote.store.save(change);

@@ -231,16 +231,22 @@ async fn status(ops: &Operators, now: Timestamp) -> Message {
         b.push(Block::Line(format!("{} firing:", firing.len())));
         for f in &firing {
             let remedy = f.remedy.clone().unwrap_or_else(|| "alert only".into());
+            let phase = ops
+                .status
+                .phase_text(&f.key)
+                .map(|p| format!("; now: {p}"))
+                .unwrap_or_default();
             b.push(Block::Item(truncate_chars(
                 &format!(
-                    "[{}] {} {} for {}; remediation: {}",
+                    "[{}] {} {} for {}; remediation: {}{}",
                     f.severity,
                     f.kind,
                     f.label,
                     human_duration(now.since(f.since)),
-                    remedy
+                    remedy,
+                    phase
                 ),
-                300,
+                400,
             )));
         }
     }

@@ -74,3 +74,16 @@ pub fn remedy_text(r: &Remediation, requested: bool) -> String {
         )
     }
 }
+
+/// The incident machine's incidents after a step (None: ended), for `/status` and the status
+/// page: both show the phase, not only the planned action.
+pub fn publish_incidents<'a>(
+    ops: &Operators,
+    board: &crate::status_page::Board,
+    incidents: impl IntoIterator<Item = (&'a str, Option<&'a crate::incident::Incident>)>,
+) {
+    for (key, inc) in incidents {
+        ops.status.note_incident(key, inc);
+        board.note_incident(key, inc);
+    }
+}

@@ -5,13 +5,18 @@
 use super::history::{self, Decision, History, MAX_CONTAINERS, MarkRec, Shown, bounded, window_ms};
 use super::model::{
     ActionView, ContainerView, DiskView, ExecutorView, HistoryView, HostView, Incident, Mark,
-    RemediationView, SCHEMA_NAME, SCHEMA_VERSION, StatusDoc, Subject, TimelinePoint, WatchdogView,
+    RemediationView, SCHEMA_NAME, SCHEMA_VERSION, SilenceView, StatusDoc, Subject, TimelinePoint,
+    WatchdogView,
 };
+use super::remedy;
 use crate::collect::{Observation, SourceId};
 use crate::decide::AlertState;
+use crate::incident::Incident as LoopIncident;
+use crate::operators::SilenceView as Silences;
+use crate::operators::book::{Ack, Silence};
 use crate::signals::Signal;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use vigil_shared::docker::{EventAction, Health};
 use vigil_shared::time::Timestamp;
@@ -68,6 +73,8 @@ struct State {
     containers: HashMap<String, Tracked>,
     orphan_marks: HashMap<String, Vec<MarkRec>>,
     alerts: Vec<(Signal, AlertState)>,
+    /// The incident machine's open incidents, by signal key (a read-only copy).
+    incidents: HashMap<String, LoopIncident>,
     actions: VecDeque<ActionView>,
     executor: ExecutorView,
     host: HostView,
@@ -80,6 +87,8 @@ struct State {
 pub struct Board {
     meta: Meta,
     state: Mutex<State>,
+    /// The operators' silences and acks, once the engine set them up.
+    silences: OnceLock<Arc<dyn Silences>>,
 }
 
 impl Board {
@@ -90,6 +99,28 @@ impl Board {
                 docker_ok: true,
                 ..State::default()
             }),
+            silences: OnceLock::new(),
+        }
+    }
+
+    /// Where the page reads active silences and acknowledgements from (set once).
+    pub fn set_silences(&self, view: Arc<dyn Silences>) {
+        if self.silences.set(view).is_err() {
+            tracing::debug!("Status page silences were already set; keeping the first.");
+        }
+    }
+
+    /// The incident machine's incident for `key` after a step (None: it ended). The page shows
+    /// its phase as the remediation state of the key's alert.
+    pub fn note_incident(&self, key: &str, incident: Option<&LoopIncident>) {
+        let mut st = self.lock();
+        match incident {
+            Some(i) => {
+                st.incidents.insert(key.to_string(), i.clone());
+            }
+            None => {
+                st.incidents.remove(key);
+            }
         }
     }
 
@@ -208,7 +239,11 @@ impl Board {
             .filter(|(_, s)| matches!(s, AlertState::Firing { .. } | AlertState::Resolving { .. }))
             .map(|(sig, s)| (sig.clone(), *s))
             .collect();
-        self.lock().alerts = list;
+        let mut st = self.lock();
+        // An incident lives only while its alert fires: drop copies whose end was not reported.
+        st.incidents
+            .retain(|k, _| list.iter().any(|(sig, _)| &sig.key == k));
+        st.alerts = list;
     }
 
     /// The watchdog asked the executor for `action` on container `id`.
@@ -295,13 +330,17 @@ impl Board {
 
     /// The whole document, as `/api/status` serves it and the page draws it.
     pub fn snapshot(&self, now: Timestamp) -> StatusDoc {
+        // Read before taking the board's lock: the two locks are never held together.
+        let (silences, acks) = self.silences.get().map_or_else(Default::default, |v| {
+            (v.active_silences(now), v.active_acks(now))
+        });
         let st = self.lock();
         let now_ms = now.as_millis();
         let window_start = now_ms - window_ms();
         let mut incidents: Vec<Incident> = st
             .alerts
             .iter()
-            .map(|(sig, state)| incident(sig, state, &st))
+            .map(|(sig, state)| incident(sig, state, &st, &silences, &acks))
             .collect();
         incidents.sort_by(|a, b| {
             severity_rank(&b.severity)
@@ -373,7 +412,7 @@ impl Board {
             incidents,
             containers: containers.into_iter().map(|(_, v)| v).collect(),
             actions: st.actions.iter().cloned().collect(),
-            silences: Vec::new(),
+            silences: silences.iter().map(silence_view).collect(),
             host_signals: st.host.clone(),
             history: HistoryView {
                 window_ms: window_ms(),
@@ -432,12 +471,33 @@ fn severity_rank(s: &str) -> u8 {
     }
 }
 
-fn incident(sig: &Signal, state: &AlertState, st: &State) -> Incident {
+fn silence_view(s: &Silence) -> SilenceView {
+    SilenceView {
+        id: bounded(&s.id),
+        target: bounded(&s.target),
+        until: s.until.as_millis(),
+        reason: Some(bounded(&s.reason)).filter(|r| !r.is_empty()),
+        by: Some(bounded(&s.by)).filter(|b| !b.is_empty()),
+    }
+}
+
+fn incident(
+    sig: &Signal,
+    state: &AlertState,
+    st: &State,
+    silences: &[Silence],
+    acks: &[Ack],
+) -> Incident {
     let (label, since) = match state {
         AlertState::Resolving { firing_since, .. } => ("resolving", *firing_since),
         AlertState::Firing { since, .. } | AlertState::Pending { since } => ("firing", *since),
         AlertState::Inactive => ("inactive", sig.observed_at),
     };
+    let ack = sig
+        .subject
+        .container
+        .as_deref()
+        .and_then(|c| acks.iter().find(|a| a.container == c));
     let tracked = sig
         .subject
         .container_id
@@ -457,9 +517,16 @@ fn incident(sig: &Signal, state: &AlertState, st: &State) -> Incident {
             name: sig.subject.name.clone(),
         },
         cause: sig.detail.clone(),
-        remediation: tracked.and_then(|t| remediation(t, since.as_millis())),
-        silence: None,
-        acked: false,
+        remediation: match st.incidents.get(&sig.key) {
+            Some(inc) => Some(remedy::from_incident(inc)),
+            None => tracked.and_then(|t| remediation(t, since.as_millis())),
+        },
+        silence: silences
+            .iter()
+            .find(|s| s.matches(&sig.subject))
+            .map(silence_view),
+        acked: ack.is_some(),
+        acked_by: ack.map(|a| bounded(&a.by)),
     }
 }
 
@@ -491,6 +558,10 @@ fn remediation(t: &Tracked, since: i64) -> Option<RemediationView> {
                 audit_seq: Some(a.seq),
                 retry_at: a.retry_at.map(Timestamp::as_millis),
                 detail,
+                phase: None,
+                attempts: None,
+                executed: None,
+                verify_until: None,
             })
         }
         (_, Some((action, at))) => Some(RemediationView {
@@ -500,6 +571,10 @@ fn remediation(t: &Tracked, since: i64) -> Option<RemediationView> {
             audit_seq: None,
             retry_at: None,
             detail: String::new(),
+            phase: None,
+            attempts: None,
+            executed: None,
+            verify_until: None,
         }),
         _ => None,
     }

@@ -19,6 +19,7 @@ pub mod board;
 pub mod history;
 pub mod model;
 pub mod reader;
+pub mod remedy;
 pub mod render;
 
 pub use access::Access;

@@ -87,6 +87,9 @@ pub struct Incident {
     pub remediation: Option<RemediationView>,
     pub silence: Option<SilenceView>,
     pub acked: bool,
+    /// Who acknowledged it, when `acked`. Added in v1.
+    #[serde(default)]
+    pub acked_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,22 @@ pub struct RemediationView {
     pub retry_at: Option<i64>,
     /// The executor's reason code or result, in words.
     pub detail: String,
+    /// The incident machine's phase (`due`, `requested`, `verifying`, `waiting`, `gave_up`,
+    /// `escalated`); null when the state comes from the last audit record alone (no incident
+    /// of this watchdog is open for it). Added in v1.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Requests sent for this incident so far; null without an incident. Added in v1.
+    #[serde(default)]
+    pub attempts: Option<usize>,
+    /// Actions the executor carried out for this incident; null without an incident. Added in
+    /// v1.
+    #[serde(default)]
+    pub executed: Option<usize>,
+    /// While verifying an executed action: when the container must have recovered by, or the
+    /// next attempt is made. Added in v1.
+    #[serde(default)]
+    pub verify_until: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

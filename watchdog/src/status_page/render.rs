@@ -4,7 +4,7 @@
 //! are inline SVG computed here; the page's one script and one style sheet are inline too, and
 //! allowed by their SHA-256 hashes in the Content-Security-Policy (nothing else may run or load).
 
-use super::model::{ContainerView, Incident, RemediationView, StatusDoc};
+use super::model::{ContainerView, Incident, StatusDoc};
 use askama::Template;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -105,6 +105,8 @@ pub struct IncidentRow {
     pub cause: String,
     pub remediation: String,
     pub remediation_class: &'static str,
+    /// `remediation.state` (or `none`), for the DOM's `data-remediation`.
+    pub remediation_state: String,
     pub silence: String,
 }
 
@@ -143,6 +145,8 @@ pub struct ActionRow {
 }
 
 pub struct SilenceRow {
+    pub id: String,
+    pub by: String,
     pub target: String,
     pub until: String,
     pub reason: String,
@@ -276,6 +280,8 @@ impl From<&StatusDoc> for View {
                 .silences
                 .iter()
                 .map(|s| SilenceRow {
+                    id: s.id.clone(),
+                    by: s.by.clone().unwrap_or_default(),
                     target: s.target.clone(),
                     until: clock(s.until),
                     reason: s.reason.clone().unwrap_or_default(),
@@ -327,7 +333,7 @@ fn incident_row(i: &Incident, now: i64) -> IncidentRow {
         None => s.name.clone().unwrap_or_else(|| "-".into()),
     };
     let (remediation, remediation_class) = match &i.remediation {
-        Some(r) => (remediation_text(r), remediation_class(&r.state)),
+        Some(r) => (super::remedy::text(r), super::remedy::class(&r.state)),
         None => ("none".into(), "off"),
     };
     IncidentRow {
@@ -339,38 +345,18 @@ fn incident_row(i: &Incident, now: i64) -> IncidentRow {
         cause: i.cause.clone(),
         remediation,
         remediation_class,
+        remediation_state: i
+            .remediation
+            .as_ref()
+            .map_or_else(|| "none".into(), |r| r.state.clone()),
         silence: match (&i.silence, i.acked) {
-            (Some(s), _) => format!("silenced until {}", clock(s.until)),
-            (None, true) => "acknowledged".into(),
+            (Some(s), _) => format!("silenced until {} ({})", clock(s.until), s.id),
+            (None, true) => match &i.acked_by {
+                Some(by) => format!("acknowledged by {by}"),
+                None => "acknowledged".into(),
+            },
             (None, false) => String::new(),
         },
-    }
-}
-
-fn remediation_text(r: &RemediationView) -> String {
-    let action = r.action.as_deref().unwrap_or("action");
-    let audit = r
-        .audit_seq
-        .map(|s| format!(" (audit #{s})"))
-        .unwrap_or_default();
-    match r.state.as_str() {
-        "requested" => format!("{action} requested at {}", clock(r.at)),
-        "executed" => format!("{action} done at {}{audit}", clock(r.at)),
-        "dry_run" => format!("dry run: would {action}{audit}"),
-        "refused" => match r.retry_at {
-            Some(t) => format!("{action} refused until {}: {}{audit}", clock(t), r.detail),
-            None => format!("{action} refused: {}{audit}", r.detail),
-        },
-        "escalated" => format!("escalated: manual action needed{audit}"),
-        other => format!("{action} {}: {}{audit}", words(other), r.detail),
-    }
-}
-
-fn remediation_class(state: &str) -> &'static str {
-    match state {
-        "executed" => "ok",
-        "requested" | "dry_run" | "refused" => "warn",
-        _ => "bad",
     }
 }
 

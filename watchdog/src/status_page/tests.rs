@@ -5,11 +5,14 @@ use super::history::{BYTES_PER_CONTAINER, MAX_POINTS};
 use super::*;
 use crate::collect::{Observation, Sweep};
 use crate::decide::AlertState;
+use crate::incident::{Attempt, Incident as LoopIncident, Phase};
+use crate::operators::book::{Ack, Silence};
 use crate::signals::{Severity, Signal, SignalKind, Subject as SigSubject};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_shared::config::Secret;
 use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
+use vigil_shared::protocol::Action;
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -332,4 +335,227 @@ fn responses_need_the_token_when_one_is_set_and_carry_the_csp() {
         schema["properties"]["version"]["const"],
         model::SCHEMA_VERSION
     );
+}
+
+/// Silences and acks as the operators' book would hand them out.
+struct FixedSilences(Vec<Silence>, Vec<Ack>);
+
+impl crate::operators::SilenceView for FixedSilences {
+    fn active_silences(&self, now: Timestamp) -> Vec<Silence> {
+        self.0
+            .iter()
+            .filter(|s| s.is_active(now))
+            .cloned()
+            .collect()
+    }
+    fn active_acks(&self, now: Timestamp) -> Vec<Ack> {
+        self.1.iter().filter(|a| now < a.until).cloned().collect()
+    }
+}
+
+fn unhealthy_signal(i: usize) -> Signal {
+    Signal::new(
+        SignalKind::ContainerUnhealthy,
+        true,
+        Severity::High,
+        SigSubject {
+            project: Some("shop".into()),
+            service: Some("web".into()),
+            container: Some(format!("c-{i}")),
+            container_id: Some(format!("{i:064x}")),
+            name: None,
+        },
+        "health check failing",
+        Timestamp(T0),
+    )
+}
+
+fn firing_state() -> AlertState {
+    AlertState::Firing {
+        since: Timestamp(T0),
+        last_notified: Timestamp(T0),
+        count: 1,
+        interval: Duration::from_secs(3600),
+        occurrence: None,
+    }
+}
+
+fn loop_incident(i: usize, phase: Phase, attempts: Vec<Attempt>) -> LoopIncident {
+    LoopIncident {
+        key: unhealthy_signal(i).key,
+        container_id: format!("{i:064x}"),
+        container: format!("c-{i}"),
+        action: Action::Restart,
+        reason: "unhealthy".into(),
+        confidence: 0.9,
+        detected_at: Timestamp(T0),
+        phase,
+        attempts,
+        acted_at: Some(Timestamp(T0 + 9_000)),
+    }
+}
+
+fn attempt(id: &str, outcome: Option<&str>, seq: Option<u64>) -> Attempt {
+    Attempt {
+        request_id: id.into(),
+        issued_at: Timestamp(T0 + 1_000),
+        outcome: outcome.map(str::to_string),
+        seq,
+    }
+}
+
+#[test]
+fn incidents_show_the_incident_machines_phase_and_silences_and_acks() {
+    let b = board();
+    sweep(
+        &b,
+        T0,
+        (1..=6)
+            .map(|i| details(i, "shop", RunState::Running, Health::Unhealthy))
+            .collect(),
+    );
+    b.set_silences(Arc::new(FixedSilences(
+        vec![
+            Silence {
+                id: "s00abcd".into(),
+                target: "c-5".into(),
+                reason: "<b>maintenance</b>".into(),
+                by: "7 ann".into(),
+                created_at: Timestamp(T0),
+                until: Timestamp(T0 + 3_600_000),
+            },
+            Silence {
+                id: "s00dead".into(),
+                target: "over".into(),
+                reason: String::new(),
+                by: "7 ann".into(),
+                created_at: Timestamp(T0 - 10),
+                until: Timestamp(T0 + 1),
+            },
+        ],
+        vec![Ack {
+            container: "c-6".into(),
+            by: "8 bob".into(),
+            at: Timestamp(T0),
+            until: Timestamp(T0 + 86_400_000),
+        }],
+    )));
+    let signals: Vec<Signal> = (1..=6).map(unhealthy_signal).collect();
+    let firing = firing_state();
+    b.set_alerts(signals.iter().map(|s| (s, &firing)));
+    let incs = [
+        loop_incident(
+            1,
+            Phase::Requested {
+                request_id: "r1".into(),
+                expires_at: Timestamp(T0 + 61_000),
+            },
+            vec![attempt("r1", None, None)],
+        ),
+        loop_incident(
+            2,
+            Phase::Waiting {
+                retry_at: Timestamp(T0 + 120_000),
+                reason: "backoff".into(),
+            },
+            vec![attempt("r2", Some("refused: backoff"), Some(11))],
+        ),
+        loop_incident(
+            3,
+            Phase::Verifying {
+                seq: 12,
+                until: Timestamp(T0 + 129_000),
+            },
+            vec![attempt("r3", Some("executed"), Some(12))],
+        ),
+        loop_incident(
+            4,
+            Phase::Escalated,
+            vec![
+                attempt("r4a", Some("executed"), Some(13)),
+                attempt("r4b", Some("refused: breaker_opened"), Some(14)),
+            ],
+        ),
+    ];
+    for inc in &incs {
+        b.note_incident(&inc.key, Some(inc));
+    }
+    let now = Timestamp(T0 + 10_000);
+    let doc = b.snapshot(now);
+    let by_name = |n: &str| {
+        doc.incidents
+            .iter()
+            .find(|i| i.subject.container.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("no incident for {n}: {doc:#?}"))
+            .clone()
+    };
+    let r = by_name("c-1").remediation.expect("requested");
+    assert_eq!(
+        (r.state.as_str(), r.phase.as_deref(), r.at, r.attempts),
+        ("requested", Some("requested"), T0 + 1_000, Some(1))
+    );
+    let r = by_name("c-2").remediation.expect("refused");
+    assert_eq!(
+        (r.state.as_str(), r.retry_at, r.audit_seq, r.detail.as_str()),
+        ("refused", Some(T0 + 120_000), Some(11), "backoff")
+    );
+    let r = by_name("c-3").remediation.expect("executed");
+    assert_eq!(
+        (r.state.as_str(), r.at, r.audit_seq, r.verify_until),
+        ("executed", T0 + 9_000, Some(12), Some(T0 + 129_000))
+    );
+    assert_eq!(r.phase.as_deref(), Some("verifying"));
+    let r = by_name("c-4").remediation.expect("escalated");
+    assert_eq!(
+        (r.state.as_str(), r.audit_seq, r.executed, r.attempts),
+        ("escalated", Some(14), Some(1), Some(2))
+    );
+    let c5 = by_name("c-5");
+    assert!(c5.remediation.is_none(), "no incident, no record: none");
+    assert_eq!(c5.silence.as_ref().map(|s| s.id.as_str()), Some("s00abcd"));
+    let c6 = by_name("c-6");
+    assert!(c6.acked && c5.silence.is_some() && c6.silence.is_none());
+    assert_eq!(c6.acked_by.as_deref(), Some("8 bob"));
+    assert_eq!(doc.silences.len(), 1, "the ended silence is not listed");
+    assert_eq!(doc.silences[0].by.as_deref(), Some("7 ann"));
+
+    let html = render::page(&doc).expect("render");
+    for needle in [
+        "restart requested at",
+        "restart refused until 2027-01-15 08:02:00 UTC: backoff (audit #11)",
+        "restarted at 2027-01-15 08:00:09 UTC (audit #12), verifying until",
+        "escalated: manual action needed (audit #14)",
+        "silenced until",
+        "acknowledged by 8 bob",
+        "data-remediation=\"escalated\"",
+        "&#60;b&#62;maintenance&#60;/b&#62;",
+    ] {
+        assert!(html.contains(needle), "{needle} not in\n{html}");
+    }
+    assert!(!html.contains("<b>maintenance"));
+
+    // The end of an incident, and an alert that stopped firing, drop the copy.
+    b.note_incident(&incs[0].key, None);
+    b.set_alerts(signals[1..2].iter().map(|s| (s, &firing)));
+    let doc = b.snapshot(now);
+    assert_eq!(doc.incidents.len(), 1);
+    b.set_alerts(signals.iter().map(|s| (s, &firing)));
+    let doc = b.snapshot(now);
+    let states: Vec<Option<String>> = doc
+        .incidents
+        .iter()
+        .map(|i| i.remediation.as_ref().map(|r| r.state.clone()))
+        .collect();
+    assert_eq!(
+        states.iter().flatten().count(),
+        1,
+        "only the copy noted while its alert kept firing is left: {states:?}"
+    );
+
+    // The same text reaches Telegram's /status.
+    let ops = crate::operators::Operators::in_memory();
+    ops.status.note_incident(&incs[2].key, Some(&incs[2]));
+    let text = ops.status.phase_text(&incs[2].key).expect("phase");
+    assert!(text.starts_with("restarted at "), "{text}");
+    assert!(text.contains("(audit #12)"), "{text}");
 }
