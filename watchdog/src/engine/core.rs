@@ -337,7 +337,6 @@ mod tests {
         Observation::Sweep(Sweep {
             at: Timestamp(at),
             containers,
-            stats: BTreeMap::new(),
         })
     }
 
