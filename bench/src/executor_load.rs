@@ -11,6 +11,7 @@ use crate::{Bench, fleet::Group, interrupt};
 use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use vigil_shared::labels;
 use vigil_shared::protocol::{Action, Payload, Reason, Target};
 use vigil_shared::signing::Signer;
 use vigil_shared::time::Timestamp;
@@ -37,7 +38,7 @@ pub fn parallel_restarts(
             group
                 .container(i)
                 .shell("trap '' TERM; while :; do sleep 1; done")
-                .label("vigil.remediate", "true")
+                .label(labels::REMEDIATE, "true")
                 .arg(&format!("--stop-timeout={}", grace.as_secs()))
         })
         .collect();

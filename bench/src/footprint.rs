@@ -121,6 +121,26 @@ pub fn footprint(
     Ok(out)
 }
 
+/// The watchdog alone over `group` (`containers` of them, no Redis): resident memory after
+/// `settle` (the first, cold sweep, later sweeps and stats rounds).
+pub fn watchdog_rss(
+    bench: &Bench,
+    group: &Group,
+    containers: usize,
+    settle: Duration,
+) -> Result<(usize, Memory)> {
+    let webhook = Webhook::start(&bench.rt);
+    let env = bench.watchdog_env(&group.label(), &webhook.url(), false)?;
+    let mut watchdog = Daemon::spawn("watchdog-rss", &bench.watchdog_bin, &env, &bench.work)?;
+    watchdog.wait_for_log("Notifications started", Duration::from_secs(30))?;
+    eprintln!("bench: watchdog RSS: {containers} containers in scope; settling {settle:?}");
+    interrupt::pause(settle)?;
+    watchdog.require_running()?;
+    let memory = procfs::memory(watchdog.pid())?;
+    drop(watchdog);
+    Ok((containers, memory))
+}
+
 /// Floods `executor` with `n` forged requests and times until all are audited.
 pub fn flood(bench: &Bench, executor: &mut Executor, n: usize, timeout: Duration) -> Result<Flood> {
     let redis = bench.redis()?;

@@ -37,8 +37,12 @@ const EXIT_CODE: u8 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Measure {
-    /// Die event to the webhook receiving the `container_exited` alert.
+    /// Die event to the webhook receiving the `container_exited` alert (grouping off).
     Alert,
+    /// The same with the default configuration (2 s grouping window): each incident container
+    /// is the only one of its compose project, so each alert is its project's first, which
+    /// leading-edge grouping sends at once.
+    AlertDefault,
     /// Die event to the signed request's entry in the requests stream.
     Request,
 }
@@ -200,7 +204,7 @@ fn request_entries(bench: &Bench) -> Result<HashMap<String, i64>> {
 /// Arrival times (Unix ns) per container (short id).
 fn arrivals(bench: &Bench, measure: Measure, webhook: &Webhook) -> Result<HashMap<String, i64>> {
     match measure {
-        Measure::Alert => Ok(webhook.exit_alerts()),
+        Measure::Alert | Measure::AlertDefault => Ok(webhook.exit_alerts()),
         Measure::Request => Ok(request_entries(bench)?
             .into_iter()
             .map(|(id, ms)| (id, ms * 1_000_000))
@@ -222,6 +226,9 @@ pub fn run(bench: &Bench, measure: Measure, n: usize) -> Result<Latencies> {
                 .shell(&Triggers::script(i, EXIT_CODE));
             match measure {
                 Measure::Alert => c,
+                Measure::AlertDefault => {
+                    c.compose(&format!("bench-{}-{i}", &group.id()[..8]), "app")
+                }
                 Measure::Request => c.label(labels::REMEDIATE, "true"),
             }
         })
@@ -246,7 +253,10 @@ fn measure_with(
     let dies = DieLog::start(bench)?;
     let webhook = Webhook::start(&bench.rt);
     let with_redis = measure == Measure::Request;
-    let env = bench.watchdog_env(&group.label(), &webhook.url(), with_redis)?;
+    let mut env = bench.watchdog_env(&group.label(), &webhook.url(), with_redis)?;
+    if measure == Measure::AlertDefault {
+        env.retain(|(k, _)| k != "WATCHDOG_NOTIFY__GROUP_WINDOW");
+    }
     let mut watchdog = Daemon::spawn(
         &format!("watchdog-{}", format!("{measure:?}").to_lowercase()),
         &bench.watchdog_bin,
@@ -254,8 +264,13 @@ fn measure_with(
         &bench.work,
     )?;
     watchdog.wait_for_log("Notifications started", Duration::from_secs(30))?;
-    if !watchdog.log_text().contains("group_window_ms=0") {
-        eprintln!("bench: warning: the watchdog's log does not show notify.group_window_ms=0");
+    let window = if measure == Measure::AlertDefault {
+        "group_window_ms=2000"
+    } else {
+        "group_window_ms=0"
+    };
+    if !watchdog.log_text().contains(window) {
+        eprintln!("bench: warning: the watchdog's log does not show notify.{window}");
     }
 
     // Warm-up: the first incident proves the whole path is live.
@@ -271,7 +286,7 @@ fn measure_with(
             "the warm-up incident produced no {} within {WARM_UP_TIMEOUT:?} (alert {}); the \
              watchdog's log ends with:\n{}",
             match measure {
-                Measure::Alert => "alert",
+                Measure::Alert | Measure::AlertDefault => "alert",
                 Measure::Request => "request",
             },
             if alerted { "arrived" } else { "missing too" },

@@ -11,13 +11,15 @@
 //! - [`fleet`]: benchmark containers, created in parallel and removed by label.
 //! - [`daemon`]: the release `vigil-watchdog`/`vigil-executor` processes under measurement.
 //! - [`latency`]: event-to-alert and event-to-restart-issued latency.
-//! - [`sweep`]: sweep wall time at growing container counts.
+//! - [`sweep`]: sweep wall time (cold and steady) and the stats round at growing container counts.
 //! - [`footprint`]: memory and idle CPU of both daemons; the forged-request flood.
+//! - [`engine`]: the engine's own CPU with idle containers: nothing, Vigil, an autoheal-like loop.
 //! - [`executor_load`]: slow restarts side by side through the executor.
 //! - [`page`]: the status page's drawing time and history memory at 1,000 containers.
 //! - [`procfs`]: `/proc` readings; [`report`]: the table.
 
 mod daemon;
+mod engine;
 mod executor_load;
 mod fleet;
 mod footprint;
@@ -48,7 +50,11 @@ struct Plan {
     page_only: bool,
     incidents: usize,
     sweep_sizes: Vec<usize>,
+    /// Measured after the footprint and engine phases (sweep and watchdog memory only).
+    large_sweep: Option<usize>,
     sweep_reps: usize,
+    /// Each of the engine CPU comparison's three windows.
+    engine_window: Duration,
     /// Wait before reading memory (the watchdog sweeps at start, then every 15 s).
     settle: Duration,
     idle_window: Duration,
@@ -64,7 +70,9 @@ impl Plan {
             page_only: false,
             incidents: 60,
             sweep_sizes: vec![10, 50, 200],
+            large_sweep: Some(1000),
             sweep_reps: 5,
+            engine_window: Duration::from_secs(60),
             settle: Duration::from_secs(35),
             idle_window: Duration::from_secs(60),
             flood: 20_000,
@@ -79,7 +87,9 @@ impl Plan {
             page_only: false,
             incidents: 20,
             sweep_sizes: vec![10, 50],
+            large_sweep: None,
             sweep_reps: 3,
+            engine_window: Duration::from_secs(10),
             settle: Duration::from_secs(5),
             idle_window: Duration::from_secs(10),
             flood: 2000,
@@ -275,7 +285,21 @@ fn run() -> Result<bool> {
     let mut report = report::Report::new(&machine, &engine, &bin_dir, plan.quick);
 
     let alert = latency::run(&bench, latency::Measure::Alert, plan.incidents);
-    report.latency("Event-to-alert latency", &alert, None, Some(50.0));
+    report.latency(
+        "Event-to-alert latency, grouping off",
+        &alert,
+        None,
+        Some(50.0),
+    );
+    interrupt::check()?;
+    let alert_default = latency::run(&bench, latency::Measure::AlertDefault, plan.incidents);
+    report.latency(
+        "Event-to-alert latency, default configuration (2 s grouping window; each alert its \
+         project's first)",
+        &alert_default,
+        None,
+        Some(50.0),
+    );
     interrupt::check()?;
     let request = latency::run(&bench, latency::Measure::Request, plan.incidents);
     report.latency(
@@ -287,12 +311,16 @@ fn run() -> Result<bool> {
     interrupt::check()?;
 
     let sweep_group = bench.guard.group();
-    let sweeps = sweep::run(&bench, &sweep_group, &plan.sweep_sizes, plan.sweep_reps);
-    report.sweeps(&sweeps, plan.sweep_reps);
+    let (points, mut created) =
+        match sweep::run(&bench, &sweep_group, 0, &plan.sweep_sizes, plan.sweep_reps) {
+            Ok((p, n)) => (Ok(p), n),
+            Err(e) => (Err(e), 0),
+        };
+    report.sweeps(&points, plan.sweep_reps);
     interrupt::check()?;
     let in_scope = plan.sweep_sizes.iter().copied().max().unwrap_or(0);
 
-    match footprint::start_executor(&bench) {
+    let executor = match footprint::start_executor(&bench) {
         Ok(mut executor) => {
             let fp = footprint::footprint(
                 &bench,
@@ -303,10 +331,37 @@ fn run() -> Result<bool> {
                 plan.idle_window,
             );
             report.footprint(&fp);
-            interrupt::check()?;
-            if let Err(e) = sweep_group.remove() {
-                eprintln!("bench: removing the sweep containers failed: {e:#}");
+            Ok(executor)
+        }
+        Err(e) => {
+            let e = e.context("starting the executor");
+            report.footprint(&Err(anyhow::anyhow!("{e:#}")));
+            Err(e)
+        }
+    };
+    interrupt::check()?;
+    if points.is_ok() {
+        let cpu = engine::run(&bench, &sweep_group, in_scope, plan.engine_window);
+        report.engine_cpu(&cpu);
+        interrupt::check()?;
+        if let Some(large) = plan.large_sweep {
+            match sweep::run(&bench, &sweep_group, created, &[large], plan.sweep_reps) {
+                Ok((p, n)) => {
+                    created = n;
+                    report.sweeps(&Ok(p), plan.sweep_reps);
+                    let rss = footprint::watchdog_rss(&bench, &sweep_group, created, plan.settle);
+                    report.watchdog_rss(&rss);
+                }
+                Err(e) => report.sweeps(&Err(e), plan.sweep_reps),
             }
+            interrupt::check()?;
+        }
+    }
+    if let Err(e) = sweep_group.remove() {
+        eprintln!("bench: removing the sweep containers failed: {e:#}");
+    }
+    match executor {
+        Ok(mut executor) => {
             let flood = footprint::flood(&bench, &mut executor, plan.flood, plan.flood_timeout);
             report.flood(&flood);
             interrupt::check()?;
@@ -324,8 +379,6 @@ fn run() -> Result<bool> {
             }
         }
         Err(e) => {
-            let e = e.context("starting the executor");
-            report.footprint(&Err(anyhow::anyhow!("{e:#}")));
             report.parallel_restarts(&Err(anyhow::anyhow!("{e:#}")));
             report.flood(&Err(e));
         }

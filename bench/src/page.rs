@@ -181,7 +181,6 @@ pub fn run(containers: usize, reps: usize) -> anyhow::Result<PageResult> {
         let sweep = Sweep {
             at: Timestamp(at),
             containers: (0..containers).map(|i| details(i, health)).collect(),
-            stats: BTreeMap::new(),
         };
         board.observe(&Observation::Sweep(sweep), Timestamp(at));
     }

@@ -13,11 +13,32 @@ use vigil_shared::docker::EngineVersion;
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// The project's performance targets.
-const SWEEP_200_TARGET: Duration = Duration::from_secs(1);
-const WATCHDOG_RSS_TARGET_MIB: f64 = 20.0;
-const EXECUTOR_RSS_TARGET_MIB: f64 = 10.0;
+/// Sweep targets by container count (median of the repetitions).
+const SWEEP_TARGETS: &[(usize, Duration)] = &[
+    (200, Duration::from_millis(500)),
+    (1000, Duration::from_secs(2)),
+];
+/// Watchdog memory targets by container count.
+const WATCHDOG_RSS_TARGETS_MIB: &[(usize, f64)] = &[(200, 12.0), (1000, 24.0)];
+const EXECUTOR_RSS_TARGET_MIB: f64 = 8.0;
 const REJECTIONS_TARGET_PER_S: f64 = 10_000.0;
 const PARALLEL_RESTARTS_TARGET: Duration = Duration::from_secs(15);
+/// CPU and memory signals should be no older than this: a stats round must fit in it.
+const STATS_FRESH: Duration = Duration::from_secs(5);
+
+fn sweep_target(containers: usize) -> Option<Duration> {
+    SWEEP_TARGETS
+        .iter()
+        .find(|(n, _)| *n == containers)
+        .map(|(_, t)| *t)
+}
+
+fn rss_target(containers: usize) -> Option<f64> {
+    WATCHDOG_RSS_TARGETS_MIB
+        .iter()
+        .find(|(n, _)| *n == containers)
+        .map(|(_, t)| *t)
+}
 
 struct Row {
     what: String,
@@ -214,71 +235,106 @@ impl Report {
         let points = match result {
             Ok(p) => p,
             Err(e) => {
-                self.failed("Sweep wall time", e, "200 containers: ≤ 1 s");
+                self.failed("Sweep wall time", e, "200: ≤ 500 ms, 1000: ≤ 2 s");
                 return;
             }
         };
-        let standard: Vec<&SweepPoint> = points
-            .iter()
-            .filter(|p| p.concurrency == crate::sweep::CONCURRENCY)
-            .collect();
+        let range = |t: &crate::sweep::Timings| {
+            format!(
+                "{} (range {}–{})",
+                ms(t.median),
+                ms(t.runs.iter().min().copied().unwrap_or_default()),
+                ms(t.runs.iter().max().copied().unwrap_or_default())
+            )
+        };
         for p in points {
-            let diagnostic = p.concurrency != crate::sweep::CONCURRENCY;
-            let (target, meets) = if p.containers == 200 && !diagnostic {
-                ("≤ 1 s".to_string(), Some(p.median <= SWEEP_200_TARGET))
-            } else {
-                ("—".to_string(), None)
-            };
-            let what = if diagnostic {
+            let target = sweep_target(p.containers);
+            let target_text = target.map_or("—".to_string(), |t| format!("≤ {}", ms(t)));
+            self.row(
                 format!(
-                    "Sweep wall time, {} containers, stats concurrency {} (diagnostic, median of {reps})",
-                    p.containers, p.concurrency
-                )
-            } else {
-                format!(
-                    "Sweep wall time, {} containers (median of {reps})",
+                    "Sweep wall time, {} containers, steady: list + inspect of what changed \
+                     (median of {reps})",
                     p.containers
-                )
-            };
-            self.row(
-                what,
-                format!(
-                    "{} (range {}–{})",
-                    ms(p.median),
-                    ms(p.runs.iter().min().copied().unwrap_or_default()),
-                    ms(p.runs.iter().max().copied().unwrap_or_default())
                 ),
-                &target,
-                meets,
+                range(&p.steady),
+                &target_text,
+                target.map(|t| p.steady.median <= t),
             );
-        }
-        let missed_200 = standard
-            .iter()
-            .any(|p| p.containers == 200 && p.median > SWEEP_200_TARGET);
-        if missed_200 && standard.len() < points.len() {
-            self.note(
-                "Sweep: every one-shot stats call waits for the engine's next stats-collector tick \
-                 (one per second), so with 16 calls in flight a sweep takes about \
-                 ceil(running containers / 16) seconds; the diagnostic row shows the same sweep \
-                 with every stats call in flight at once.",
-            );
-        }
-        if let (Some(first), Some(last)) = (standard.first(), standard.last())
-            && last.containers > first.containers
-        {
-            let ratio = last.median.as_secs_f64() / first.median.as_secs_f64().max(1e-9);
-            let per = last.median.as_secs_f64() * 1000.0 / last.containers as f64;
             self.row(
                 format!(
-                    "Sweep time ratio, {} / {} containers ({:.0}x the containers)",
-                    last.containers,
-                    first.containers,
-                    last.containers as f64 / first.containers as f64
+                    "Sweep wall time, {} containers, cold: the first sweep, every container \
+                     inspected (median of {reps})",
+                    p.containers
                 ),
-                format!("{ratio:.1}x ({per:.1} ms per container)"),
-                "—",
+                range(&p.cold),
+                &target_text,
+                target.map(|t| p.cold.median <= t),
+            );
+            self.row(
+                format!(
+                    "Stats round, {} running containers ({} one-shot stats in flight)",
+                    p.containers,
+                    crate::sweep::STATS_CONCURRENCY
+                ),
+                format!("{} ({} samples)", ms(p.stats_round), p.stats_samples),
+                &format!("≤ {} (fresh within 5 s)", ms(STATS_FRESH)),
+                Some(p.stats_round <= STATS_FRESH && p.stats_samples == p.containers),
+            );
+        }
+    }
+
+    /// The watchdog's memory alone at a larger container count.
+    pub fn watchdog_rss(&mut self, result: &Result<(usize, crate::procfs::Memory)>) {
+        match result {
+            Ok((containers, m)) => {
+                let w = mib(m.rss);
+                let target = rss_target(*containers);
+                self.row(
+                    format!("Watchdog RSS, {containers} containers in scope"),
+                    format!("{w:.1} MiB (peak {:.1})", mib(m.peak)),
+                    &target.map_or("—".to_string(), |t| format!("≤ {t:.0} MiB")),
+                    target.map(|t| w <= t),
+                );
+            }
+            Err(e) => self.failed("Watchdog RSS, large host", e, "≤ 24 MiB"),
+        }
+    }
+
+    /// dockerd's (and containerd's) CPU with idle containers: nothing, Vigil, autoheal-like.
+    pub fn engine_cpu(&mut self, result: &Result<crate::engine::EngineCpu>) {
+        let e = match result {
+            Ok(e) => e,
+            Err(err) => {
+                self.failed("Engine CPU with idle containers", err, "—");
+                return;
+            }
+        };
+        for (name, nothing, vigil, autoheal) in &e.rows {
+            self.row(
+                format!(
+                    "{name} CPU over {} s, {} idle containers: nothing watching / Vigil (default \
+                     config) / autoheal-like list of unhealthy every 5 s",
+                    e.window.as_secs(),
+                    e.containers
+                ),
+                format!("{nothing:.2} / {vigil:.2} / {autoheal:.2} % of one core"),
+                "— (reported)",
                 None,
             );
+        }
+        if let Some((_, nothing, vigil, autoheal)) = e.rows.first() {
+            self.note(format!(
+                "Engine CPU: with Vigil watching, dockerd used {:+.2} points of one core over the \
+                 baseline, the autoheal-like loop ({} polls) {:+.2}. Vigil asks more of the \
+                 engine than a filtered list every 5 s: a list every 15 s, one-shot stats of every \
+                 running container every 5 s (which autoheal does not read at all), and the events \
+                 stream; in exchange it sees exits, OOM kills, restart loops, CPU and memory, not \
+                 only unhealthy containers. The machine is shared, so each window carries other \
+                 work's noise.",
+                vigil - nothing,
+                e.autoheal_polls,
+                autoheal - nothing
+            ));
         }
     }
 
@@ -286,12 +342,13 @@ impl Report {
         let fp = match result {
             Ok(fp) => fp,
             Err(e) => {
-                self.failed("Watchdog RSS", e, "≤ 20 MiB");
-                self.failed("Executor RSS", e, "≤ 10 MiB");
+                self.failed("Watchdog RSS", e, "≤ 12 MiB");
+                self.failed("Executor RSS", e, "≤ 8 MiB");
                 return;
             }
         };
         let w = mib(fp.watchdog.rss);
+        let target = rss_target(fp.containers);
         self.row(
             format!(
                 "Watchdog RSS, {} containers in scope, after {} s of sweeps every 15 s",
@@ -299,8 +356,8 @@ impl Report {
                 (fp.settle + fp.window).as_secs()
             ),
             format!("{w:.1} MiB (peak {:.1})", mib(fp.watchdog.peak)),
-            "≤ 20 MiB",
-            Some(w <= WATCHDOG_RSS_TARGET_MIB),
+            &target.map_or("—".to_string(), |t| format!("≤ {t:.0} MiB")),
+            target.map(|t| w <= t),
         );
         self.row(
             format!(
@@ -316,7 +373,7 @@ impl Report {
         self.row(
             "Executor RSS, idle",
             format!("{e:.1} MiB (peak {:.1})", mib(fp.executor.peak)),
-            "≤ 10 MiB",
+            "≤ 8 MiB",
             Some(e <= EXECUTOR_RSS_TARGET_MIB),
         );
         self.row(
@@ -362,7 +419,7 @@ impl Report {
                 mib(f.before.rss),
                 mib(f.after.peak)
             ),
-            "≤ 10 MiB",
+            "≤ 8 MiB",
             Some(after <= EXECUTOR_RSS_TARGET_MIB),
         );
         self.note(format!("Flood audit outcomes: {}", outcomes.join(", ")));

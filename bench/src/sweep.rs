@@ -1,40 +1,63 @@
-//! Sweep wall time: the watchdog's own `sweep_once` (list, inspect each, one-shot stats of each
-//! running container, 16 at a time) against N labelled sleeping containers.
+//! Sweep wall time against N labelled sleeping containers, with the watchdog's own code:
+//! - cold: `sweep_once`, nothing remembered, so every container is listed and inspected (what
+//!   the first sweep after start does);
+//! - steady: one [`Sweeper`] sweeping again and again, as the daemon does: list, and inspect
+//!   only what the list shows changed (here: nothing, the containers sleep);
+//! - the stats task's round over the same containers (one-shot stats of each running one, at the
+//!   default `docker.stats_concurrency`), which bounds how fresh CPU and memory are.
 
 use crate::Bench;
 use crate::fleet::Group;
 use crate::interrupt;
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
-use vigil_watchdog::collect::sweep::sweep_once;
+use vigil_watchdog::collect::stats;
+use vigil_watchdog::collect::sweep::{INSPECT_CONCURRENCY, Sweeper, sweep_once};
 
-/// The watchdog's default stats concurrency.
-pub const CONCURRENCY: usize = 16;
+/// The watchdog's default `docker.stats_concurrency`.
+pub const STATS_CONCURRENCY: usize = 48;
 
 #[derive(Debug, Clone)]
 pub struct SweepPoint {
     pub containers: usize,
-    /// The stats concurrency bound of these sweeps.
-    pub concurrency: usize,
+    pub cold: Timings,
+    pub steady: Timings,
+    /// One stats round over every container, and how many samples it got.
+    pub stats_round: Duration,
+    pub stats_samples: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timings {
     pub median: Duration,
     pub runs: Vec<Duration>,
 }
 
-/// Grows `group` to each size in turn (sleeping containers) and times `reps` sweeps at each
-/// (with the watchdog's default stats concurrency), after one untimed warm-up sweep; then, as a
-/// diagnostic, the largest size once more with a concurrency that covers every container. The
-/// containers stay for the next phase.
-pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result<Vec<SweepPoint>> {
-    let mut created = 0;
+impl Timings {
+    fn of(runs: Vec<Duration>) -> Result<Timings> {
+        let mut sorted = runs.clone();
+        sorted.sort();
+        let Some(&median) = sorted.get(sorted.len() / 2) else {
+            bail!("no timed sweep (repetitions must be at least 1)");
+        };
+        Ok(Timings { median, runs })
+    }
+}
+
+/// Grows `group` to each size in turn (sleeping containers; `created` of them exist already)
+/// and measures each size. The containers stay for the next phase. Returns the points and the
+/// number of containers now in the group.
+pub fn run(
+    bench: &Bench,
+    group: &Group,
+    created: usize,
+    sizes: &[usize],
+    reps: usize,
+) -> Result<(Vec<SweepPoint>, usize)> {
+    let mut created = created;
     let mut points = Vec::new();
     let label = group.label();
-    let mut runs_of: Vec<(usize, usize)> = sizes.iter().map(|s| (*s, CONCURRENCY)).collect();
-    if let Some(&largest) = sizes.iter().max()
-        && largest > CONCURRENCY
-    {
-        runs_of.push((largest, largest));
-    }
-    for (size, concurrency) in runs_of {
+    for &size in sizes {
         if size > created {
             eprintln!("bench: sweep: starting containers {created}..{size}");
             let containers = (created..size)
@@ -43,13 +66,14 @@ pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result
             group.start_all(containers)?;
             created = size;
         }
-        let mut runs = Vec::with_capacity(reps);
+        let mut cold = Vec::with_capacity(reps);
         for rep in 0..=reps {
             interrupt::check()?;
             let started = Instant::now();
-            let sweep = bench
-                .rt
-                .block_on(sweep_once(&bench.client, Some(&label), concurrency))?;
+            let sweep =
+                bench
+                    .rt
+                    .block_on(sweep_once(&bench.client, Some(&label), INSPECT_CONCURRENCY))?;
             let took = started.elapsed();
             if sweep.containers.len() != size {
                 bail!(
@@ -57,24 +81,60 @@ pub fn run(bench: &Bench, group: &Group, sizes: &[usize], reps: usize) -> Result
                     sweep.containers.len()
                 );
             }
+            // The first is a warm-up.
             if rep > 0 {
-                runs.push(took);
+                cold.push(took);
             }
         }
-        let mut sorted = runs.clone();
-        sorted.sort();
-        let Some(&median) = sorted.get(sorted.len() / 2) else {
-            bail!("no timed sweep (repetitions must be at least 1)");
+        let mut sweeper = Sweeper::new(
+            bench.client.clone(),
+            Some(label.clone()),
+            INSPECT_CONCURRENCY,
+        );
+        let first = bench.rt.block_on(sweeper.sweep())?;
+        let ids: Vec<String> = first
+            .sweep
+            .containers
+            .iter()
+            .map(|c| c.container.id.clone())
+            .collect();
+        let mut steady = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            interrupt::check()?;
+            let started = Instant::now();
+            let report = bench.rt.block_on(sweeper.sweep())?;
+            steady.push(started.elapsed());
+            if report.sweep.containers.len() != size {
+                bail!(
+                    "a steady sweep of {size} containers saw {} of them",
+                    report.sweep.containers.len()
+                );
+            }
+        }
+        interrupt::check()?;
+        let started = Instant::now();
+        let batch = bench
+            .rt
+            .block_on(stats::round(&bench.client, &ids, STATS_CONCURRENCY));
+        let stats_round = started.elapsed();
+        let point = SweepPoint {
+            containers: size,
+            cold: Timings::of(cold)?,
+            steady: Timings::of(steady)?,
+            stats_round,
+            stats_samples: batch.samples.len(),
         };
         eprintln!(
-            "bench: sweep of {size} (stats concurrency {concurrency}): median {median:?} over {runs:?}"
+            "bench: sweep of {size}: cold median {:?} over {:?}; steady median {:?} over {:?}; \
+             stats round {:?} ({} samples)",
+            point.cold.median,
+            point.cold.runs,
+            point.steady.median,
+            point.steady.runs,
+            point.stats_round,
+            point.stats_samples
         );
-        points.push(SweepPoint {
-            containers: size,
-            concurrency,
-            median,
-            runs,
-        });
+        points.push(point);
     }
-    Ok(points)
+    Ok((points, created))
 }

@@ -1,5 +1,6 @@
 //! The watchdog's Docker sources against the machine's real engine: a sweep finds a labelled
-//! running container with its stats, and the events source forwards its `die` after a kill.
+//! running container and a stats round samples it, a restart between two sweeps is inspected
+//! again, and the events source forwards its `die` after a kill.
 //! No engine is a failure, not a skip.
 
 use std::time::Duration;
@@ -7,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::docker::{DockerClient, EventAction, RunState};
 use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, TEST_LABEL, require_engine};
-use vigil_watchdog::collect::{Observation, SourceId, events, sweep};
+use vigil_watchdog::collect::{Observation, SourceId, events, stats, sweep};
 
 const SOCKET: &str = "unix:///var/run/docker.sock";
 
@@ -34,7 +35,7 @@ async fn client() -> DockerClient {
 }
 
 #[tokio::test]
-async fn sweep_once_finds_a_labelled_running_container_with_stats() {
+async fn sweep_once_finds_a_labelled_running_container_and_the_stats_round_samples_it() {
     let client = client().await;
     let (container, label) = start_sleeper();
 
@@ -54,14 +55,17 @@ async fn sweep_once_finds_a_labelled_running_container_with_stats() {
         details.labels.get(TEST_LABEL).map(String::as_str),
         Some("1")
     );
-    let stats = sweep
-        .stats
+    // Stats are no longer the sweep's: the stats task's round reads them.
+    let ids = vec![container.id().to_string()];
+    let batch = stats::round(&client, &ids, 4).await;
+    let sample = batch
+        .samples
         .get(container.id())
         .expect("a stats sample for the running container");
-    assert!(stats.memory_usage > 0, "{stats:?}");
-    assert!(stats.cpu_total > 0, "{stats:?}");
+    assert!(sample.memory_usage > 0, "{sample:?}");
+    assert!(sample.cpu_total > 0, "{sample:?}");
 
-    // Killed, it is still swept (all=true) but has no stats sample.
+    // Killed, it is still swept (all=true), and a round has no sample for it.
     container.kill();
     let sweep = sweep::sweep_once(&client, Some(&label), 4)
         .await
@@ -69,20 +73,72 @@ async fn sweep_once_finds_a_labelled_running_container_with_stats() {
     assert_eq!(sweep.containers.len(), 1);
     assert_eq!(sweep.containers[0].state, RunState::Exited);
     assert_eq!(sweep.containers[0].exit_code, 137);
-    assert!(sweep.stats.is_empty(), "{:?}", sweep.stats);
+    let batch = stats::round(&client, &ids, 4).await;
+    assert!(batch.samples.is_empty(), "{:?}", batch.samples);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_by_the_restart_policy_between_two_sweeps_is_inspected_again() {
+    let client = client().await;
+    let run = uuid::Uuid::new_v4().to_string();
+    let label = format!("{RUN_LABEL}={run}");
+    // Runs 4 s, fails, and the engine's restart policy starts it again.
+    let container = Container::new()
+        .name_hint("collect-restart")
+        .label(RUN_LABEL, &run)
+        .restart("always")
+        .shell("sleep 4; exit 1")
+        .start();
+    let mut sweeper = sweep::Sweeper::new(client.clone(), Some(label), 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = sweeper.sweep().await.expect("first sweep");
+    assert_eq!((first.inspected, first.reused), (1, 0));
+    assert_eq!(first.sweep.containers[0].restart_count, 0);
+    let second = sweeper.sweep().await.expect("second sweep");
+    assert_eq!(
+        (second.inspected, second.reused),
+        (0, 1),
+        "nothing changed: the kept details are reused"
+    );
+    // Between this sweep and the next the container fails and is started again: running
+    // before and after, and only the age in the list's status text tells.
+    let seen = tokio::task::block_in_place(|| {
+        container.wait_until("restarted by its policy", Duration::from_secs(20), |v| {
+            v["RestartCount"].as_u64() == Some(1) && v["State"]["Status"] == "running"
+        })
+    });
+    let third = sweeper.sweep().await.expect("third sweep");
+    assert_eq!(
+        (third.inspected, third.reused),
+        (1, 0),
+        "the reset age marks it changed; engine said {}",
+        seen["State"]
+    );
+    let details = &third.sweep.containers[0];
+    assert_eq!(details.state, RunState::Running);
+    assert_eq!(details.restart_count, 1, "{details:?}");
 }
 
 #[tokio::test]
-async fn sweep_task_sends_a_sweep_at_once() {
+async fn sweep_task_sends_a_sweep_at_once_and_feeds_the_stats_task() {
     let client = client().await;
     let (container, label) = start_sleeper();
     let (tx, mut rx) = mpsc::channel(16);
+    let (running_tx, running_rx) = tokio::sync::watch::channel(Vec::new());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sweep::run(
-        client,
-        Some(label),
+        sweep::Sweeper::new(client.clone(), Some(label), 4),
         Duration::from_secs(60),
+        running_tx,
+        Default::default(),
+        tx.clone(),
+        cancel.clone(),
+    ));
+    let stats_task = tokio::spawn(stats::run(
+        client,
+        running_rx,
         4,
+        Duration::from_secs(1),
         tx,
         cancel.clone(),
     ));
@@ -97,8 +153,19 @@ async fn sweep_task_sends_a_sweep_at_once() {
         }
         other => panic!("expected a sweep, got {other:?}"),
     }
+    let second = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a stats round after the sweep")
+        .expect("a stats batch");
+    match second {
+        Observation::Stats(b) => {
+            assert!(b.samples.contains_key(container.id()), "{b:?}");
+        }
+        other => panic!("expected stats, got {other:?}"),
+    }
     cancel.cancel();
     task.await.expect("the sweep task ends on cancel");
+    stats_task.await.expect("the stats task ends on cancel");
 }
 
 #[tokio::test]

@@ -679,7 +679,7 @@ fn entries_delivered_too_often_go_to_the_dead_letter_stream() {
 fn stubborn(grace_secs: u32) -> Container {
     Container::new()
         .shell("trap '' TERM; while :; do sleep 1; done")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .arg(&format!("--stop-timeout={grace_secs}"))
 }
 

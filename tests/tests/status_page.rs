@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use vigil_shared::labels;
 use vigil_tests::chromium::{Browser, Tab};
 use vigil_tests::docker::{Container, Healthcheck, require_engine};
 use vigil_tests::fakes::FakeTelegram;
@@ -396,7 +397,7 @@ fn remediation_phases_silences_and_acks_show_live_and_in_status() {
     };
     // Opted in: no restart heals it, so its incident runs the whole course.
     let looping = always_failing("page-loop")
-        .label("vigil.remediate", "true")
+        .label(labels::REMEDIATE, "true")
         .start();
     let quiet = always_failing("page-quiet").start();
     let acked = always_failing("page-acked").start();

@@ -6,6 +6,7 @@
 //! Collectors (read at scrape time) use unprefixed names: the registry adds `vigil_watchdog_` to
 //! them as it does to registered metrics.
 
+use crate::collect::sweep::SweepCounters;
 use crate::notify::Notifier;
 use crate::redis::request::RequestStats;
 use crate::signals::SignalKind;
@@ -48,6 +49,7 @@ pub struct Metrics {
     sweep_duration: Histogram,
     docker_failures: Family<SourceLabel, Counter>,
     requests: Arc<RequestCounts>,
+    sweep: Arc<SweepCounters>,
 }
 
 /// `requests_published_total{outcome}`: what the engine counts itself (`queued`: handed to the
@@ -86,7 +88,7 @@ impl Metrics {
         let sweep_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
             "sweep_duration_seconds",
-            "Wall time of one sweep (list, inspect, one-shot stats) until the core received it",
+            "Wall time of one sweep (list, inspect of what changed) until the core received it",
             sweep_duration.clone(),
         );
         let docker_failures = Family::<SourceLabel, Counter>::default();
@@ -97,6 +99,8 @@ impl Metrics {
         );
         let requests = Arc::new(RequestCounts::default());
         registry.register_collector(Box::new(RequestsCollector(requests.clone())));
+        let sweep = Arc::new(SweepCounters::default());
+        registry.register_collector(Box::new(SweepCollector(sweep.clone())));
         if let Some(n) = notify {
             registry.register_collector(Box::new(NotifyCollector(n)));
         }
@@ -108,6 +112,7 @@ impl Metrics {
             sweep_duration,
             docker_failures,
             requests,
+            sweep,
         })
     }
 
@@ -167,6 +172,11 @@ impl Metrics {
         }
     }
 
+    /// The counters the sweep source updates (overruns, inspected, reused).
+    pub fn sweep_counters(&self) -> Arc<SweepCounters> {
+        self.sweep.clone()
+    }
+
     /// OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -207,6 +217,32 @@ impl Collector for RequestsCollector {
                 ConstCounter::new(value.load(Ordering::Relaxed))
                     .encode(family.encode_family(&[("outcome", outcome)])?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct SweepCollector(Arc<SweepCounters>);
+
+impl Collector for SweepCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let enc = encoder.encode_descriptor(
+            "sweep_overruns",
+            "Sweeps that took longer than the interval (the next one started when it ended)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.0.overruns.load(Ordering::Relaxed)).encode(enc)?;
+        let mut family = encoder.encode_descriptor(
+            "sweep_containers",
+            "Containers the sweep inspected, or whose kept details it reused as unchanged",
+            None,
+            MetricType::Counter,
+        )?;
+        for (how, value) in [("inspected", &self.0.inspected), ("reused", &self.0.reused)] {
+            ConstCounter::new(value.load(Ordering::Relaxed))
+                .encode(family.encode_family(&[("how", how)])?)?;
         }
         Ok(())
     }

@@ -191,6 +191,9 @@ pub struct ContainerListItem {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "State")]
     pub state: Option<ContainerStateStatus>,
+    /// The engine's human text: `Up 5 minutes (healthy)`, `Exited (1) 3 seconds ago`.
+    #[serde(rename = "Status")]
+    pub status: Option<String>,
 }
 
 impl TryFrom<ContainerListItem> for ContainerSummary {
@@ -211,6 +214,7 @@ impl TryFrom<ContainerListItem> for ContainerSummary {
             container: container_ref(id, name, &labels),
             image: c.image.unwrap_or_default(),
             state: c.state.map_or(RunState::Unknown, RunState::from),
+            status: c.status.unwrap_or_default(),
             labels,
             created: Timestamp(c.created.unwrap_or(0).saturating_mul(1000)),
         })
@@ -727,6 +731,7 @@ mod tests {
         assert_eq!(web.container.project.as_deref(), Some("demo"));
         assert_eq!(web.container.service.as_deref(), Some("web"));
         assert_eq!(web.state, RunState::Running);
+        assert_eq!(web.status, "Up 2 seconds (healthy)");
         assert_eq!(web.created, Timestamp(1_795_473_045_000));
         assert_eq!(
             web.labels.get("org.example.test").map(String::as_str),

@@ -51,6 +51,9 @@ pub struct ContainerSummary {
     pub container: ContainerRef,
     pub image: String,
     pub state: RunState,
+    /// The engine's human status text (`Up 5 minutes (healthy)`, `Exited (1) 3 seconds ago`);
+    /// empty when the engine sent none.
+    pub status: String,
     pub labels: BTreeMap<String, String>,
     pub created: Timestamp,
 }

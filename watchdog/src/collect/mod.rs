@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - `events`: the Docker event stream (the fast path), reconnecting with `since=`.
-//! - `sweep`: periodic list + inspect + one-shot stats (bounded concurrency), the repair path.
+//! - `sweep`: periodic list + inspect of what changed (bounded concurrency), the repair path.
+//! - `stats`: CPU and memory samples of the running containers the sweep found, in rounds of
+//!   their own, so the engine's stats collector never holds a sweep up.
+//! - `status`: what the list's status text says changed, so the sweep inspects only that.
 //! - `host`: `/proc/meminfo` and statvfs on configured paths.
 //! - `deps`: HTTP GET (2xx) or TCP connect probes.
 //! - `app`: the watched application's Prometheus text endpoint.
@@ -13,6 +16,8 @@ pub mod config;
 pub mod deps;
 pub mod events;
 pub mod host;
+pub mod stats;
+pub mod status;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -47,14 +52,22 @@ impl SourceId {
     }
 }
 
-/// A full sweep of the engine: details of every container (running or not) and a one-shot
-/// stats sample for each running container whose stats could be read.
+/// A full sweep of the engine: details of every container in scope, running or not. Details
+/// of a container whose list entry did not change since the last sweep are the ones inspected
+/// then (see [`sweep`]); every state is at least as new as `at`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sweep {
     pub at: Timestamp,
     pub containers: Vec<ContainerDetails>,
+}
+
+/// One round of the stats task: a sample for each running container whose stats could be read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsBatch {
+    /// When the round started.
+    pub at: Timestamp,
     /// Keyed by container id.
-    pub stats: BTreeMap<String, StatsSample>,
+    pub samples: BTreeMap<String, StatsSample>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -94,6 +107,7 @@ pub struct AppProbe {
 pub enum Observation {
     Event(ContainerEvent),
     Sweep(Sweep),
+    Stats(StatsBatch),
     Host(HostSample),
     Dependency(DependencyProbe),
     App(AppProbe),

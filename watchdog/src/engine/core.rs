@@ -329,7 +329,6 @@ mod tests {
         Observation::Sweep(Sweep {
             at: Timestamp(at),
             containers,
-            stats: BTreeMap::new(),
         })
     }
 

@@ -247,11 +247,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tx.clone(),
         cancel.clone(),
     ));
+    let (running_tx, running_rx) = tokio::sync::watch::channel(Vec::new());
     sources.spawn(collect::sweep::run(
-        docker.clone(),
-        label,
+        collect::sweep::Sweeper::new(docker.clone(), label, collect::sweep::INSPECT_CONCURRENCY),
         cfg.interval,
+        running_tx,
+        metrics.sweep_counters(),
+        tx.clone(),
+        cancel.clone(),
+    ));
+    sources.spawn(collect::stats::run(
+        docker.clone(),
+        running_rx,
         cfg.docker.stats_concurrency,
+        collect::stats::PERIOD,
         tx.clone(),
         cancel.clone(),
     ));

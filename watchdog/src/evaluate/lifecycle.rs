@@ -1,7 +1,7 @@
 //! Container lifecycle: events and sweeps into health, exit, OOM-kill, restart-loop and
 //! missing-service signals.
 
-use super::load::sweep_stats;
+use super::load::forget_stats;
 use super::*;
 
 impl Tracker {
@@ -121,7 +121,9 @@ impl Tracker {
             if !stale {
                 sweep_lifecycle(mem, settings, c, at, out);
             }
-            sweep_stats(mem, settings, c, sweep.stats.get(&c.container.id), at, out);
+            if c.state != RunState::Running {
+                forget_stats(mem);
+            }
             if !stale {
                 out.extend(evaluate_loop(mem, settings, at));
             }

@@ -1,30 +1,40 @@
-//! Container CPU and memory tiers from a sweep's stats samples.
+//! Container CPU and memory tiers from the stats task's samples.
 
 use super::*;
 
-pub(super) fn sweep_stats(
+impl Tracker {
+    /// A round of the stats task: each sample updates the CPU and memory tiers of a tracked
+    /// container (containers the tracker does not watch are skipped).
+    pub(super) fn on_stats(&mut self, batch: &StatsBatch, out: &mut Vec<Signal>) {
+        for (id, sample) in &batch.samples {
+            if let Some(mem) = self.containers.get_mut(id) {
+                apply_stats(mem, &self.settings, sample, batch.at, out);
+            }
+        }
+    }
+}
+
+/// A container that is not running has no CPU or memory to judge: its trend starts over.
+pub(super) fn forget_stats(mem: &mut ContainerMemory) {
+    mem.prev_stats = None;
+    mem.memory_samples.clear();
+}
+
+fn apply_stats(
     mem: &mut ContainerMemory,
     settings: &EvalSettings,
-    c: &ContainerDetails,
-    sample: Option<&StatsSample>,
+    sample: &StatsSample,
     at: Timestamp,
     out: &mut Vec<Signal>,
 ) {
-    let Some(sample) = sample.filter(|_| c.state == RunState::Running) else {
-        if c.state != RunState::Running {
-            mem.prev_stats = None;
-            mem.memory_samples.clear();
-        }
-        return;
-    };
-    if c.memory_limit > 0 {
+    if mem.memory_limit > 0 {
         if mem.memory_samples.len() >= MEMORY_SAMPLES_KEPT {
             mem.memory_samples.pop_front();
         }
         mem.memory_samples.push_back((at, sample.working_set()));
     }
     let cpu_threshold =
-        label_percent(&c.labels, LABEL_CPU_THRESHOLD).unwrap_or(settings.cpu_percent);
+        label_percent(&mem.labels, LABEL_CPU_THRESHOLD).unwrap_or(settings.cpu_percent);
     if let Some(prev) = mem.prev_stats
         && let Some(cpu) = sample.cpu_percent_since(&prev)
     {
@@ -39,10 +49,10 @@ pub(super) fn sweep_stats(
     }
     mem.prev_stats = Some(*sample);
     let mem_threshold =
-        label_percent(&c.labels, LABEL_MEMORY_THRESHOLD).unwrap_or(settings.memory_percent);
+        label_percent(&mem.labels, LABEL_MEMORY_THRESHOLD).unwrap_or(settings.memory_percent);
     // Against the container's own limit only: an unlimited container's "limit" in stats is the
     // host's memory, which host_memory_high already watches.
-    let used = (c.memory_limit > 0)
+    let used = (mem.memory_limit > 0)
         .then(|| sample.memory_percent())
         .flatten();
     let sig = match used.and_then(|u| tier(u, mem_threshold).map(|s| (u, s))) {

@@ -37,7 +37,10 @@
 //!   working set (excluding inactive_file) against the container's own limit; containers
 //!   without a limit are covered by `host_memory_high` instead.
 //! - A sweep is a snapshot taken at `Sweep::at`; for a container with an event newer than that,
-//!   the sweep's view of its state is stale and only its stats and restart count are used.
+//!   the sweep's view of its state is stale and only its restart count, limits and labels are
+//!   used. CPU and memory come from the stats task's rounds ([`StatsBatch`]), applied to the
+//!   containers the tracker already watches; a sweep that finds a container not running drops
+//!   its CPU baseline and memory trend.
 //! - While a Docker source is failing, nothing is concluded from missing data: no
 //!   `container_missing`, and restart loops do not expire.
 //! - App threshold rules (`[[app.rules]]`) are evaluated on every answered probe: a sample above
@@ -56,7 +59,9 @@ use probes::{executor_signal, on_dependency};
 
 pub use lifecycle::HEALTHY_AGAIN;
 
-use crate::collect::{AppProbe, DependencyProbe, HostSample, Observation, SourceId, Sweep};
+use crate::collect::{
+    AppProbe, DependencyProbe, HostSample, Observation, SourceId, StatsBatch, Sweep,
+};
 use crate::config::Config;
 use crate::signals::{Severity, Signal, SignalKind, Subject};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -417,6 +422,7 @@ impl Tracker {
                 self.docker_source_ok(SourceId::DockerSweep, sweep.at, &mut out);
                 self.on_sweep(sweep, &mut out);
             }
+            Observation::Stats(batch) => self.on_stats(batch, &mut out),
             Observation::Host(h) => self.on_host(h, &mut out),
             Observation::Dependency(p) => on_dependency(p, &mut out),
             Observation::App(p) => self.on_app(p, &mut out),
@@ -562,7 +568,6 @@ mod tests {
         Observation::Sweep(Sweep {
             at: t(at_ms),
             containers,
-            stats: BTreeMap::new(),
         })
     }
 
@@ -995,50 +1000,71 @@ mod tests {
         }
     }
 
-    fn stats_sweep(at_ms: i64, d: &ContainerDetails, s: StatsSample) -> Observation {
-        let mut m = BTreeMap::new();
-        m.insert(d.container.id.clone(), s);
-        Observation::Sweep(Sweep {
+    /// A sweep that finds `d`, then a stats round with its sample, both at `at_ms`.
+    fn observe_stats(
+        tr: &mut Tracker,
+        at_ms: i64,
+        d: &ContainerDetails,
+        s: StatsSample,
+        now: Timestamp,
+    ) -> Vec<Signal> {
+        let mut out = tr.observe(&sweep(at_ms, vec![d.clone()]), now);
+        let mut samples = BTreeMap::new();
+        samples.insert(d.container.id.clone(), s);
+        let batch = StatsBatch {
             at: t(at_ms),
-            containers: vec![d.clone()],
-            stats: m,
-        })
+            samples,
+        };
+        out.extend(tr.observe(&Observation::Stats(batch), now));
+        out
     }
 
     #[test]
     fn cpu_tiers_from_consecutive_samples() {
         let mut tr = Tracker::new(EvalSettings::default());
         let d = details("shop-web-1", RunState::Running);
-        let out = tr.observe(&stats_sweep(0, &d, stats(0, 0, 0, 0, 0)), t(0));
+        let out = observe_stats(&mut tr, 0, &d, stats(0, 0, 0, 0, 0), t(0));
         assert!(
             !out.iter().any(|s| s.kind == SignalKind::ContainerCpuHigh),
             "one sample has no CPU %"
         );
-        let out = tr.observe(
-            &stats_sweep(15 * S, &d, stats(15 * S, 931, 1000, 0, 0)),
+        let out = observe_stats(
+            &mut tr,
+            15 * S,
+            &d,
+            stats(15 * S, 931, 1000, 0, 0),
             t(15 * S),
         );
         let a = active(&out, SignalKind::ContainerCpuHigh);
         assert_eq!(a[0].severity, Severity::High);
         assert_eq!(a[0].detail, "CPU 93.1% (threshold 85%)");
-        let out = tr.observe(
-            &stats_sweep(30 * S, &d, stats(30 * S, 931 + 700, 2000, 0, 0)),
+        let out = observe_stats(
+            &mut tr,
+            30 * S,
+            &d,
+            stats(30 * S, 931 + 700, 2000, 0, 0),
             t(30 * S),
         );
         assert_eq!(
             active(&out, SignalKind::ContainerCpuHigh)[0].severity,
             Severity::Medium
         );
-        let out = tr.observe(
-            &stats_sweep(45 * S, &d, stats(45 * S, 1631 + 990, 3000, 0, 0)),
+        let out = observe_stats(
+            &mut tr,
+            45 * S,
+            &d,
+            stats(45 * S, 1631 + 990, 3000, 0, 0),
             t(45 * S),
         );
         assert_eq!(
             active(&out, SignalKind::ContainerCpuHigh)[0].severity,
             Severity::Critical
         );
-        let out = tr.observe(
-            &stats_sweep(60 * S, &d, stats(60 * S, 2621 + 100, 4000, 0, 0)),
+        let out = observe_stats(
+            &mut tr,
+            60 * S,
+            &d,
+            stats(60 * S, 2621 + 100, 4000, 0, 0),
             t(60 * S),
         );
         assert!(has_inactive(&out, SignalKind::ContainerCpuHigh));
@@ -1051,12 +1077,12 @@ mod tests {
         d.memory_limit = 1000;
         let mut s = stats(0, 0, 0, 900, 1000);
         s.inactive_file = 50;
-        let out = tr.observe(&stats_sweep(0, &d, s), t(0));
+        let out = observe_stats(&mut tr, 0, &d, s, t(0));
         let a = active(&out, SignalKind::ContainerMemoryHigh);
         assert_eq!(a[0].severity, Severity::High, "85% > 80%");
         // Unlimited containers: no memory signal (host memory covers them).
         let d2 = details("shop-api-1", RunState::Running);
-        let out = tr.observe(&stats_sweep(S, &d2, stats(S, 0, 0, 990, 1000)), t(S));
+        let out = observe_stats(&mut tr, S, &d2, stats(S, 0, 0, 990, 1000), t(S));
         assert!(!has_active(&out, SignalKind::ContainerMemoryHigh));
     }
 
@@ -1091,9 +1117,12 @@ mod tests {
         let mut d = details("shop-web-1", RunState::Running);
         d.labels = labels(&[(LABEL_CPU_THRESHOLD, "50"), (LABEL_MEMORY_THRESHOLD, "95")]);
         d.memory_limit = 1000;
-        tr.observe(&stats_sweep(0, &d, stats(0, 0, 0, 900, 1000)), t(0));
-        let out = tr.observe(
-            &stats_sweep(15 * S, &d, stats(15 * S, 600, 1000, 900, 1000)),
+        observe_stats(&mut tr, 0, &d, stats(0, 0, 0, 900, 1000), t(0));
+        let out = observe_stats(
+            &mut tr,
+            15 * S,
+            &d,
+            stats(15 * S, 600, 1000, 900, 1000),
             t(15 * S),
         );
         let cpu = active(&out, SignalKind::ContainerCpuHigh);
@@ -1215,7 +1244,6 @@ mod tests {
         let partial = Sweep {
             at: t(30 * MIN),
             containers: vec![],
-            stats: BTreeMap::new(),
         };
         // A sweep arriving proves the sweep source works, but the event source may still fail.
         let ev_fail = Observation::Source {
@@ -1525,7 +1553,7 @@ mod tests {
         d.memory_limit = 1000;
         for i in 0..3 {
             let s = stats(i * 15 * S, 0, 0, 500 + i as u64 * 100, 1000);
-            tr.observe(&stats_sweep(i * 15 * S, &d, s), t(i * 15 * S));
+            observe_stats(&mut tr, i * 15 * S, &d, s, t(i * 15 * S));
         }
         let h = tr.history_of("id-shop-web-1").unwrap();
         assert_eq!(h.restart_policy, "unless-stopped");

@@ -4,8 +4,9 @@
 //! # Layout (data-flow order)
 //! - [`message`]: a [`Notice`] (decide said "tell people") becomes a [`Message`] with a title and a
 //!   plain-text body naming host, project, service, container, signal, severity and detail.
-//! - [`group`]: the pure [`Grouper`]: notices of one compose project that arrive within the group
-//!   window of the first go out as one message. It takes `now`; it reads no clock.
+//! - [`group`]: the pure [`Grouper`]: the first notice of a compose project goes out at once;
+//!   the project's notices arriving within the group window after it go out together as one
+//!   follow-up. It takes `now`; it reads no clock.
 //! - [`queue`]: the [`Notifier`]: a non-blocking, drop-oldest queue feeding a worker that groups
 //!   and hands each message to one task per sink, so a slow sink never delays the others. Retries
 //!   with backoff, honouring the sink's "retry after".

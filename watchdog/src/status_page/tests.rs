@@ -56,7 +56,6 @@ fn sweep(b: &Board, at: i64, containers: Vec<ContainerDetails>) {
         &Observation::Sweep(Sweep {
             at: Timestamp(at),
             containers,
-            stats: BTreeMap::new(),
         }),
         Timestamp(at),
     );
