@@ -24,6 +24,10 @@ pub struct Runner {
     /// Records about requests no incident owns are told the generic way.
     feed: Feed,
     sent: Arc<SentRequests>,
+    /// Alerts waiting for their container's restart policy (an inspect) before planning.
+    awaiting_policy: Vec<(Decision, String)>,
+    /// Containers to inspect, taken by the engine.
+    inspections: Vec<String>,
 }
 
 impl Runner {
@@ -41,6 +45,8 @@ impl Runner {
             metrics,
             feed: Feed::default(),
             sent,
+            awaiting_policy: Vec::new(),
+            inspections: Vec::new(),
         }
     }
 
@@ -69,6 +75,16 @@ impl Runner {
                     }
                     return true;
                 }
+                if let Some(id) = core.awaits_policy(d) {
+                    tracing::info!(
+                        signal.key = %d.signal.key,
+                        container.id = %id,
+                        "Reading the container's restart policy before planning a start."
+                    );
+                    self.inspections.push(id.clone());
+                    self.awaiting_policy.push((d.clone(), id));
+                    return true;
+                }
                 if let Some(plan) = core.remediation_for(d) {
                     tracing::info!(
                         signal.key = %d.signal.key,
@@ -90,6 +106,65 @@ impl Runner {
             }
             _ => true,
         }
+    }
+
+    /// Containers whose restart policy the engine must read (see [`Runner::on_policy`]).
+    pub fn take_inspections(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.inspections)
+    }
+
+    /// The restart policy an inspect read (or why it could not): alerts waiting for it are
+    /// planned now. A failed inspect leaves them waiting for the next sweep, which reads the
+    /// policy too; an alert that stops firing meanwhile is dropped.
+    pub fn on_policy(
+        &mut self,
+        core: &mut Core,
+        container_id: &str,
+        policy: Result<String, String>,
+        now: Timestamp,
+    ) {
+        match policy {
+            Ok(p) => core.learn_restart_policy(container_id, &p),
+            Err(e) => tracing::warn!(
+                container.id = %container_id,
+                error = %e,
+                "Cannot read the container's restart policy; planning waits for the next sweep."
+            ),
+        }
+        self.plan_awaiting(core, now);
+    }
+
+    fn plan_awaiting(&mut self, core: &mut Core, now: Timestamp) {
+        if self.awaiting_policy.is_empty() {
+            return;
+        }
+        let mut todos = Vec::new();
+        for (d, id) in std::mem::take(&mut self.awaiting_policy) {
+            if !core.is_firing(&d.signal.key) {
+                continue;
+            }
+            if !core.knows_policy(&id) {
+                self.awaiting_policy.push((d, id));
+                continue;
+            }
+            match core.remediation_for(&d) {
+                Some(plan) => {
+                    tracing::info!(
+                        signal.key = %d.signal.key,
+                        plan.action = %plan.action,
+                        plan.reason = %plan.reason,
+                        "Remediation planned after reading the restart policy; opening an incident."
+                    );
+                    let since = core.since_of(&d.signal.key).unwrap_or(now);
+                    todos.extend(self.incidents.open(&d.signal, &plan, since));
+                }
+                None => tracing::info!(
+                    signal.key = %d.signal.key,
+                    "Docker's restart policy brings the container back: no start requested."
+                ),
+            }
+        }
+        self.run(core, todos, now);
     }
 
     /// A record from the audit feed.
@@ -114,6 +189,7 @@ impl Runner {
     /// The timer: recovered keys heal (edge kinds such as exits resolve without a recovery
     /// message), due requests go out, lost ones are sent again.
     pub fn tick(&mut self, core: &mut Core, now: Timestamp) {
+        self.plan_awaiting(core, now);
         let mut todos = Vec::new();
         for key in self.incidents.keys() {
             if !core.is_open(&key) {
