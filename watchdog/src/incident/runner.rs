@@ -28,6 +28,39 @@ pub struct Runner {
     awaiting_policy: Vec<(Decision, String)>,
     /// Containers to inspect, taken by the engine.
     inspections: Vec<String>,
+    /// Audit records already handled (request id, decision, seq), newest last: an executor
+    /// that finds Redis empty again re-appends its log to the stream, and those records must
+    /// not be told twice.
+    handled: HandledRecords,
+}
+
+/// How many handled audit records are remembered for [`Runner::on_audit`]'s repeat check.
+const HANDLED_KEPT: usize = 4096;
+
+#[derive(Debug, Default)]
+struct HandledRecords {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl HandledRecords {
+    /// False when the record was handled before.
+    fn first_time(&mut self, rec: &AuditView) -> bool {
+        let Some(id) = rec.request_id.as_deref() else {
+            return true;
+        };
+        let key = format!("{id}/{}/{}", rec.decision, rec.seq);
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        while self.order.len() > HANDLED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 impl Runner {
@@ -47,6 +80,7 @@ impl Runner {
             sent,
             awaiting_policy: Vec::new(),
             inspections: Vec::new(),
+            handled: HandledRecords::default(),
         }
     }
 
@@ -169,6 +203,13 @@ impl Runner {
 
     /// A record from the audit feed.
     pub fn on_audit(&mut self, core: &mut Core, rec: AuditView, now: Timestamp) {
+        if !self.handled.first_time(&rec) {
+            tracing::debug!(
+                audit.seq = rec.seq,
+                "Audit record seen before; not told again."
+            );
+            return;
+        }
         match self.incidents.audit(&rec, now) {
             Some(todos) => self.run(core, todos, now),
             None => {
