@@ -336,3 +336,50 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64, id: Option<&str>, decision: &str) -> AuditView {
+        AuditView {
+            seq,
+            ts: Some(Timestamp(5_000)),
+            request_id: id.map(str::to_string),
+            action: Some("restart".into()),
+            target: None,
+            decision: decision.into(),
+            reason: "ok".into(),
+            result: None,
+            duration_ms: None,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn a_record_re_appended_to_the_stream_is_handled_once() {
+        let mut h = HandledRecords::default();
+        assert!(h.first_time(&rec(1, Some("r1"), "executed")));
+        assert!(
+            !h.first_time(&rec(1, Some("r1"), "executed")),
+            "the same record again"
+        );
+        assert!(
+            h.first_time(&rec(2, Some("r1"), "rejected")),
+            "another record, same request"
+        );
+        assert!(h.first_time(&rec(3, None, "recovered")));
+        assert!(
+            h.first_time(&rec(3, None, "recovered")),
+            "no request id: not tracked"
+        );
+        for seq in 10..(10 + HANDLED_KEPT as u64) {
+            h.first_time(&rec(seq, Some("r"), "executed"));
+        }
+        assert!(h.set.len() <= HANDLED_KEPT && h.order.len() == h.set.len());
+        assert!(
+            h.first_time(&rec(1, Some("r1"), "executed")),
+            "forgotten past the bound"
+        );
+    }
+}
