@@ -1227,6 +1227,22 @@ mod tests {
         assert_eq!(errs.len(), 4, "{errs}");
     }
 
+    #[test]
+    fn data_dir_from_the_environment_or_the_file() {
+        let env = MapEnv::new().with("WATCHDOG_DATA_DIR", "/var/lib/vigil-watchdog");
+        let c = load_with("", &env).expect("valid");
+        assert_eq!(
+            c.data_dir.as_deref(),
+            Some(Path::new("/var/lib/vigil-watchdog"))
+        );
+        assert!(c.summary().contains("/var/lib/vigil-watchdog/alerts.json"));
+        let c = load_with("data_dir = \"/srv/wd\"\n", &MapEnv::new()).expect("valid");
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/srv/wd")));
+        let c = load_with("", &MapEnv::new()).expect("valid");
+        assert_eq!(c.data_dir, None);
+        assert!(c.summary().contains("in memory only"));
+    }
+
     /// `.env.watchdog.example` documents real variables: each `# WATCHDOG_X=value` line names a
     /// known variable, and the lines that show a default really are the default.
     #[test]
