@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vigil_shared::signing::write_keypair;
-use vigil_tests::docker::{Container, Healthcheck, RunningContainer, docker, require_engine};
+use vigil_tests::docker::{
+    Container, DOCKER_SOCKET, Healthcheck, RunningContainer, docker, require_engine,
+};
 use vigil_tests::ports::free_port;
 use vigil_tests::process::{ChildProcess, workspace_bin};
 use vigil_tests::redis_server::RedisServer;
@@ -387,6 +389,31 @@ fn restart_count(c: &RunningContainer) -> u64 {
     c.inspect_json()["RestartCount"]
         .as_u64()
         .unwrap_or_default()
+}
+
+/// More events than the engine keeps for `since=` replays (256 in current engines; the margin
+/// covers larger buffers).
+const EVENT_FLOOD: usize = 1500;
+
+/// `n` container events on `c` (`kill` with SIGWINCH, which a shell ignores), straight on the
+/// engine's socket: fast, and harmless to the container.
+fn flood_events(c: &RunningContainer, n: usize) {
+    use std::io::{Read, Write};
+    for i in 0..n {
+        let mut s = std::os::unix::net::UnixStream::connect(DOCKER_SOCKET).expect("engine socket");
+        write!(
+            s,
+            "POST /containers/{}/kill?signal=WINCH HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
+            c.id()
+        )
+        .expect("write");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.0 204") || answer.starts_with("HTTP/1.1 204"),
+            "kill #{i}: {answer}"
+        );
+    }
 }
 
 // ---- Scenarios ----------------------------------------------------------------------------------
@@ -802,13 +829,25 @@ fn crash_hidden_by_the_restart_policy_while_the_stream_is_cut_is_reported_once()
         v["RestartCount"].as_u64() >= Some(1) && v["State"]["Status"] == "running"
     });
     assert_eq!(restart_count(&c), 1);
+    // Push the `die` out of the engine's event buffer, so the reconnecting stream cannot replay
+    // it (`since=`): only the sweep's RestartCount can tell.
+    let noise = Container::new()
+        .name_hint("noise")
+        .command(&["sleep", "600"])
+        .start();
+    flood_events(&noise, EVENT_FLOOD);
     gate.start_again();
-    sinks.expect_exactly(
+    let (tg, _) = sinks.expect_exactly(
         "the hidden crash, once",
         1,
         is_alert("container_exited", c.name()),
         ARRIVAL,
         SETTLE,
+    );
+    assert!(
+        tg[0].contains("restart count 0 -> 1"),
+        "found by the sweep's restart count, not a replayed event: {tg:?}\n{}",
+        wd.process.transcript()
     );
     std::thread::sleep(Duration::from_secs(6));
     sinks.expect_exactly(
