@@ -135,6 +135,7 @@ fn incidents(board: &Board, containers: usize, now: i64) {
                 })
                 .collect(),
             acted_at: Some(at),
+            breaker_until: None,
         };
         board.note_incident(&sig.key, Some(&inc));
     }

@@ -63,6 +63,10 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// `WATCHDOG_SIGNING_KEY_FILE` and `WATCHDOG_KEY_ID`; required to send requests.
     pub signing: Option<SigningConfig>,
+    /// `WATCHDOG_DATA_DIR`: where alert-only mode keeps its alert state (`alerts.json`), so a
+    /// restart does not page again. Unused with Redis (the state lives there). None: memory
+    /// only.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +225,7 @@ impl Config {
             notify: NotifyConfig::default(),
             redis: None,
             signing: None,
+            data_dir: None,
         }
     }
 
@@ -269,7 +274,13 @@ impl Config {
                 "remediation requests via Redis (prefix {:?}, key id {:?})",
                 redis.prefix, signing.key_id
             ),
-            _ => "alert-only: no Redis configured, nothing will be requested".to_string(),
+            _ => format!(
+                "alert-only: no Redis configured, nothing will be requested; alert state {}",
+                self.data_dir.as_ref().map_or_else(
+                    || "in memory only (set WATCHDOG_DATA_DIR to keep it across restarts)".into(),
+                    |d| format!("in {}", d.join(crate::alert_file::FILE_NAME).display())
+                )
+            ),
         };
         lines.push(format!("mode: {mode}"));
         lines.push(format!(
@@ -477,6 +488,9 @@ fn read_top(r: &mut ConfigReader<'_>, c: &mut Config) {
     }
     if let Some(v) = r.get_checked("interval", convert::duration, positive) {
         c.interval = v.value;
+    }
+    if let Some(v) = r.get_checked("data_dir", convert::string, |s| non_empty(s)) {
+        c.data_dir = Some(std::path::PathBuf::from(v.value.trim()));
     }
     if let Some(v) = r.string("listen") {
         let text = v.value.trim();
@@ -1167,6 +1181,22 @@ mod tests {
             assert!(errs.has_key(key), "missing {key} in:\n{errs}");
         }
         assert_eq!(errs.len(), 4, "{errs}");
+    }
+
+    #[test]
+    fn data_dir_from_the_environment_or_the_file() {
+        let env = MapEnv::new().with("WATCHDOG_DATA_DIR", "/var/lib/vigil-watchdog");
+        let c = load_with("", &env).expect("valid");
+        assert_eq!(
+            c.data_dir.as_deref(),
+            Some(Path::new("/var/lib/vigil-watchdog"))
+        );
+        assert!(c.summary().contains("/var/lib/vigil-watchdog/alerts.json"));
+        let c = load_with("data_dir = \"/srv/wd\"\n", &MapEnv::new()).expect("valid");
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/srv/wd")));
+        let c = load_with("", &MapEnv::new()).expect("valid");
+        assert_eq!(c.data_dir, None);
+        assert!(c.summary().contains("in memory only"));
     }
 
     /// `.env.watchdog.example` documents real variables: each `# WATCHDOG_X=value` line names a

@@ -17,12 +17,14 @@
 //!   probe (`link`), signing and publishing requests to the executor (`request`), alert states
 //!   kept across restarts (`alert_store`), and the executor's audit stream told to people
 //!   (`audit_feed`).
+//! - [`alert_file`]: alert states kept in a local file in alert-only mode (no Redis).
 //! - [`engine`]: `core` (pure: evaluate, decide, plan and incidents for one observation) and
 //!   `daemon` (the async shell that wires sources, core, notifier and Redis together).
 //! - [`serve`]: `/healthz` and `/metrics` on `WATCHDOG_LISTEN`, with [`metrics`] the Prometheus
 //!   registry; [`status_page`]: the read-only status page and `/api/status` beside them.
 //! - [`cli`]: commands (`run`, `check-config`, `test-notify`).
 
+pub mod alert_file;
 pub mod change;
 pub mod cli;
 pub mod collect;

@@ -198,7 +198,39 @@ impl Core {
         }
         let id = decision.signal.subject.container_id.as_deref()?;
         let history = self.tracker.history_of(id)?;
-        plan::plan(&decision.signal, &history)
+        let plan = plan::plan(&decision.signal, &history)?;
+        // A `start` is only right when Docker will not bring the container back by itself:
+        // with the policy unknown (seen in events only), the caller inspects first.
+        if plan.action == vigil_shared::protocol::Action::Start && !history.restart_policy_known {
+            return None;
+        }
+        Some(plan)
+    }
+
+    /// The container whose restart policy must be read (an inspect) before `decision` can be
+    /// planned: an alert the planner would answer with `start` for a container no sweep has
+    /// shown yet. None when planning needs nothing more.
+    pub fn awaits_policy(&self, decision: &Decision) -> Option<String> {
+        if decision.action != Action::Alert || !decision.signal.kind.is_container() {
+            return None;
+        }
+        let id = decision.signal.subject.container_id.as_deref()?;
+        let history = self.tracker.history_of(id)?;
+        let plan = plan::plan(&decision.signal, &history)?;
+        (plan.action == vigil_shared::protocol::Action::Start && !history.restart_policy_known)
+            .then(|| id.to_string())
+    }
+
+    /// Whether the tracker knows the container's restart policy (a sweep or an inspect).
+    pub fn knows_policy(&self, container_id: &str) -> bool {
+        self.tracker
+            .history_of(container_id)
+            .is_some_and(|h| h.restart_policy_known)
+    }
+
+    /// The restart policy an inspect read (see [`Core::awaits_policy`]).
+    pub fn learn_restart_policy(&mut self, container_id: &str, policy: &str) {
+        self.tracker.learn_restart_policy(container_id, policy);
     }
 
     /// When the condition behind a key started, while it is pending, firing or resolving.
@@ -362,6 +394,43 @@ mod tests {
             "{later:?}"
         );
         assert!(later.iter().all(|d| c.remediation_for(d).is_none()));
+    }
+
+    #[test]
+    fn a_start_waits_for_the_restart_policy_of_a_container_seen_only_in_events() {
+        use crate::collect::Observation as O;
+        use vigil_shared::docker::{ContainerEvent, EventAction};
+        let mut c = core();
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_REMEDIATE.to_string(), "true".to_string());
+        let ev = O::Event(ContainerEvent {
+            container: container("shop-web-1", Health::None, true).container,
+            action: EventAction::Die { exit_code: Some(1) },
+            labels,
+            time_nano: 1_000_000_000,
+        });
+        let ds = c.observe(&ev, Timestamp(S));
+        let a = alerts(&ds);
+        assert_eq!(a.len(), 1, "{ds:?}");
+        assert_eq!(
+            c.remediation_for(a[0]),
+            None,
+            "no start while the policy is unknown"
+        );
+        assert_eq!(c.awaits_policy(a[0]).as_deref(), Some("id-shop-web-1"));
+        c.learn_restart_policy("id-shop-web-1", "always");
+        assert!(c.knows_policy("id-shop-web-1"));
+        assert_eq!(
+            c.remediation_for(a[0]),
+            None,
+            "Docker brings it back itself"
+        );
+        assert_eq!(c.awaits_policy(a[0]), None);
+        c.learn_restart_policy("id-shop-web-1", "no");
+        assert_eq!(
+            c.remediation_for(a[0]).map(|r| r.action),
+            Some(RequestAction::Start)
+        );
     }
 
     #[test]

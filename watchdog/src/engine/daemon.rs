@@ -8,6 +8,7 @@ use crate::decide::Action;
 use std::time::Duration;
 use vigil_shared::time::Timestamp;
 
+use crate::alert_file::{self, AlertFile};
 use crate::change::StateChange;
 use crate::collect;
 use crate::config::RedisConfig;
@@ -214,12 +215,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ));
     }
     let mut core = Core::new(&cfg);
-    let (mut remote, saved_incidents) = match &cfg.redis {
-        Some(redis) => {
+    let file_cancel = CancellationToken::new();
+    let mut file_task = None;
+    let mut file = None;
+    let (mut remote, saved_incidents) = match (&cfg.redis, &cfg.data_dir) {
+        (Some(redis), _) => {
             let (r, i) = Remote::start(&cfg, redis, &mut core, &tx, &mut sources, &cancel).await?;
             (Some(r), i)
         }
-        None => (None, Vec::new()),
+        (None, Some(dir)) => {
+            let (f, task, incidents) = start_file(dir, &mut core, &file_cancel);
+            file = Some(f);
+            file_task = Some(task);
+            (None, incidents)
+        }
+        (None, None) => (None, Vec::new()),
     };
     if let Some(requester) = remote.as_ref().and_then(|r| r.requester.as_ref()) {
         metrics.attach_requests(requester.stats().clone());
@@ -286,6 +296,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     drop(tx);
 
+    // Restart-policy reads the planner waits for (see `Runner::on_policy`).
+    let mut inspections: JoinSet<(String, Result<String, String>)> = JoinSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -310,6 +322,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             },
             rec = recv_some(audit_rx.as_mut()) => {
                 runner.on_audit(&mut core, rec, Timestamp::now());
+                Vec::new()
+            }
+            Some(Ok((id, policy))) = inspections.join_next(), if !inspections.is_empty() => {
+                runner.on_policy(&mut core, &id, policy, Timestamp::now());
                 Vec::new()
             }
             failure = recv_some(failures_rx.as_mut()) => {
@@ -338,17 +354,46 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 dispatch(&notifier, &metrics, d, since, remedy);
             }
         }
-        save_changes(&mut core, &mut runner, remote.as_ref(), &ops, &board);
+        for id in runner.take_inspections() {
+            let docker = docker.clone();
+            inspections.spawn(async move {
+                let policy = docker
+                    .inspect(&id)
+                    .await
+                    .map(|d| d.restart_policy)
+                    .map_err(|e| e.to_string());
+                (id, policy)
+            });
+        }
+        save_changes(
+            &mut core,
+            &mut runner,
+            remote.as_ref(),
+            file.as_ref(),
+            &ops,
+            &board,
+        );
     }
 
     tracing::info!("Shutting down: stopping sources and draining notifications.");
     cancel.cancel();
-    save_changes(&mut core, &mut runner, remote.as_ref(), &ops, &board);
+    save_changes(
+        &mut core,
+        &mut runner,
+        remote.as_ref(),
+        file.as_ref(),
+        &ops,
+        &board,
+    );
     let drain = async {
         while sources.join_next().await.is_some() {}
         if let Some(remote) = remote.as_mut() {
             remote.store_cancel.cancel();
             while remote.tasks.join_next().await.is_some() {}
+        }
+        file_cancel.cancel();
+        if let Some(task) = file_task {
+            let _ = task.await;
         }
         let _ = notify_task.await;
         if let Some(h) = server {
@@ -375,12 +420,14 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> T {
     }
 }
 
-/// Hands the core's state changes, with their incidents, to the alert store (dropped in
-/// alert-only mode), and the incidents to `/status` and the status page.
+/// Hands the core's state changes, with their incidents, to the alert store (Redis), or in
+/// alert-only mode to the state file (dropped when neither is configured), and the incidents to
+/// `/status` and the status page.
 fn save_changes(
     core: &mut Core,
     runner: &mut Runner,
     remote: Option<&Remote>,
+    file: Option<&AlertFile>,
     ops: &crate::operators::Operators,
     board: &Board,
 ) {
@@ -399,7 +446,58 @@ fn save_changes(
         for change in changes {
             remote.store.save(change);
         }
+    } else if let Some(file) = file {
+        for change in changes {
+            file.save(change);
+        }
     }
+}
+
+/// Alert-only mode with a data directory: restores the saved alert states into `core` and
+/// starts the state file's writer. A file that cannot be read is logged and left alone until
+/// the first change replaces it.
+fn start_file(
+    dir: &std::path::Path,
+    core: &mut Core,
+    cancel: &CancellationToken,
+) -> (
+    AlertFile,
+    tokio::task::JoinHandle<()>,
+    Vec<crate::incident::Incident>,
+) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            error = %e,
+            "Cannot create the data directory: alert state will not survive a restart."
+        );
+    }
+    let saved = match alert_file::load(dir) {
+        Ok(saved) => {
+            tracing::info!(
+                alerts.restored = saved.len(),
+                file = %alert_file::path_in(dir).display(),
+                "Alert state restored from the state file."
+            );
+            saved
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "Alert state not restored: what fired before the restart may alert again."
+            );
+            Vec::new()
+        }
+    };
+    let mut states = Vec::with_capacity(saved.len());
+    let mut incidents = Vec::new();
+    for s in &saved {
+        incidents.extend(s.incident.clone());
+        states.push((s.signal.clone(), s.state));
+    }
+    core.restore(states);
+    let (file, task) = AlertFile::start(dir.to_path_buf(), saved, cancel.clone());
+    (file, task, incidents)
 }
 
 /// What an alert says Vigil does about it: the planned remediation, requested or not.

@@ -65,7 +65,10 @@ impl Tracker {
                     mem.held_kill = None;
                 }
             }
-            EventAction::Die { exit_code } => on_die(mem, settings, ev, *exit_code, out),
+            EventAction::Die { exit_code } => {
+                mem.last_die_seen = Some(at);
+                on_die(mem, settings, ev, *exit_code, out);
+            }
             EventAction::Oom => {
                 mem.last_oom_at = Some(at);
                 let (at, occurrence) = match mem.held_kill.take() {
@@ -116,6 +119,8 @@ impl Tracker {
             mem.labels = c.labels.clone();
             mem.memory_limit = c.memory_limit;
             mem.restart_policy.clone_from(&c.restart_policy);
+            mem.policy_known = true;
+            missed_restart(mem, settings, c, at, out);
             note_restart_count(mem, settings, at, c.restart_count);
             let stale = mem.last_event_at.is_some_and(|t| t > at);
             if !stale {
@@ -321,6 +326,32 @@ pub(super) fn signal_exit(
         }
         return;
     }
+    signal_exit_detail(
+        mem,
+        settings,
+        exited_at,
+        occurrence,
+        vigil_shared::docker::exit_meaning(code),
+        observed_at,
+        out,
+    );
+}
+
+/// A new exit (unless it is the one already signalled, or folded into a restart loop).
+pub(super) fn signal_exit_detail(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    exited_at: Timestamp,
+    occurrence: i64,
+    detail: String,
+    observed_at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    if let Some(last) = mem.exit_signalled_at
+        && close(last, exited_at)
+    {
+        return;
+    }
     if folded(
         mem,
         mem.exit_signalled_at,
@@ -329,7 +360,6 @@ pub(super) fn signal_exit(
     ) {
         return;
     }
-    let detail = vigil_shared::docker::exit_meaning(code);
     mem.exit_signalled_at = Some(exited_at);
     mem.exit_active = Some((occurrence, detail.clone()));
     out.push(
@@ -389,6 +419,45 @@ pub(super) fn signal_oom(
         )
         .with_occurrence(occurrence),
     );
+}
+
+/// `RestartCount` grew since the last sweep and the event stream showed no `die` for it: the
+/// engine's restart policy brought the container back from an exit nobody saw (the stream was
+/// cut, or the watchdog's reader fell behind). It is reported as one exit, dated by the
+/// container's `FinishedAt`; a `die` replayed later for the same exit is the same occurrence.
+pub(super) fn missed_restart(
+    mem: &mut ContainerMemory,
+    settings: &EvalSettings,
+    c: &ContainerDetails,
+    at: Timestamp,
+    out: &mut Vec<Signal>,
+) {
+    let Some(&(prev_at, prev_count)) = mem.restart_samples.back() else {
+        return;
+    };
+    // An exited container is judged by its own exit code in `sweep_exit`.
+    if c.restart_count <= prev_count || matches!(c.state, RunState::Exited | RunState::Dead) {
+        return;
+    }
+    let exited_at = c.finished_at.filter(|f| *f >= prev_at).unwrap_or(at);
+    let seen = mem
+        .last_die_seen
+        .is_some_and(|d| d >= prev_at || close(d, exited_at));
+    if seen || mem.stopped_by_operator {
+        return;
+    }
+    let grew = c.restart_count - prev_count;
+    let detail = format!(
+        "exited and restarted by its restart policy {} (restart count {prev_count} -> {}); \
+         the exit was not seen as it happened",
+        if grew == 1 {
+            "once".to_string()
+        } else {
+            format!("{grew} times")
+        },
+        c.restart_count
+    );
+    signal_exit_detail(mem, settings, exited_at, nanos(exited_at), detail, at, out);
 }
 
 pub(super) fn note_restart_count(

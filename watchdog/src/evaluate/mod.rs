@@ -264,8 +264,12 @@ struct ContainerMemory {
     labels: BTreeMap<String, String>,
     /// `HostConfig.Memory` from the last sweep (0: unlimited or unknown).
     memory_limit: u64,
-    /// `HostConfig.RestartPolicy.Name` from the last sweep.
+    /// `HostConfig.RestartPolicy.Name` from the last sweep (or an inspect after a `die`).
     restart_policy: String,
+    /// Whether `restart_policy` was read from the engine (a sweep or an inspect) at all.
+    policy_known: bool,
+    /// Last `die` event of any kind: the stream saw that exit.
+    last_die_seen: Option<Timestamp>,
     /// Working-set samples while running, oldest first (the planner's memory trend).
     memory_samples: VecDeque<(Timestamp, u64)>,
     /// Newest event time, to tell a stale sweep.
@@ -351,6 +355,9 @@ pub struct ContainerHistory {
     pub stopped_by_operator: bool,
     /// `HostConfig.RestartPolicy.Name`: "", "no", "always", "unless-stopped", "on-failure".
     pub restart_policy: String,
+    /// Whether `restart_policy` was read from the engine; false for a container only seen in
+    /// events so far (its policy is unknown, not "none").
+    pub restart_policy_known: bool,
     /// `HostConfig.Memory` in bytes, 0 when unlimited or unknown.
     pub memory_limit: u64,
     /// Working-set samples `(sampled at, bytes)`, oldest first.
@@ -401,9 +408,19 @@ impl Tracker {
             restart_loop_active: mem.loop_active,
             stopped_by_operator: mem.stopped_by_operator,
             restart_policy: mem.restart_policy.clone(),
+            restart_policy_known: mem.policy_known,
             memory_limit: mem.memory_limit,
             memory_samples: mem.memory_samples.iter().copied().collect(),
         })
+    }
+
+    /// The restart policy read by an inspect (after a `die` of a container no sweep has shown
+    /// yet), so the planner knows whether Docker brings it back by itself.
+    pub fn learn_restart_policy(&mut self, container_id: &str, policy: &str) {
+        if let Some(mem) = self.containers.get_mut(container_id) {
+            mem.restart_policy = policy.to_string();
+            mem.policy_known = true;
+        }
     }
 
     /// Containers the tracker currently remembers.
@@ -986,6 +1003,80 @@ mod tests {
         let out = tr.observe(&sweep(45 * S + 10 * MIN, vec![d]), t(45 * S + 10 * MIN));
         assert!(has_inactive(&out, SignalKind::ContainerRestartLoop));
         assert!(!has_active(&out, SignalKind::ContainerRestartLoop));
+    }
+
+    fn restarted(count: u64, finished_ms: i64) -> ContainerDetails {
+        let mut d = details("shop-web-1", RunState::Running);
+        d.restart_count = count;
+        d.restart_policy = "always".into();
+        d.finished_at = Some(t(finished_ms));
+        d
+    }
+
+    #[test]
+    fn restart_count_growth_the_stream_missed_is_one_exit() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        let out = tr.observe(&sweep(0, vec![restarted(0, 0)]), t(0));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "baseline");
+        // Docker restarted it while the stream was cut: no die was seen.
+        let out = tr.observe(&sweep(15 * S, vec![restarted(1, 9 * S)]), t(15 * S));
+        let exits = active(&out, SignalKind::ContainerExited);
+        assert_eq!(exits.len(), 1, "{out:?}");
+        assert!(
+            exits[0].detail.contains("restart count 0 -> 1"),
+            "{}",
+            exits[0].detail
+        );
+        assert_eq!(exits[0].occurrence, Some(9 * S * 1_000_000));
+        // Running again in the same sweep: the exit is over (resolves silently).
+        let last_exit = out
+            .iter()
+            .rev()
+            .find(|s| s.kind == SignalKind::ContainerExited)
+            .expect("exit signals");
+        assert!(!last_exit.active);
+        // The stream comes back and replays the die and start: the same exit, not a new one.
+        let out = tr.observe(&die("shop-web-1", 1, 9 * S), t(16 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "{out:?}");
+        // The next sweep with the same count: nothing new.
+        let out = tr.observe(&sweep(30 * S, vec![restarted(1, 9 * S)]), t(30 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "{out:?}");
+    }
+
+    #[test]
+    fn restart_count_growth_the_stream_showed_is_not_reported_again() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(&sweep(0, vec![restarted(0, 0)]), t(0));
+        let out = tr.observe(&die("shop-web-1", 1, 9 * S), t(9 * S));
+        assert_eq!(active(&out, SignalKind::ContainerExited).len(), 1);
+        tr.observe(
+            &event("shop-web-1", EventAction::Start, 9 * S + 200),
+            t(9 * S + 200),
+        );
+        let out = tr.observe(&sweep(15 * S, vec![restarted(1, 9 * S)]), t(15 * S));
+        assert!(!has_active(&out, SignalKind::ContainerExited), "{out:?}");
+    }
+
+    #[test]
+    fn restart_policy_is_known_from_a_sweep_or_an_inspect_only() {
+        let mut tr = Tracker::new(EvalSettings::default());
+        tr.observe(&die("shop-new-1", 1, S), t(S));
+        let h = tr
+            .history_of("id-shop-new-1")
+            .expect("tracked from its event");
+        assert!(!h.restart_policy_known, "events carry no restart policy");
+        tr.learn_restart_policy("id-shop-new-1", "always");
+        let h = tr.history_of("id-shop-new-1").expect("tracked");
+        assert!(h.restart_policy_known);
+        assert_eq!(h.restart_policy, "always");
+        tr.observe(
+            &sweep(2 * S, vec![details("shop-web-1", RunState::Running)]),
+            t(2 * S),
+        );
+        let h = tr
+            .history_of("id-shop-web-1")
+            .expect("tracked from the sweep");
+        assert!(h.restart_policy_known, "a sweep reads it (empty: none)");
     }
 
     fn stats(at_ms: i64, cpu_total: u64, system: u64, mem: u64, limit: u64) -> StatsSample {

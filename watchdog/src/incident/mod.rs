@@ -11,7 +11,8 @@
 //!                 ├─► refused temporary ─► waiting until retry_at ─► requested
 //!                 ├─► refused permanent  (no more requests; the alert keeps firing)
 //!                 ├─► lost (no record by expiry) ─► requested again (new id and nonce)
-//!                 └─► breaker open ─► escalated (one "manual action needed", no more requests)
+//!                 └─► breaker open ─► escalated (one "manual action needed", no more requests
+//!                                            until the breaker's window ends: then requested)
 //! ```
 //!
 //! Inputs: the signal is still firing ([`Input::Tick`], the timer) or has recovered
@@ -127,6 +128,11 @@ pub struct Incident {
     /// start around then are not failures or recoveries.
     #[serde(default)]
     pub acted_at: Option<Timestamp>,
+    /// While [`Phase::Escalated`]: when the breaker closes again (the `retry_at` of the breaker
+    /// refusal). A signal still firing then gets a new round of requests; None: not before it
+    /// recovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_until: Option<Timestamp>,
 }
 
 /// What happened to a request, from its audit record.
@@ -233,6 +239,7 @@ impl Incident {
             phase: Phase::Due { at: now },
             attempts: Vec::new(),
             acted_at: None,
+            breaker_until: None,
         };
         (inc, vec![Effect::Request])
     }
@@ -340,6 +347,12 @@ pub fn step(
                     fx.push(Effect::Request);
                 }
             }
+            // The breaker closed and it still fails: ask again (the executor's policy decides).
+            Phase::Escalated if *firing && inc.breaker_until.is_some_and(|b| now >= b) => {
+                next.breaker_until = None;
+                next.phase = Phase::Due { at: now };
+                fx.push(Effect::Request);
+            }
             Phase::Verifying { until, .. }
             | Phase::Waiting {
                 retry_at: until, ..
@@ -399,9 +412,10 @@ fn audit(
                 detail: detail.clone(),
             }));
         }
-        Outcome::Refused { reason, .. } if is_breaker(reason) && inc.is_active() => {
+        Outcome::Refused { reason, retry_at } if is_breaker(reason) && inc.is_active() => {
             next.outcome(&note.request_id, seq, format!("refused: {reason}"));
             next.phase = Phase::Escalated;
+            next.breaker_until = *retry_at;
             fx.push(Effect::Tell(story::Story::Escalated {
                 seq: note.seq,
                 tried: story::tried(next),

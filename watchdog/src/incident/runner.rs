@@ -24,6 +24,43 @@ pub struct Runner {
     /// Records about requests no incident owns are told the generic way.
     feed: Feed,
     sent: Arc<SentRequests>,
+    /// Alerts waiting for their container's restart policy (an inspect) before planning.
+    awaiting_policy: Vec<(Decision, String)>,
+    /// Containers to inspect, taken by the engine.
+    inspections: Vec<String>,
+    /// Audit records already handled (request id, decision, seq), newest last: an executor
+    /// that finds Redis empty again re-appends its log to the stream, and those records must
+    /// not be told twice.
+    handled: HandledRecords,
+}
+
+/// How many handled audit records are remembered for [`Runner::on_audit`]'s repeat check.
+const HANDLED_KEPT: usize = 4096;
+
+#[derive(Debug, Default)]
+struct HandledRecords {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl HandledRecords {
+    /// False when the record was handled before.
+    fn first_time(&mut self, rec: &AuditView) -> bool {
+        let Some(id) = rec.request_id.as_deref() else {
+            return true;
+        };
+        let key = format!("{id}/{}/{}", rec.decision, rec.seq);
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        while self.order.len() > HANDLED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 impl Runner {
@@ -41,6 +78,9 @@ impl Runner {
             metrics,
             feed: Feed::default(),
             sent,
+            awaiting_policy: Vec::new(),
+            inspections: Vec::new(),
+            handled: HandledRecords::default(),
         }
     }
 
@@ -69,6 +109,16 @@ impl Runner {
                     }
                     return true;
                 }
+                if let Some(id) = core.awaits_policy(d) {
+                    tracing::info!(
+                        signal.key = %d.signal.key,
+                        container.id = %id,
+                        "Reading the container's restart policy before planning a start."
+                    );
+                    self.inspections.push(id.clone());
+                    self.awaiting_policy.push((d.clone(), id));
+                    return true;
+                }
                 if let Some(plan) = core.remediation_for(d) {
                     tracing::info!(
                         signal.key = %d.signal.key,
@@ -92,8 +142,74 @@ impl Runner {
         }
     }
 
+    /// Containers whose restart policy the engine must read (see [`Runner::on_policy`]).
+    pub fn take_inspections(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.inspections)
+    }
+
+    /// The restart policy an inspect read (or why it could not): alerts waiting for it are
+    /// planned now. A failed inspect leaves them waiting for the next sweep, which reads the
+    /// policy too; an alert that stops firing meanwhile is dropped.
+    pub fn on_policy(
+        &mut self,
+        core: &mut Core,
+        container_id: &str,
+        policy: Result<String, String>,
+        now: Timestamp,
+    ) {
+        match policy {
+            Ok(p) => core.learn_restart_policy(container_id, &p),
+            Err(e) => tracing::warn!(
+                container.id = %container_id,
+                error = %e,
+                "Cannot read the container's restart policy; planning waits for the next sweep."
+            ),
+        }
+        self.plan_awaiting(core, now);
+    }
+
+    fn plan_awaiting(&mut self, core: &mut Core, now: Timestamp) {
+        if self.awaiting_policy.is_empty() {
+            return;
+        }
+        let mut todos = Vec::new();
+        for (d, id) in std::mem::take(&mut self.awaiting_policy) {
+            if !core.is_firing(&d.signal.key) {
+                continue;
+            }
+            if !core.knows_policy(&id) {
+                self.awaiting_policy.push((d, id));
+                continue;
+            }
+            match core.remediation_for(&d) {
+                Some(plan) => {
+                    tracing::info!(
+                        signal.key = %d.signal.key,
+                        plan.action = %plan.action,
+                        plan.reason = %plan.reason,
+                        "Remediation planned after reading the restart policy; opening an incident."
+                    );
+                    let since = core.since_of(&d.signal.key).unwrap_or(now);
+                    todos.extend(self.incidents.open(&d.signal, &plan, since));
+                }
+                None => tracing::info!(
+                    signal.key = %d.signal.key,
+                    "Docker's restart policy brings the container back: no start requested."
+                ),
+            }
+        }
+        self.run(core, todos, now);
+    }
+
     /// A record from the audit feed.
     pub fn on_audit(&mut self, core: &mut Core, rec: AuditView, now: Timestamp) {
+        if !self.handled.first_time(&rec) {
+            tracing::debug!(
+                audit.seq = rec.seq,
+                "Audit record seen before; not told again."
+            );
+            return;
+        }
         match self.incidents.audit(&rec, now) {
             Some(todos) => self.run(core, todos, now),
             None => {
@@ -114,6 +230,7 @@ impl Runner {
     /// The timer: recovered keys heal (edge kinds such as exits resolve without a recovery
     /// message), due requests go out, lost ones are sent again.
     pub fn tick(&mut self, core: &mut Core, now: Timestamp) {
+        self.plan_awaiting(core, now);
         let mut todos = Vec::new();
         for key in self.incidents.keys() {
             if !core.is_open(&key) {
@@ -217,5 +334,52 @@ impl Runner {
                 todos
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64, id: Option<&str>, decision: &str) -> AuditView {
+        AuditView {
+            seq,
+            ts: Some(Timestamp(5_000)),
+            request_id: id.map(str::to_string),
+            action: Some("restart".into()),
+            target: None,
+            decision: decision.into(),
+            reason: "ok".into(),
+            result: None,
+            duration_ms: None,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn a_record_re_appended_to_the_stream_is_handled_once() {
+        let mut h = HandledRecords::default();
+        assert!(h.first_time(&rec(1, Some("r1"), "executed")));
+        assert!(
+            !h.first_time(&rec(1, Some("r1"), "executed")),
+            "the same record again"
+        );
+        assert!(
+            h.first_time(&rec(2, Some("r1"), "rejected")),
+            "another record, same request"
+        );
+        assert!(h.first_time(&rec(3, None, "recovered")));
+        assert!(
+            h.first_time(&rec(3, None, "recovered")),
+            "no request id: not tracked"
+        );
+        for seq in 10..(10 + HANDLED_KEPT as u64) {
+            h.first_time(&rec(seq, Some("r"), "executed"));
+        }
+        assert!(h.set.len() <= HANDLED_KEPT && h.order.len() == h.set.len());
+        assert!(
+            h.first_time(&rec(1, Some("r1"), "executed")),
+            "forgotten past the bound"
+        );
     }
 }

@@ -42,6 +42,12 @@ fn with_phase(phase: Phase, attempts: &[&str]) -> Incident {
     inc
 }
 
+fn escalated_until(secs: i64, attempts: &[&str]) -> Incident {
+    let mut inc = with_phase(Phase::Escalated, attempts);
+    inc.breaker_until = Some(t(secs));
+    inc
+}
+
 fn requested(id: &str) -> Phase {
     Phase::Requested {
         request_id: id.into(),
@@ -219,6 +225,12 @@ fn transition_table() {
             audit("r2", 9, refused("breaker", None)), 20, Want::Phase(Phase::Escalated), vec![]),
         ("escalated, recovered -> healed", with_phase(Phase::Escalated, &["r1"]),
             Input::Recovered, 20, Want::Closed, vec!["tell healed"]),
+        ("escalated, breaker window over and firing -> request", escalated_until(100, &["r1"]),
+            Input::Tick { firing: true }, 100, Want::Phase(Phase::Due { at: t(100) }), vec!["request"]),
+        ("escalated, breaker window not over -> nothing", escalated_until(100, &["r1"]),
+            Input::Tick { firing: true }, 99, Want::Phase(Phase::Escalated), vec![]),
+        ("escalated, breaker window over but not firing -> nothing", escalated_until(100, &["r1"]),
+            Input::Tick { firing: false }, 100, Want::Phase(Phase::Escalated), vec![]),
     ];
     for (name, inc, input, now, want, effects) in table {
         let (next, fx) = step(&inc, &input, t(now), &c);
@@ -229,6 +241,28 @@ fn transition_table() {
         assert_eq!(got, want, "{name}");
         assert_eq!(kinds(&fx), effects, "{name}");
     }
+}
+
+#[test]
+fn the_breaker_refusal_says_when_requests_may_resume() {
+    let c = cfg();
+    let inc = with_phase(requested("r1"), &["r1"]);
+    let (next, _) = step(
+        &inc,
+        &audit("r1", 4, refused("breaker_opened", Some(t(3600)))),
+        t(10),
+        &c,
+    );
+    let next = next.expect("open");
+    assert_eq!(next.phase, Phase::Escalated);
+    assert_eq!(next.breaker_until, Some(t(3600)));
+    let (after, fx) = step(&next, &Input::Tick { firing: true }, t(3600), &c);
+    let after = after.expect("open");
+    assert_eq!(kinds(&fx), vec!["request"]);
+    assert_eq!(
+        after.breaker_until, None,
+        "a new round; a new opening escalates again"
+    );
 }
 
 #[test]

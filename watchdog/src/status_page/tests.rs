@@ -391,6 +391,7 @@ fn loop_incident(i: usize, phase: Phase, attempts: Vec<Attempt>) -> LoopIncident
         phase,
         attempts,
         acted_at: Some(Timestamp(T0 + 9_000)),
+        breaker_until: None,
     }
 }
 
