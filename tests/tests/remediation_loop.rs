@@ -486,6 +486,7 @@ fn burst_of_eight_over_the_budget_all_heal_each_restarted_once() {
             )
         })
         .collect();
+    let began = Instant::now();
     let all_healthy = poll_until(Duration::from_secs(150), || {
         containers
             .iter()
@@ -499,6 +500,10 @@ fn burst_of_eight_over_the_budget_all_heal_each_restarted_once() {
             .map(|c| (c.name().to_owned(), c.health()))
             .collect::<Vec<_>>(),
         rig.describe()
+    );
+    eprintln!(
+        "all 8 healthy again {:?} after they started",
+        began.elapsed()
     );
     std::thread::sleep(SETTLE);
     let records = rig.records();
@@ -669,10 +674,15 @@ fn executor_down_for_100s_then_a_fresh_request_restarts_once() {
         .map(|(id, _)| id)
         .expect("a request was sent while the executor was down");
     rig.start_executor();
+    let back = Instant::now();
     assert!(
         poll_until(ARRIVAL, || executed(&rig.records(), &c) == 1),
         "not restarted after the executor returned\n{}",
         rig.describe()
+    );
+    eprintln!(
+        "restarted {:?} after the executor was ready again",
+        back.elapsed()
     );
     c.wait_for_health("healthy", ARRIVAL);
     rig.sinks
