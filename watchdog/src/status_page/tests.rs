@@ -559,3 +559,59 @@ fn incidents_show_the_incident_machines_phase_and_silences_and_acks() {
     assert!(text.starts_with("restarted at "), "{text}");
     assert!(text.contains("(audit #12)"), "{text}");
 }
+
+#[test]
+fn a_strip_is_one_path_per_state_and_per_kind_of_mark() {
+    let b = board();
+    for f in 0..10i64 {
+        let health = if f % 2 == 0 {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        };
+        sweep(
+            &b,
+            T0 + f * 60_000,
+            vec![details(1, "shop", RunState::Running, health)],
+        );
+    }
+    for seq in 1..=3u64 {
+        b.record_audit(
+            AuditView {
+                request_id: None,
+                duration_ms: None,
+                seq,
+                ts: Some(Timestamp(T0 + 1_000 * i64::try_from(seq).unwrap_or(0))),
+                action: Some("restart".into()),
+                target: Some(TargetView {
+                    service: None,
+                    id: Some(format!("{:064x}", 1)),
+                    name: None,
+                    project: None,
+                }),
+                decision: "executed".into(),
+                reason: "ok".into(),
+                result: None,
+                retry_at: None,
+            },
+            Timestamp(T0 + 600_000),
+        );
+    }
+    let html = render::page(&b.snapshot(Timestamp(T0 + 600_000))).expect("render");
+    assert_eq!(
+        html.matches("<path class=\"s-healthy\"").count(),
+        1,
+        "{html}"
+    );
+    assert_eq!(html.matches("<path class=\"s-unhealthy\"").count(), 1);
+    assert_eq!(html.matches("<path class=\"mark m-executed\"").count(), 1);
+    assert!(html.contains("data-count=\"3\""), "{html}");
+    assert!(html.contains("executed x3, latest at"), "{html}");
+    // Five healthy spans in one path: five sub-paths.
+    let healthy = html
+        .split("<path class=\"s-healthy\" d=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the healthy path");
+    assert_eq!(healthy.matches('M').count(), 5, "{healthy}");
+}
