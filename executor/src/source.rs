@@ -24,7 +24,7 @@
 //! over [`vigil_shared::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is audited as
 //! `malformed` (id and size only) and acknowledged. A future id is also deleted and the stream's
 //! and group's last ids are set back, as it would otherwise block every later append. The
-//! consumer reports each completed step to [`Health`]; one that makes no progress turns
+//! consumer reports each completed step to [`crate::serve::Health`]; one that makes no progress turns
 //! `/healthz` to 503 and withholds the heartbeat.
 //!
 //! A Redis outage never ends the process: each failed step is logged and retried with backoff.
