@@ -24,6 +24,7 @@ use crate::serve::Health;
 use crate::source::{BACKOFF_MAX, BACKOFF_START, RedisSource, SourceError};
 use crate::stream_entry::{Entry, Malformed};
 use crate::verify::Rejected;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -66,6 +67,8 @@ struct Work {
     quick_slots: Arc<Semaphore>,
     /// The first error of a job since the loop last looked.
     failure: Arc<Mutex<Option<SourceError>>>,
+    /// Entries queued or running here: never dispatched or reclaimed a second time meanwhile.
+    in_flight: Arc<Mutex<HashSet<String>>>,
     cancel: CancellationToken,
 }
 
@@ -77,6 +80,17 @@ impl Work {
             if slot.is_none() {
                 *slot = Some(e);
             }
+        }
+    }
+
+    fn is_in_flight(&self, id: &str) -> bool {
+        crate::pipeline::lock(&self.in_flight).contains(id)
+    }
+
+    fn done(&self, ids: impl IntoIterator<Item = String>) {
+        let mut set = crate::pipeline::lock(&self.in_flight);
+        for id in ids {
+            set.remove(&id);
         }
     }
 
@@ -95,12 +109,14 @@ impl Work {
             Box::pin(async move {
                 if work.cancel.is_cancelled() {
                     // Not started: it stays pending and is picked up again.
+                    work.done([entry.id]);
                     return;
                 }
                 let r = work
                     .source
                     .process(&work.pipeline, &entry, redelivered)
                     .await;
+                work.done([entry.id]);
                 work.report(r);
             }),
         );
@@ -109,11 +125,24 @@ impl Work {
     /// Sorts a batch: re-delivered entries and verified requests to lanes, the rest decided
     /// together in a batch task.
     async fn dispatch(&self, entries: Vec<Entry>, redelivered: bool) -> Result<(), SourceError> {
+        let entries: Vec<Entry> = {
+            let mut set = crate::pipeline::lock(&self.in_flight);
+            entries
+                .into_iter()
+                .filter(|e| set.insert(e.id.clone()))
+                .collect()
+        };
         if entries.is_empty() {
             return Ok(());
         }
         let now = Timestamp::now();
+        let mut sent: HashSet<String> = entries.iter().map(|e| e.id.clone()).collect();
         let verdicts = verify_all(&self.pipeline, entries, now).await;
+        for (e, _) in &verdicts {
+            sent.remove(&e.id);
+        }
+        // Whatever verification lost (a panic) stays pending and may be taken up again.
+        self.done(sent);
         let mut quick = Vec::new();
         let mut gone = Vec::new();
         for (entry, verdict) in verdicts {
@@ -128,16 +157,20 @@ impl Work {
         if quick.is_empty() && gone.is_empty() {
             return Ok(());
         }
-        let permit = self
-            .quick_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SourceError::Reply("the batch slots were closed".into()))?;
+        let ids: Vec<String> = quick
+            .iter()
+            .map(|q| q.entry().id.clone())
+            .chain(gone.iter().cloned())
+            .collect();
+        let Ok(permit) = self.quick_slots.clone().acquire_owned().await else {
+            self.done(ids);
+            return Err(SourceError::Reply("the batch slots were closed".into()));
+        };
         let work = self.clone();
         self.quick.spawn(async move {
             let r = decide_quick(&work, quick, gone).await;
             drop(permit);
+            work.done(ids);
             work.report(r);
         });
         Ok(())
@@ -273,6 +306,7 @@ pub async fn consume(
         quick: TaskTracker::new(),
         quick_slots: Arc::new(Semaphore::new(QUICK_IN_FLIGHT)),
         failure: Arc::new(Mutex::new(None)),
+        in_flight: Arc::new(Mutex::new(HashSet::new())),
         cancel: cancel.clone(),
     };
     let pipeline = work.pipeline.clone();
@@ -326,7 +360,8 @@ pub async fn consume(
             if last_reclaim.elapsed() >= reclaim_every {
                 let mut start = "-".to_string();
                 for _ in 0..8 {
-                    let (next, claimed) = source.reclaim(&start).await?;
+                    let ours = |id: &str| work.is_in_flight(id);
+                    let (next, claimed) = source.reclaim(&start, &ours).await?;
                     work.dispatch(claimed, true).await?;
                     if next == "-" || cancel.is_cancelled() {
                         break;

@@ -207,7 +207,8 @@ impl Claims {
         Ok(!reply.ids.is_empty())
     }
 
-    /// Claims up to `count` entries idle at least `min_idle` whose lease is gone, scanning from
+    /// Claims up to `count` entries idle at least `min_idle` whose lease is gone and that are not
+    /// `ours` (queued or running in this process), scanning from
     /// `start` (`-` for the beginning). Returns the next start and the raw `XCLAIM` reply (nil
     /// when nothing was claimable), for [`crate::stream_entry::parse_entries`]: entries are
     /// hostile and never converted by the client library.
@@ -216,6 +217,7 @@ impl Claims {
         start: &str,
         min_idle: Duration,
         count: usize,
+        ours: &(dyn Fn(&str) -> bool + Sync),
     ) -> redis::RedisResult<(String, Value)> {
         let idle_ms = min_idle.as_millis() as u64;
         let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
@@ -234,6 +236,11 @@ impl Claims {
         };
         let mut claimable = Vec::new();
         for p in &pending.ids {
+            if ours(&p.id) {
+                // Already queued or running in this process: claiming it again would only
+                // count one more delivery.
+                continue;
+            }
             let leased: i64 = redis::cmd("EXISTS")
                 .arg(self.names.lease(&p.id))
                 .query_async(&mut self.conn())

@@ -7,15 +7,18 @@
 //! - [`source`]: the request source: the Redis requests stream (consumer group, reclaim,
 //!   dead-letter) and the Redis side of the pipeline (nonces, pause key, audit stream);
 //!   [`stream_entry`] reads its entries as untrusted bytes and names malformed ones.
+//! - [`consume`]: the consumer loop: batches of rejections decided together, verified requests
+//!   run in [`lanes`] (different containers side by side, one container at a time).
 //! - [`pipeline`]: one request end to end, over the `Broker` and `Engine` traits; exactly-once
-//!   handling of re-delivered entries.
+//!   handling of re-delivered entries; [`recover`]: continuity and dangling intents at start-up.
 //! - [`verify`]: the pure request check (signature, deployment, time window) with executor limits.
 //! - [`policy`]: the pure safety policy: `evaluate` returns a `Permit` or a `Denied` naming its
 //!   rule; state rebuilt from the audit log.
 //! - [`act`]: the writing Docker client (POST restart/start/stop), usable only with a `Permit`.
 //! - [`audit`]: the hash-chained audit log (pure chain and records); [`journal`]: the file on
-//!   disk (segments, fsync, free-space guard); [`lease`]: one execution per request across
-//!   executors, one dead-letter copy per entry.
+//!   disk (segments, fsync, free-space guard); [`commit`]: group commit (one sync for many
+//!   records); [`lease`]: one execution per request across executors, one dead-letter copy per
+//!   entry.
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
 //! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]

@@ -7,8 +7,9 @@
 //!   are handled, and rejected as expired if they are old); `BUSYGROUP` is fine.
 //! - On start (and after every reconnect) this consumer first re-reads its own pending entries
 //!   (`XREADGROUP ... 0`): those read before a crash and never acknowledged.
-//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 4 BLOCK 1000 ... >`, a few at a
-//!   time so a handful of large entries cannot exhaust memory.
+//! - New entries: `XREADGROUP GROUP executors <consumer> COUNT 64 BLOCK 1000 ... >` on a
+//!   connection of its own (a blocked read must not hold up the requests in flight); 64 entries
+//!   at the size cap are about 600 KiB. [`crate::consume`] sorts and runs them.
 //! - Periodically entries idle longer than `reclaim_idle` whose lease is gone are claimed
 //!   (another executor's that died, or ours that failed on a Redis error); see [`crate::lease`].
 //! - Every entry is handled under a lease, so two executors never run one request.
@@ -23,7 +24,7 @@
 //! over [`vigil_shared::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is audited as
 //! `malformed` (id and size only) and acknowledged. A future id is also deleted and the stream's
 //! and group's last ids are set back, as it would otherwise block every later append. The
-//! consumer reports each completed step to [`Health`]; one that makes no progress turns
+//! consumer reports each completed step to [`crate::serve::Health`]; one that makes no progress turns
 //! `/healthz` to 503 and withholds the heartbeat.
 //!
 //! A Redis outage never ends the process: each failed step is logged and retried with backoff.
@@ -91,8 +92,8 @@ pub struct SourceOptions {
     pub lease_ttl: Duration,
 }
 
-/// The requests stream and the pipeline's Redis needs, over one multiplexed connection (the
-/// consumer loop is the only user, so a blocking read never delays another caller).
+/// The requests stream and the pipeline's Redis needs, over one multiplexed connection shared by
+/// every request in flight, plus one for the blocking read.
 #[derive(Clone)]
 pub struct RedisSource {
     conn: ConnectionManager,
@@ -244,10 +245,14 @@ impl RedisSource {
 
     /// Claims entries idle longer than `reclaim_idle` whose lease is gone, at most
     /// [`READ_COUNT`] per call, scanning from `start` (`-` at first; `-` again when done).
-    pub async fn reclaim(&self, start: &str) -> Result<(String, Vec<Entry>), SourceError> {
+    pub async fn reclaim(
+        &self,
+        start: &str,
+        ours: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(String, Vec<Entry>), SourceError> {
         let (next, claimed) = self
             .claims
-            .reclaim(start, self.opts.reclaim_idle, READ_COUNT)
+            .reclaim(start, self.opts.reclaim_idle, READ_COUNT, ours)
             .await?;
         Ok((next, stream_entry::parse_entries(claimed)?))
     }
