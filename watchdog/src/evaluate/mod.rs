@@ -362,12 +362,10 @@ pub const EXECUTOR_HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 pub struct Tracker {
     settings: EvalSettings,
     containers: HashMap<String, ContainerMemory>,
-    /// Docker sources currently failing: since when, and the last error.
-    docker_failing: BTreeMap<SourceId, (Timestamp, String)>,
-    docker_unreachable: bool,
-    /// Redis failing since when, and the last error (debounced like Docker).
-    redis_failing: Option<(Timestamp, String)>,
-    redis_unreachable: bool,
+    /// Docker sources currently failing (`docker_unreachable`).
+    docker: reachability::Debounce<SourceId>,
+    /// Redis failing (`redis_unreachable`), debounced like Docker.
+    redis: reachability::Debounce<()>,
     app_failures: u32,
 }
 
@@ -376,10 +374,8 @@ impl Tracker {
         Tracker {
             settings,
             containers: HashMap::new(),
-            docker_failing: BTreeMap::new(),
-            docker_unreachable: false,
-            redis_failing: None,
-            redis_unreachable: false,
+            docker: reachability::Debounce::new(),
+            redis: reachability::Debounce::new(),
             app_failures: 0,
         }
     }
@@ -430,10 +426,7 @@ impl Tracker {
                     if *ok {
                         self.docker_source_ok(*source, *at, &mut out);
                     } else {
-                        self.docker_failing
-                            .entry(*source)
-                            .or_insert((*at, String::new()))
-                            .1 = detail.clone();
+                        self.docker.fail(*source, *at, detail);
                         self.check_docker_debounce(now.max(*at), &mut out);
                     }
                 }
@@ -453,7 +446,7 @@ impl Tracker {
         let mut out = Vec::new();
         self.check_docker_debounce(now, &mut out);
         self.check_redis_debounce(now, &mut out);
-        let docker_ok = self.docker_failing.is_empty();
+        let docker_ok = self.docker.is_clear();
         let settings = &self.settings;
         let mut ids: Vec<String> = self.containers.keys().cloned().collect();
         ids.sort();
