@@ -670,3 +670,34 @@ fn entries_delivered_too_often_go_to_the_dead_letter_stream() {
     );
     assert_eq!(started_at(&target), before, "a dead letter is not acted on");
 }
+
+/// `healthcheck` (what the executor image's healthcheck runs) loads the configuration and asks
+/// its own `/healthz`: 0 while the executor serves it, 1 naming the reason when nothing listens
+/// on the configured address.
+#[test]
+fn healthcheck_asks_the_configured_healthz() {
+    let rig = Rig::new();
+    let listen = format!("127.0.0.1:{}", vigil_tests::ports::free_port());
+    let _exec = rig.start(&[("EXECUTOR_LISTEN", listen.as_str())]);
+    let healthcheck = |listen: &str| {
+        let mut cmd = Command::new(workspace_bin("vigil-executor", "vigil-executor"));
+        cmd.env_clear().arg("healthcheck");
+        for (k, v) in rig.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("EXECUTOR_LISTEN", listen);
+        cmd.output().expect("running vigil-executor healthcheck")
+    };
+    let healthy = healthcheck(&listen);
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    let nothing = format!("127.0.0.1:{}", vigil_tests::ports::free_port());
+    let down = healthcheck(&nothing);
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
