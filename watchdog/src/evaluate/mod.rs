@@ -91,6 +91,8 @@ pub struct EvalSettings {
     pub restart_loop_window: Duration,
     /// A Docker source must fail this long before `docker_unreachable`.
     pub docker_unreachable_after: Duration,
+    /// Redis must fail this long before `redis_unreachable`.
+    pub redis_unreachable_after: Duration,
     /// `app_down` after this many consecutive failed probes.
     pub app_down_after: u32,
     /// Threshold rules on the app's samples.
@@ -117,6 +119,7 @@ impl Default for EvalSettings {
             restart_loop_restarts: 3,
             restart_loop_window: Duration::from_secs(600),
             docker_unreachable_after: Duration::from_secs(10),
+            redis_unreachable_after: Duration::from_secs(10),
             app_down_after: 3,
             app_rules: Vec::new(),
             expected_services: Vec::new(),
@@ -139,6 +142,10 @@ impl EvalSettings {
             restart_loop_restarts: config.restart_loop.restarts,
             restart_loop_window: config.restart_loop.window,
             docker_unreachable_after: config.docker.unreachable_after,
+            redis_unreachable_after: config
+                .redis
+                .as_ref()
+                .map_or(defaults.redis_unreachable_after, |r| r.unreachable_after),
             app_down_after: config
                 .app
                 .as_ref()
@@ -1413,6 +1420,23 @@ mod tests {
             ok,
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn redis_unreachable_has_its_own_window() {
+        let mut tr = Tracker::new(EvalSettings {
+            redis_unreachable_after: Duration::from_secs(30),
+            ..EvalSettings::default()
+        });
+        tr.observe(&source(SourceId::Redis, false, 0, "refused"), t(0));
+        assert!(
+            !has_active(&tr.tick(t(10 * S)), SignalKind::RedisUnreachable),
+            "the Docker window does not apply to Redis"
+        );
+        assert!(has_active(
+            &tr.tick(t(30 * S)),
+            SignalKind::RedisUnreachable
+        ));
     }
 
     #[test]

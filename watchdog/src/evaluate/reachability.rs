@@ -107,7 +107,7 @@ impl Tracker {
     }
 
     pub(super) fn check_redis_debounce(&mut self, now: Timestamp, out: &mut Vec<Signal>) {
-        if let Some((since, error)) = self.redis.due(now, self.settings.docker_unreachable_after) {
+        if let Some((since, error)) = self.redis.due(now, self.settings.redis_unreachable_after) {
             let detail = format!(
                 "Redis unreachable for {}: {error}; no remediation can be requested",
                 human_duration(now.since(since))

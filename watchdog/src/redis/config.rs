@@ -10,7 +10,13 @@ pub struct RedisConfig {
     pub url: Secret,
     /// Key prefix (default `vigil:`).
     pub prefix: String,
+    /// `redis.unreachable_after`: Redis must fail this long before `redis_unreachable`
+    /// (default 10 s).
+    pub unreachable_after: std::time::Duration,
 }
+
+/// Default of [`RedisConfig::unreachable_after`].
+pub const DEFAULT_UNREACHABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SigningConfig {
@@ -33,11 +39,18 @@ pub(crate) fn redis_url(secret: &Secret) -> Result<(), String> {
 pub(crate) fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>> {
     let url = r.secret("redis.url", "redis.url_file");
     let prefix = r.get_checked("redis.prefix", convert::string, |s| non_empty(s));
+    let unreachable_after = r.get_checked("redis.unreachable_after", convert::duration, positive);
     let url = match url {
         Some(url) => url,
         None => {
-            if let Some(p) = prefix {
-                r.error(p.key().to_string(), "set, but no Redis URL is configured");
+            for key in [
+                prefix.map(|p| p.key().to_string()),
+                unreachable_after.map(|u| u.key().to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                r.error(key, "set, but no Redis URL is configured");
             }
             return None;
         }
@@ -47,7 +60,12 @@ pub(crate) fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>>
         return None;
     }
     let prefix = prefix.map_or_else(|| "vigil:".to_string(), |p| p.value);
-    Some(url.map(|u| RedisConfig { url: u, prefix }))
+    let unreachable_after = unreachable_after.map_or(DEFAULT_UNREACHABLE_AFTER, |u| u.value);
+    Some(url.map(|u| RedisConfig {
+        url: u,
+        prefix,
+        unreachable_after,
+    }))
 }
 
 pub(crate) fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
