@@ -53,8 +53,6 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// Longest path (before decoding) the gate looks at.
 const MAX_PATH: usize = 512;
-/// Longest container id or name accepted in a path.
-const MAX_ID: usize = 255;
 /// How long the engine may take to send response headers.
 const UPSTREAM_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to send its request headers.
@@ -278,15 +276,11 @@ fn api_version(segment: &str) -> Option<&str> {
     }
 }
 
+/// A container id or name as the Docker client accepts one (the shared rule).
 fn container_id(id: &str) -> Result<String, GateDenial> {
-    let mut bytes = id.bytes();
-    let valid_first = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
-    let valid_rest = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid_first && valid_rest && id.len() <= MAX_ID {
-        Ok(id.to_string())
-    } else {
-        Err(GateDenial::forbidden(DenyRule::BadContainerId))
-    }
+    vigil_shared::docker::client::validate_id(id)
+        .map(str::to_string)
+        .map_err(|_| GateDenial::forbidden(DenyRule::BadContainerId))
 }
 
 /// Strict percent-decoding: `None` on a malformed escape or on bytes that are not UTF-8.

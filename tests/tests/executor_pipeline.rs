@@ -955,3 +955,34 @@ fn a_flood_of_forged_requests_is_audited_and_a_valid_request_behind_it_runs() {
     assert_one_order(&rig);
     drop(exec);
 }
+
+/// `healthcheck` (what the executor image's healthcheck runs) loads the configuration and asks
+/// its own `/healthz`: 0 while the executor serves it, 1 naming the reason when nothing listens
+/// on the configured address.
+#[test]
+fn healthcheck_asks_the_configured_healthz() {
+    let rig = Rig::new();
+    let listen = format!("127.0.0.1:{}", vigil_tests::ports::free_port());
+    let _exec = rig.start(&[("EXECUTOR_LISTEN", listen.as_str())]);
+    let healthcheck = |listen: &str| {
+        let mut cmd = Command::new(workspace_bin("vigil-executor", "vigil-executor"));
+        cmd.env_clear().arg("healthcheck");
+        for (k, v) in rig.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("EXECUTOR_LISTEN", listen);
+        cmd.output().expect("running vigil-executor healthcheck")
+    };
+    let healthy = healthcheck(&listen);
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    let nothing = format!("127.0.0.1:{}", vigil_tests::ports::free_port());
+    let down = healthcheck(&nothing);
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}

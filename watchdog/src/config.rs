@@ -907,6 +907,7 @@ mod tests {
         let r = c.redis.as_ref().unwrap();
         assert_eq!(r.url.expose(), "redis://watchdog:pw@127.0.0.1:6379/0");
         assert_eq!(r.prefix, "vigil:");
+        assert_eq!(r.unreachable_after, Duration::from_secs(10));
         let s = c.signing.as_ref().unwrap();
         assert_eq!(s.key_id, "wd-2025");
         assert_eq!(c.sink_names(), vec!["log", "telegram", "slack", "webhook"]);

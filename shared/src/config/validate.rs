@@ -24,6 +24,20 @@ pub fn simple_name(s: &String) -> Result<(), String> {
     }
 }
 
+/// A signing key id, as the wire format accepts it ([`crate::protocol::is_key_id`]): 1 to
+/// [`MAX_KEY_ID_LEN`](crate::protocol::MAX_KEY_ID_LEN) letters, digits, '.', '_' or '-', not
+/// starting with '.'.
+pub fn key_id(s: &String) -> Result<(), String> {
+    if crate::protocol::is_key_id(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must be 1 to {} letters, digits, '.', '_' or '-', not starting with '.'",
+            crate::protocol::MAX_KEY_ID_LEN
+        ))
+    }
+}
+
 /// A Docker engine address as the Docker client reads it ([`EngineHost::parse`]):
 /// `unix:///absolute/path` or `tcp://host[:port]`.
 pub fn docker_host(s: &str) -> Result<(), String> {
@@ -59,6 +73,14 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "ä", &"x".repeat(MAX_SIMPLE_NAME + 1)] {
             assert!(simple_name(&bad.to_string()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_ids_are_what_the_wire_format_accepts() {
+        assert!(key_id(&"wd-1.a_b".to_string()).is_ok());
+        for bad in ["", ".hidden", "a/b", &"k".repeat(65)] {
+            assert!(key_id(&bad.to_string()).is_err(), "{bad}");
         }
     }
 

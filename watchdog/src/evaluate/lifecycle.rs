@@ -152,7 +152,7 @@ impl Tracker {
                 }
             }
         }
-        if self.docker_failing.is_empty() {
+        if self.docker.is_clear() {
             for expected in &self.settings.expected_services {
                 out.push(missing_signal(expected, &running, at));
             }

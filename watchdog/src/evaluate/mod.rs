@@ -96,6 +96,8 @@ pub struct EvalSettings {
     pub restart_loop_window: Duration,
     /// A Docker source must fail this long before `docker_unreachable`.
     pub docker_unreachable_after: Duration,
+    /// Redis must fail this long before `redis_unreachable`.
+    pub redis_unreachable_after: Duration,
     /// `app_down` after this many consecutive failed probes.
     pub app_down_after: u32,
     /// Threshold rules on the app's samples.
@@ -122,6 +124,7 @@ impl Default for EvalSettings {
             restart_loop_restarts: 3,
             restart_loop_window: Duration::from_secs(600),
             docker_unreachable_after: Duration::from_secs(10),
+            redis_unreachable_after: Duration::from_secs(10),
             app_down_after: 3,
             app_rules: Vec::new(),
             expected_services: Vec::new(),
@@ -144,6 +147,10 @@ impl EvalSettings {
             restart_loop_restarts: config.restart_loop.restarts,
             restart_loop_window: config.restart_loop.window,
             docker_unreachable_after: config.docker.unreachable_after,
+            redis_unreachable_after: config
+                .redis
+                .as_ref()
+                .map_or(defaults.redis_unreachable_after, |r| r.unreachable_after),
             app_down_after: config
                 .app
                 .as_ref()
@@ -374,12 +381,10 @@ pub const EXECUTOR_HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 pub struct Tracker {
     settings: EvalSettings,
     containers: HashMap<String, ContainerMemory>,
-    /// Docker sources currently failing: since when, and the last error.
-    docker_failing: BTreeMap<SourceId, (Timestamp, String)>,
-    docker_unreachable: bool,
-    /// Redis failing since when, and the last error (debounced like Docker).
-    redis_failing: Option<(Timestamp, String)>,
-    redis_unreachable: bool,
+    /// Docker sources currently failing (`docker_unreachable`).
+    docker: reachability::Debounce<SourceId>,
+    /// Redis failing (`redis_unreachable`), debounced like Docker.
+    redis: reachability::Debounce<()>,
     app_failures: u32,
 }
 
@@ -388,10 +393,8 @@ impl Tracker {
         Tracker {
             settings,
             containers: HashMap::new(),
-            docker_failing: BTreeMap::new(),
-            docker_unreachable: false,
-            redis_failing: None,
-            redis_unreachable: false,
+            docker: reachability::Debounce::new(),
+            redis: reachability::Debounce::new(),
             app_failures: 0,
         }
     }
@@ -453,10 +456,7 @@ impl Tracker {
                     if *ok {
                         self.docker_source_ok(*source, *at, &mut out);
                     } else {
-                        self.docker_failing
-                            .entry(*source)
-                            .or_insert((*at, String::new()))
-                            .1 = detail.clone();
+                        self.docker.fail(*source, *at, detail);
                         self.check_docker_debounce(now.max(*at), &mut out);
                     }
                 }
@@ -476,7 +476,7 @@ impl Tracker {
         let mut out = Vec::new();
         self.check_docker_debounce(now, &mut out);
         self.check_redis_debounce(now, &mut out);
-        let docker_ok = self.docker_failing.is_empty();
+        let docker_ok = self.docker.is_clear();
         let settings = &self.settings;
         let mut ids: Vec<String> = self.containers.keys().cloned().collect();
         ids.sort();
@@ -1539,6 +1539,23 @@ mod tests {
             ok,
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn redis_unreachable_has_its_own_window() {
+        let mut tr = Tracker::new(EvalSettings {
+            redis_unreachable_after: Duration::from_secs(30),
+            ..EvalSettings::default()
+        });
+        tr.observe(&source(SourceId::Redis, false, 0, "refused"), t(0));
+        assert!(
+            !has_active(&tr.tick(t(10 * S)), SignalKind::RedisUnreachable),
+            "the Docker window does not apply to Redis"
+        );
+        assert!(has_active(
+            &tr.tick(t(30 * S)),
+            SignalKind::RedisUnreachable
+        ));
     }
 
     #[test]

@@ -3,14 +3,20 @@
 
 use crate::config::*;
 use std::path::PathBuf;
-use vigil_shared::config::{ConfigReader, Found, Secret, convert};
+use vigil_shared::config::{ConfigReader, Found, Secret, convert, validate};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     pub url: Secret,
     /// Key prefix (default `vigil:`).
     pub prefix: String,
+    /// `redis.unreachable_after`: Redis must fail this long before `redis_unreachable`
+    /// (default 10 s).
+    pub unreachable_after: std::time::Duration,
 }
+
+/// Default of [`RedisConfig::unreachable_after`].
+pub const DEFAULT_UNREACHABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SigningConfig {
@@ -33,11 +39,18 @@ pub(crate) fn redis_url(secret: &Secret) -> Result<(), String> {
 pub(crate) fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>> {
     let url = r.secret("redis.url", "redis.url_file");
     let prefix = r.get_checked("redis.prefix", convert::string, |s| non_empty(s));
+    let unreachable_after = r.get_checked("redis.unreachable_after", convert::duration, positive);
     let url = match url {
         Some(url) => url,
         None => {
-            if let Some(p) = prefix {
-                r.error(p.key().to_string(), "set, but no Redis URL is configured");
+            for key in [
+                prefix.map(|p| p.key().to_string()),
+                unreachable_after.map(|u| u.key().to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                r.error(key, "set, but no Redis URL is configured");
             }
             return None;
         }
@@ -47,12 +60,17 @@ pub(crate) fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>>
         return None;
     }
     let prefix = prefix.map_or_else(|| "vigil:".to_string(), |p| p.value);
-    Some(url.map(|u| RedisConfig { url: u, prefix }))
+    let unreachable_after = unreachable_after.map_or(DEFAULT_UNREACHABLE_AFTER, |u| u.value);
+    Some(url.map(|u| RedisConfig {
+        url: u,
+        prefix,
+        unreachable_after,
+    }))
 }
 
 pub(crate) fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
     let key_file = r.get_checked("signing.key_file", convert::string, |s| non_empty(s));
-    let key_id = r.get_checked("signing.key_id", convert::string, simple_name);
+    let key_id = r.get_checked("signing.key_id", convert::string, validate::key_id);
     let key_file = match key_file {
         Some(f) => f,
         None => {
@@ -83,7 +101,7 @@ pub(crate) fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if let Err(message) = simple_name(&stem) {
+            if let Err(message) = validate::key_id(&stem) {
                 let key = r.key_for("signing.key_id", key_file.origin.is_env());
                 r.error(
                     key,

@@ -277,6 +277,7 @@ mod tests {
         let cfg = RedisConfig {
             url: vigil_shared::config::Secret::new("not a url with password hunter2"),
             prefix: "vigil:".into(),
+            unreachable_after: std::time::Duration::from_secs(10),
         };
         let err = RedisLink::new(&cfg).unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
