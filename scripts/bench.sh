@@ -7,7 +7,8 @@
 # one markdown table (measurement, value, target, met or not) on stdout.
 # Progress goes to stderr. Everything it starts (containers labelled vigil.bench=<run id>, the
 # daemons, redis-server) is removed when it ends, also on Ctrl-C.
-# The full run takes about 6 to 10 minutes on a 2-core machine; --quick is a short smoke run.
+# The full run takes about 20 minutes on a 2-core machine (it starts 1,000 containers); --quick
+# is a short smoke run (about 3 minutes once built).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
