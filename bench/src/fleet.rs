@@ -15,8 +15,12 @@ use vigil_tests::docker::{Container, TestImage, docker_output};
 pub const RUN_LABEL: &str = vigil_tests::docker::BENCH_LABEL;
 /// Label carrying a group id (one per phase); the watchdog's scope label in latency phases.
 pub const GROUP_LABEL: &str = vigil_tests::docker::BENCH_GROUP_LABEL;
-/// Parallel `docker run`/`docker rm` calls.
+/// Parallel `docker run` calls.
 pub const PARALLEL: usize = 8;
+/// Parallel `docker rm` calls, each of at most [`RM_CHUNK`] containers: removing hundreds at once
+/// has wedged the engine (Docker 20.10's network controller) on this machine.
+const RM_PARALLEL: usize = 2;
+const RM_CHUNK: usize = 50;
 
 /// Removes every container of the run when dropped.
 pub struct RunGuard {
@@ -142,8 +146,8 @@ fn run(c: &Container) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Removes every container matching the label filter (`key=value`), [`PARALLEL`] `docker rm`
-/// calls at a time; returns how many there were.
+/// Removes every container matching the label filter (`key=value`), [`RM_PARALLEL`] `docker rm`
+/// calls of at most [`RM_CHUNK`] containers at a time; returns how many there were.
 pub fn remove_labelled(filter: &str) -> Result<usize> {
     let out = docker_output(&[
         "ps",
@@ -166,23 +170,25 @@ pub fn remove_labelled(filter: &str) -> Result<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let chunk = ids.len().div_ceil(PARALLEL).max(1);
+    let chunks: Vec<&[String]> = ids.chunks(RM_CHUNK).collect();
     let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for part in ids.chunks(chunk) {
-            let failures = &failures;
-            s.spawn(move || {
-                let mut args = vec!["rm", "-f", "-v"];
-                args.extend(part.iter().map(String::as_str));
-                let out = docker_output(&args);
-                if !out.status.success()
-                    && let Ok(mut f) = failures.lock()
-                {
-                    f.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
-                }
-            });
-        }
-    });
+    for wave in chunks.chunks(RM_PARALLEL) {
+        std::thread::scope(|s| {
+            for part in wave {
+                let failures = &failures;
+                s.spawn(move || {
+                    let mut args = vec!["rm", "-f", "-v"];
+                    args.extend(part.iter().map(String::as_str));
+                    let out = docker_output(&args);
+                    if !out.status.success()
+                        && let Ok(mut f) = failures.lock()
+                    {
+                        f.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                    }
+                });
+            }
+        });
+    }
     let failures = failures.into_inner().unwrap_or_default();
     if !failures.is_empty() {
         bail!("docker rm failed: {}", failures.join("; "));
