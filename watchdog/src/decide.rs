@@ -21,7 +21,6 @@
 //! is no outage whose end we could honestly report; whether the container is healthy again is
 //! told by the level signals that follow (unhealthy, restart loop).
 
-use crate::config::TimingOverride;
 use crate::signals::{Signal, SignalKind};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -31,6 +30,16 @@ use vigil_shared::time::Timestamp;
 pub const DEFAULT_REPEAT: Duration = Duration::from_secs(3600);
 /// Re-alert intervals double up to this.
 pub const DEFAULT_REPEAT_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Timing overrides for one kind (`[alerts.<kind>]` in the config); anything unset keeps the
+/// per-kind default here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimingOverride {
+    pub for_: Option<Duration>,
+    pub repeat: Option<Duration>,
+    pub repeat_max: Option<Duration>,
+    pub keep_firing_for: Option<Duration>,
+}
 
 /// What to say about one key after one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

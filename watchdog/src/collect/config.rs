@@ -1,7 +1,7 @@
 //! The sources' configuration: `[host]`, `[[dependencies]]` and `[app]`, their schema, defaults
 //! and validation. [`crate::config`] composes them.
 
-use crate::config::*;
+use crate::config::check::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vigil_shared::config::{ConfigReader, convert};

@@ -41,7 +41,11 @@ impl Tracker {
 }
 
 /// One app threshold rule judged against its sample.
-pub(super) fn app_rule_signal(rule: &crate::config::AppRule, value: f64, at: Timestamp) -> Signal {
+pub(super) fn app_rule_signal(
+    rule: &crate::collect::config::AppRule,
+    value: f64,
+    at: Timestamp,
+) -> Signal {
     let breach = match (rule.above, rule.below) {
         (Some(above), _) if value > above => {
             Some(format!("{} = {value} (above {above})", rule.metric))

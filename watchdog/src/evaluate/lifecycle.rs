@@ -202,11 +202,6 @@ pub(super) fn health_detail(streak: u64) -> String {
     }
 }
 
-/// The detail of an inactive `container_unhealthy` signal that is a recovery (the engine said
-/// `healthy`), as opposed to one that only means "not unhealthy now" (`starting` after a
-/// restart, stopped, gone). The remediation loop heals incidents on the former only.
-pub const HEALTHY_AGAIN: &str = "healthy";
-
 fn healthy_again(mem: &ContainerMemory, health: Health, at: Timestamp) -> Signal {
     let detail = if health == Health::Healthy {
         HEALTHY_AGAIN

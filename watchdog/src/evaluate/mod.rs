@@ -9,8 +9,9 @@
 //! active, e.g. after a watchdog restart where the alert state came back from Redis).
 //!
 //! # Layout
-//! - this file: [`Tracker`] (what it remembers and the dispatch of `observe`/`tick`),
-//!   [`EvalSettings`], the container labels it reads, and the severity tiers;
+//! - this file: [`Tracker`] (what it remembers), [`EvalSettings`], the container labels it
+//!   reads, and the severity tiers; the concerns below import from it, never the other way;
+//! - `observe`: the dispatch of `observe`/`tick` to the concerns;
 //! - `lifecycle`: events and sweeps into health, exit, OOM-kill, restart-loop and missing
 //!   signals; `load`: container CPU/memory tiers; `host`: host memory and disk;
 //! - `app`: the metrics endpoint and its threshold rules; `probes`: dependencies and the
@@ -51,18 +52,13 @@ mod app;
 mod host;
 mod lifecycle;
 mod load;
+mod observe;
 mod probes;
 mod reachability;
-
-use lifecycle::signal_exit;
-use probes::{executor_signal, on_dependency};
-
-pub use lifecycle::HEALTHY_AGAIN;
 
 use crate::collect::{
     AppProbe, DependencyProbe, HostSample, Observation, SourceId, StatsBatch, Sweep,
 };
-use crate::config::Config;
 use crate::signals::{Severity, Signal, SignalKind, Subject};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -77,6 +73,11 @@ pub use vigil_shared::labels::{
     MEMORY_THRESHOLD as LABEL_MEMORY_THRESHOLD, MONITOR as LABEL_MONITOR,
     PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE,
 };
+
+/// The detail of an inactive `container_unhealthy` signal that is a recovery (the engine said
+/// `healthy`), as opposed to one that only means "not unhealthy now" (`starting` after a
+/// restart, stopped, gone). The remediation loop heals incidents on the former only.
+pub const HEALTHY_AGAIN: &str = "healthy";
 
 /// Severity ladder for sampled percentages: above this every threshold is critical.
 const CRITICAL_PERCENT: f64 = 95.0;
@@ -101,7 +102,7 @@ pub struct EvalSettings {
     /// `app_down` after this many consecutive failed probes.
     pub app_down_after: u32,
     /// Threshold rules on the app's samples.
-    pub app_rules: Vec<crate::config::AppRule>,
+    pub app_rules: Vec<crate::collect::config::AppRule>,
     /// `project/service` pairs that must have a running container.
     pub expected_services: Vec<String>,
     /// Only containers with this label (`key` or `key=value`).
@@ -137,36 +138,6 @@ impl Default for EvalSettings {
 }
 
 impl EvalSettings {
-    pub fn from_config(config: &Config) -> EvalSettings {
-        let defaults = EvalSettings::default();
-        EvalSettings {
-            cpu_percent: config.thresholds.cpu_percent,
-            memory_percent: config.thresholds.memory_percent,
-            host_memory_percent: config.thresholds.host_memory_percent,
-            disk_percent: config.thresholds.disk_percent,
-            restart_loop_restarts: config.restart_loop.restarts,
-            restart_loop_window: config.restart_loop.window,
-            docker_unreachable_after: config.docker.unreachable_after,
-            redis_unreachable_after: config
-                .redis
-                .as_ref()
-                .map_or(defaults.redis_unreachable_after, |r| r.unreachable_after),
-            app_down_after: config
-                .app
-                .as_ref()
-                .map_or(defaults.app_down_after, |a| a.down_after),
-            app_rules: config
-                .app
-                .as_ref()
-                .map(|a| a.rules.clone())
-                .unwrap_or_default(),
-            expected_services: config.scope.expected.clone(),
-            scope_label: config.scope.label.clone(),
-            scope_projects: config.scope.projects.clone(),
-            ..defaults
-        }
-    }
-
     /// Whether a container with these labels is watched at all (scope and opt-out).
     pub fn watches(&self, labels: &BTreeMap<String, String>) -> bool {
         if vigil_shared::labels::is_ignored(labels) {
@@ -188,12 +159,6 @@ impl EvalSettings {
             }
         }
         true
-    }
-}
-
-impl From<&Config> for EvalSettings {
-    fn from(config: &Config) -> Self {
-        EvalSettings::from_config(config)
     }
 }
 
@@ -429,79 +394,6 @@ impl Tracker {
     /// Containers the tracker currently remembers.
     pub fn tracked_containers(&self) -> usize {
         self.containers.len()
-    }
-
-    pub fn observe(&mut self, obs: &Observation, now: Timestamp) -> Vec<Signal> {
-        let mut out = Vec::new();
-        match obs {
-            Observation::Event(ev) => {
-                self.docker_source_ok(SourceId::DockerEvents, ev.at(), &mut out);
-                self.on_event(ev, &mut out);
-            }
-            Observation::Sweep(sweep) => {
-                self.docker_source_ok(SourceId::DockerSweep, sweep.at, &mut out);
-                self.on_sweep(sweep, &mut out);
-            }
-            Observation::Stats(batch) => self.on_stats(batch, &mut out),
-            Observation::Host(h) => self.on_host(h, &mut out),
-            Observation::Dependency(p) => on_dependency(p, &mut out),
-            Observation::App(p) => self.on_app(p, &mut out),
-            Observation::Source {
-                source,
-                at,
-                ok,
-                detail,
-            } => match source {
-                SourceId::DockerEvents | SourceId::DockerSweep => {
-                    if *ok {
-                        self.docker_source_ok(*source, *at, &mut out);
-                    } else {
-                        self.docker.fail(*source, *at, detail);
-                        self.check_docker_debounce(now.max(*at), &mut out);
-                    }
-                }
-                SourceId::Redis => self.on_redis(*at, *ok, detail, now, &mut out),
-                // The link only reports the executor while Redis answers: a heartbeat read
-                // from a reachable Redis is missing or stale.
-                SourceId::Executor => out.push(executor_signal(*ok, detail, *at)),
-                // Other sources report their failures through their own observations
-                // (a failed probe), which is where their signals come from.
-                SourceId::Host | SourceId::Dependencies | SourceId::App => {}
-            },
-        }
-        out
-    }
-
-    pub fn tick(&mut self, now: Timestamp) -> Vec<Signal> {
-        let mut out = Vec::new();
-        self.check_docker_debounce(now, &mut out);
-        self.check_redis_debounce(now, &mut out);
-        let docker_ok = self.docker.is_clear();
-        let settings = &self.settings;
-        let mut ids: Vec<String> = self.containers.keys().cloned().collect();
-        ids.sort();
-        for id in ids {
-            let Some(mem) = self.containers.get_mut(&id) else {
-                continue;
-            };
-            if let Some(held) = mem.held_kill
-                && now.since(held.at) >= settings.oom_grace
-            {
-                mem.held_kill = None;
-                signal_exit(mem, settings, held.at, held.time_nano, 137, now, &mut out);
-            }
-            // Without Docker we would be concluding "no more dies" from silence.
-            if docker_ok && mem.loop_active {
-                let quiet = mem
-                    .last_failure_at
-                    .is_none_or(|t| now.since(t) >= settings.restart_loop_window);
-                if quiet {
-                    mem.loop_active = false;
-                    out.push(mem.inactive(SignalKind::ContainerRestartLoop, now));
-                }
-            }
-        }
-        out
     }
 }
 
@@ -1447,17 +1339,17 @@ mod tests {
     fn app_rules_fire_above_and_below_and_ignore_absent_metrics() {
         let settings = EvalSettings {
             app_rules: vec![
-                crate::config::AppRule {
+                crate::collect::config::AppRule {
                     metric: "queue_depth".into(),
                     above: Some(100.0),
                     below: None,
                 },
-                crate::config::AppRule {
+                crate::collect::config::AppRule {
                     metric: "workers".into(),
                     above: None,
                     below: Some(1.0),
                 },
-                crate::config::AppRule {
+                crate::collect::config::AppRule {
                     metric: "absent".into(),
                     above: Some(0.0),
                     below: None,

@@ -1,7 +1,7 @@
 //! The sinks' configuration: `[notify]` with `[notify.telegram]`, `[notify.slack]` and
 //! `[notify.webhook]`, their schema, defaults and validation. [`crate::config`] composes them.
 
-use crate::config::*;
+use crate::config::check::*;
 use std::path::PathBuf;
 use std::time::Duration;
 use vigil_shared::config::{ConfigReader, Secret, convert};

@@ -1,7 +1,8 @@
 //! What the ureq-based sinks (Slack, webhook) share: a blocking POST run off the async runtime,
 //! the retry classes of an HTTP answer, and scrubbing the URL (a credential) out of errors.
 
-use super::{SendError, scrub, truncate_chars};
+use super::sink::SendError;
+use super::text::{scrub, truncate_chars};
 use std::time::Duration;
 use vigil_shared::config::Secret;
 

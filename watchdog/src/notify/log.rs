@@ -1,7 +1,8 @@
 //! The log sink: always on, so every message is at least in the watchdog's own log. Alerts log at
 //! WARN, recoveries and plain messages at INFO.
 
-use super::{Message, SendFuture, Sink};
+use super::message::Message;
+use super::sink::{SendFuture, Sink};
 
 /// Writes each message as one tracing event.
 #[derive(Debug, Clone, Copy, Default)]

@@ -11,7 +11,7 @@
 
 use super::facts::ContainerFacts;
 use super::format::{self, Block};
-use super::truncate_chars;
+use super::text::truncate_chars;
 use crate::signals::{Severity, Signal, SignalKind};
 use std::time::Duration;
 use vigil_shared::labels;

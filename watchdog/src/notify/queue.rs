@@ -18,7 +18,8 @@ use super::facts::{FACTS_DEADLINE, FactSource};
 use super::flap::FlapDamper;
 use super::group::Grouper;
 use super::message::{Message, Notice, Occasion};
-use super::{SendError, Sink, configured_sinks};
+use super::setup::configured_sinks;
+use super::sink::{SendError, Sink};
 use crate::config::NotifyConfig;
 use crate::operators::Operators;
 use crate::operators::gate::Gate;
@@ -601,8 +602,8 @@ fn retry_delay(attempt: u32, after: Option<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::SendFuture;
     use crate::notify::message::tests::container_notice;
+    use crate::notify::sink::SendFuture;
     use std::sync::atomic::AtomicUsize;
 
     fn config(window: Duration, capacity: usize) -> NotifyConfig {

@@ -6,7 +6,9 @@
 
 use super::format::mrkdwn;
 use super::http::{self, Answer};
-use super::{Message, SendFuture, Sink, truncate_chars};
+use super::message::Message;
+use super::sink::{SendFuture, Sink};
+use super::text::truncate_chars;
 use crate::config::SlackConfig;
 use crate::signals::Severity;
 use std::time::Duration;

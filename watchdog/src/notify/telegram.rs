@@ -10,7 +10,9 @@
 //! server, or the test fake); the command side ([`crate::operators::bot`]) shares [`BotApi`].
 
 use super::http::{self, Answer};
-use super::{Message, NotifyError, SendError, SendFuture, Sink, scrub, truncate_chars};
+use super::message::Message;
+use super::sink::{NotifyError, SendError, SendFuture, Sink};
+use super::text::{scrub, truncate_chars};
 use crate::config::TelegramConfig;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -2,7 +2,8 @@
 //! receivers that route or store alerts themselves. 2xx is success; 429, 408 and 5xx are retried.
 
 use super::http;
-use super::{Message, Notice, SendFuture, Sink};
+use super::message::{Message, Notice};
+use super::sink::{SendFuture, Sink};
 use crate::config::WebhookConfig;
 use std::time::Duration;
 use vigil_shared::config::Secret;
@@ -42,7 +43,7 @@ pub fn payload(msg: &Message) -> serde_json::Value {
 
 fn notice_json(n: &Notice) -> serde_json::Value {
     let lasted_secs = match n.occasion {
-        super::Occasion::Recovery { lasted } => Some(lasted.as_secs()),
+        super::message::Occasion::Recovery { lasted } => Some(lasted.as_secs()),
         _ => None,
     };
     serde_json::json!({

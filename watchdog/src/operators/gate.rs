@@ -7,7 +7,7 @@
 //! 3. A re-alert about an acknowledged container is dropped; a recovery ends the ack.
 
 use super::Operators;
-use crate::notify::{Notice, Occasion};
+use crate::notify::message::{Notice, Occasion};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vigil_shared::time::Timestamp;

@@ -1,7 +1,7 @@
 //! The Redis side's configuration: `[redis]` and `[signing]`, their schema and validation.
 //! [`crate::config`] composes them (and checks that Redis comes with a signing key).
 
-use crate::config::*;
+use crate::config::check::*;
 use std::path::PathBuf;
 use vigil_shared::config::{ConfigReader, Found, Secret, convert, validate};
 

@@ -12,23 +12,29 @@
 //! Each component owns its section: the sources' `[host]`, `[[dependencies]]` and `[app]` in
 //! [`crate::collect::config`], the sinks' `[notify]` in [`crate::notify::config`], `[redis]` and
 //! `[signing]` in [`crate::redis::config`]. This file holds the top level, `[log]`, `[docker]`,
-//! `[scope]`, `[thresholds]`, `[restart_loop]` and `[alerts]`, the shared validators, and
-//! [`load`], which composes the sections and runs the cross-section checks.
+//! `[scope]`, `[thresholds]`, `[restart_loop]` and `[alerts]`, and [`load`], which composes the
+//! sections and runs the cross-section checks; [`check`] holds the validators the sections
+//! share. The components never import this file: it imports them (their config types, and
+//! [`TimingOverride`] from `decide`) and derives the pure tracker's [`EvalSettings`].
+
+pub mod check;
 
 pub use crate::collect::config::{
     AppConfig, AppRule, DependencyConfig, DependencyTarget, HostConfig,
 };
 use crate::collect::config::{read_app, read_dependencies, read_host};
+pub use crate::decide::TimingOverride;
+use crate::evaluate::EvalSettings;
 use crate::notify::config::read_notify;
 pub use crate::notify::config::{NotifyConfig, SlackConfig, TelegramConfig, WebhookConfig};
 pub use crate::redis::config::{RedisConfig, SigningConfig};
 use crate::redis::config::{read_redis, read_signing};
 use crate::signals::SignalKind;
+use check::{at_least_one, docker_host, non_empty, percent, positive, simple_name};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-pub(crate) use vigil_shared::config::validate::{docker_host, non_empty, positive, simple_name};
 use vigil_shared::config::{
     ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
@@ -126,15 +132,6 @@ pub struct RestartLoopConfig {
     pub restarts: u32,
     /// Default 10 min.
     pub window: Duration,
-}
-
-/// Timing overrides for decide(); anything unset keeps the per-kind default in `decide`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TimingOverride {
-    pub for_: Option<Duration>,
-    pub repeat: Option<Duration>,
-    pub repeat_max: Option<Duration>,
-    pub keep_firing_for: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -442,40 +439,6 @@ fn from_table(
     errors.into_result(c)
 }
 
-pub(crate) fn percent(p: &f64) -> Result<(), String> {
-    if *p > 0.0 && *p <= 100.0 {
-        Ok(())
-    } else {
-        Err(format!("{p} is outside (0, 100]"))
-    }
-}
-
-pub(crate) fn at_least_one<T: PartialOrd + From<u8>>(n: &T) -> Result<(), String> {
-    if *n >= T::from(1) {
-        Ok(())
-    } else {
-        Err("must be at least 1".to_string())
-    }
-}
-
-pub(crate) fn http_url(s: &String) -> Result<url::Url, String> {
-    let url = url::Url::parse(s.trim()).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
-    match url.scheme() {
-        "http" | "https" if url.host_str().is_some() => Ok(url),
-        _ => Err(format!("URL {s:?} must be http:// or https:// with a host")),
-    }
-}
-
-/// Like [`http_url`] for a URL that is a credential: the message never quotes it.
-pub(crate) fn secret_http_url(secret: &Secret) -> Result<(), String> {
-    let url = url::Url::parse(secret.expose().trim())
-        .map_err(|e| format!("invalid URL (value not shown): {e}"))?;
-    match url.scheme() {
-        "http" | "https" if url.host_str().is_some() => Ok(()),
-        _ => Err("URL must be http:// or https:// with a host (value not shown)".to_string()),
-    }
-}
-
 fn read_top(r: &mut ConfigReader<'_>, c: &mut Config) {
     if let Some(v) = r.bool("enabled") {
         c.enabled = v.value;
@@ -631,6 +594,45 @@ fn read_alerts(r: &mut ConfigReader<'_>, alerts: &mut AlertsConfig) {
         if o != TimingOverride::default() {
             alerts.overrides.insert(kind, o);
         }
+    }
+}
+
+/// The pure tracker's settings from the config (defaults where a section is absent).
+impl EvalSettings {
+    pub fn from_config(config: &Config) -> EvalSettings {
+        let defaults = EvalSettings::default();
+        EvalSettings {
+            cpu_percent: config.thresholds.cpu_percent,
+            memory_percent: config.thresholds.memory_percent,
+            host_memory_percent: config.thresholds.host_memory_percent,
+            disk_percent: config.thresholds.disk_percent,
+            restart_loop_restarts: config.restart_loop.restarts,
+            restart_loop_window: config.restart_loop.window,
+            docker_unreachable_after: config.docker.unreachable_after,
+            redis_unreachable_after: config
+                .redis
+                .as_ref()
+                .map_or(defaults.redis_unreachable_after, |r| r.unreachable_after),
+            app_down_after: config
+                .app
+                .as_ref()
+                .map_or(defaults.app_down_after, |a| a.down_after),
+            app_rules: config
+                .app
+                .as_ref()
+                .map(|a| a.rules.clone())
+                .unwrap_or_default(),
+            expected_services: config.scope.expected.clone(),
+            scope_label: config.scope.label.clone(),
+            scope_projects: config.scope.projects.clone(),
+            ..defaults
+        }
+    }
+}
+
+impl From<&Config> for EvalSettings {
+    fn from(config: &Config) -> Self {
+        EvalSettings::from_config(config)
     }
 }
 
