@@ -18,8 +18,8 @@
 //! leave a durable record unanswered or unpublished.
 
 use crate::audit::{AuditEntry, AuditError, AuditRecord};
+use crate::broker::{Broker, BrokerError};
 use crate::journal::AuditLog;
-use crate::pipeline::{Broker, BrokerError};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

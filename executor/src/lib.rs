@@ -9,7 +9,7 @@
 //!   [`stream_entry`] reads its entries as untrusted bytes and names malformed ones.
 //! - [`consume`]: the consumer loop: batches of rejections decided together, verified requests
 //!   run in [`lanes`] (different containers side by side, one container at a time).
-//! - [`pipeline`]: one request end to end, over the `Broker` and `Engine` traits; exactly-once
+//! - [`pipeline`]: one request end to end, over the [`broker::Broker`] and `Engine` traits; exactly-once
 //!   handling of re-delivered entries; [`recover`]: continuity and dangling intents at start-up.
 //! - [`verify`]: the pure request check (signature, deployment, time window) with executor limits.
 //! - [`policy`]: the pure safety policy: `evaluate` returns a `Permit` or a `Denied` naming its
@@ -21,18 +21,20 @@
 //!   entry.
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
-//! Redis), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]
+//! Redis), [`health`] (the liveness facts), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]
 //! (the tool commands), and [`fault`] (test-only fault points, empty in the shipped binary). The
 //! read-only Docker gate the watchdog reads through is a crate of its
 //! own, `vigil-gate`, that does not link this one.
 
 pub mod act;
 pub mod audit;
+pub mod broker;
 pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod consume;
 pub mod fault;
+pub mod health;
 pub mod heartbeat;
 pub mod journal;
 pub mod lanes;

@@ -18,7 +18,7 @@
 //! cardinality), and a hash is not a number a gauge could hold. It is in `/healthz`
 //! (`audit.head`), next to `audit.seq`, for anyone comparing heads.
 
-use crate::serve::Health;
+use crate::health::Health;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;

@@ -34,13 +34,13 @@
 
 use crate::act::{ActError, Engine};
 use crate::audit::{AuditEntry, AuditError, AuditRecord, Decision};
+pub use crate::broker::{Broker, BrokerError, Reservation};
 use crate::commit::{CommitError, Journal};
 use crate::journal::{AuditLog, LogLimits};
 use crate::lanes::TargetLocks;
 use crate::metrics::Metrics;
 use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
 use crate::verify::{Rejected, Verifier};
-use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,49 +51,6 @@ use vigil_shared::time::Timestamp;
 /// How long the executor remembers which requests it audited (for re-deliveries): longer than
 /// any nonce reservation.
 const AUDITED_MEMORY: Duration = Duration::from_secs(2 * 3600);
-
-/// A Redis failure (or any broker failure): the entry is left pending and retried.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("broker: {0}")]
-pub struct BrokerError(pub String);
-
-/// The answer to a nonce reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reservation {
-    /// This entry now holds the nonce.
-    Reserved,
-    /// The nonce was already held, by the entry with this id.
-    HeldBy(String),
-}
-
-/// What the pipeline needs from Redis.
-pub trait Broker: Send + Sync {
-    /// `SET <prefix>nonce:<nonce> <entry_id> NX PX <ttl>`, reading the holder when it exists.
-    fn reserve_nonce<'a>(
-        &'a self,
-        nonce: &'a str,
-        entry_id: &'a str,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Reservation, BrokerError>>;
-    /// Whether the runtime pause key exists.
-    fn paused(&self) -> BoxFuture<'_, Result<bool, BrokerError>>;
-    /// Appends one line to the audit stream.
-    fn publish_audit<'a>(&'a self, line: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
-    /// Appends lines to the audit stream in this order (one round trip where the broker can).
-    fn publish_audit_batch<'a>(
-        &'a self,
-        lines: &'a [String],
-    ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move {
-            for line in lines {
-                self.publish_audit(line).await?;
-            }
-            Ok(())
-        })
-    }
-    /// `(seq, hash)` of this executor's last record on the audit stream (`None`: none there).
-    fn audit_stream_head(&self) -> BoxFuture<'_, Result<Option<(u64, String)>, BrokerError>>;
-}
 
 /// Why a request could not be finished; the entry stays pending and is retried.
 #[derive(Debug, thiserror::Error)]
@@ -798,6 +755,7 @@ pub(crate) fn elapsed_ms(started: Instant) -> u64 {
 mod tests {
     use super::*;
     use crate::policy::{LABEL_REMEDIATE, Permit};
+    use futures_util::future::BoxFuture;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     use vigil_shared::docker::{Health, RunState};

@@ -1,8 +1,15 @@
 //! Converters from [`RawValue`], used with [`ConfigReader::get`](super::ConfigReader::get).
 //! Each returns a message without the key; the reader adds the key.
 
-use super::{RawValue, parse_bool, parse_duration};
+use super::parse::{parse_bool, parse_duration};
 use std::time::Duration;
+
+/// A raw value before conversion: a TOML value, or an environment string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    Toml(toml::Value),
+    Env(String),
+}
 
 fn type_name(v: &toml::Value) -> &'static str {
     v.type_str()

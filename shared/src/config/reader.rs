@@ -1,7 +1,11 @@
 //! [`ConfigReader`]: typed values from a TOML table with an environment overlay, and the
 //! unknown keys nobody asked for.
 
-use super::{ConfigError, ConfigErrors, EnvSource, Secret, convert, env_name, read_secret_file};
+use super::convert;
+pub use super::convert::RawValue;
+use super::env::{EnvSource, env_name};
+use super::error::{ConfigError, ConfigErrors};
+use super::secret::{Secret, read_secret_file};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -25,13 +29,6 @@ impl Origin {
     pub fn is_env(&self) -> bool {
         matches!(self, Origin::Env(_))
     }
-}
-
-/// A raw value before conversion: a TOML value, or an environment string.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RawValue {
-    Toml(toml::Value),
-    Env(String),
 }
 
 /// A converted value and where it came from.

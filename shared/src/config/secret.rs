@@ -1,6 +1,6 @@
 //! Secrets: a value that is never printed, and reading one from a `*_FILE`.
 
-use super::ConfigError;
+use super::error::ConfigError;
 use std::path::Path;
 
 /// A secret value read from a file or the environment. Never printed.

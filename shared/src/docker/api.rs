@@ -5,7 +5,7 @@
 //! fallback. Only the fields Vigil uses are declared: everything else, `Config.Env` above all,
 //! is skipped by serde without being stored, so a container's secrets never reach a Vigil value.
 
-use super::client::DockerError;
+use super::error::DockerError;
 use super::model::{
     ContainerDetails, ContainerEvent, ContainerRef, ContainerSummary, EngineVersion, EventAction,
     Health, HealthProbe, MAX_PROBE_OUTPUT_CHARS, RunState, StatsSample, compose_identity,

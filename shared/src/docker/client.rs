@@ -1,4 +1,4 @@
-//! [`DockerClient`]: the read-only calls Vigil makes to the engine, and [`DockerError`].
+//! [`DockerClient`]: the read-only calls Vigil makes to the engine (its errors: [`DockerError`]).
 //!
 //! Every call but the event stream is bounded by the client's timeout and its body by a size
 //! cap; container ids and names are checked before they go into a path. After
@@ -9,6 +9,7 @@ use super::api::{
     ApiVersion, ContainerInspect, ContainerListItem, ContainerStats, MIN_API_VERSION,
     PINNED_API_VERSION, SystemVersion,
 };
+pub use super::error::DockerError;
 use super::events::EventDecoder;
 use super::model::{
     ContainerDetails, ContainerEvent, ContainerSummary, EngineVersion, StatsSample,
@@ -42,41 +43,6 @@ pub const WATCHED_EVENTS: [&str; 8] = [
     "destroy",
     "restart",
 ];
-
-/// Everything that can go wrong talking to the engine.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DockerError {
-    /// The engine could not be reached, or the connection broke mid-response.
-    #[error("cannot reach the Docker engine: {0}")]
-    Connect(String),
-    #[error("the Docker engine did not answer within {0:?}")]
-    Timeout(Duration),
-    /// A non-2xx answer, with the engine's `message` when it sent one.
-    #[error("the Docker engine answered {status}: {message}")]
-    Status { status: u16, message: String },
-    #[error("cannot decode the engine's {what}: {error}")]
-    Decode { what: &'static str, error: String },
-    /// The engine's API version is older than 1.41 or otherwise unusable.
-    #[error("unsupported Docker Engine API version {0} (need 1.41 or later)")]
-    Unsupported(String),
-    #[error("invalid Docker host {0}")]
-    InvalidHost(String),
-    /// A container id or name that may not go into a URL path.
-    #[error("invalid container id or name {0:?}")]
-    InvalidId(String),
-    /// A request this client refuses to build (a bug in the caller).
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    #[error("response larger than {limit} bytes")]
-    TooLarge { limit: usize },
-}
-
-impl DockerError {
-    /// The engine said the container does not exist (it may have been removed mid-sweep).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, DockerError::Status { status: 404, .. })
-    }
-}
 
 /// Checks that `id` is a container id or name that can go into a path as one segment:
 /// `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 256 bytes (Docker's own rule for names).

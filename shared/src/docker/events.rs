@@ -10,7 +10,7 @@
 //! - blank lines and events of other types (`image`, `network`, ...) are skipped.
 
 use super::api::EventMessage;
-use super::client::DockerError;
+use super::error::DockerError;
 use super::model::ContainerEvent;
 use bytes::{Bytes, BytesMut};
 

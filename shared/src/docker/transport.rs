@@ -8,7 +8,7 @@
 //! The client is built once and cloned (the pool is shared), so a sweep of hundreds of
 //! requests reuses keep-alive connections.
 
-use super::client::DockerError;
+use super::error::DockerError;
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, header};

@@ -1,10 +1,10 @@
 //! The watched application's metrics endpoint (Prometheus text exposition). Each interval the
 //! endpoint is fetched once; an answer that is not 2xx, or no answer, is an [`AppProbe`] with
 //! `ok = false` (what `app_down` is debounced from). Samples are keyed by their exposed text,
-//! `name` or `name{label="value",...}`, which is what [`crate::config::AppRule::metric`] names.
+//! `name` or `name{label="value",...}`, which is what [`super::config::AppRule::metric`] names.
 
+use super::config::AppConfig;
 use super::{AppProbe, Observation, emit};
-use crate::config::AppConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;

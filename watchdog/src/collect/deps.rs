@@ -6,8 +6,8 @@
 //! HTTP goes through `ureq` on the blocking pool (http and https via rustls). Redirects are not
 //! followed: a health endpoint answering 3xx is reported as such, not as its target's answer.
 
+use super::config::{DependencyConfig, DependencyTarget};
 use super::{DependencyProbe, Observation};
-use crate::config::{DependencyConfig, DependencyTarget};
 use std::io::Read;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;

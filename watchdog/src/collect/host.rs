@@ -2,8 +2,8 @@
 //! paths (host paths are mounted read-only into the watchdog's container; the proc root is
 //! configurable). Parsing is a pure function apart from the file reads.
 
+use super::config::HostConfig;
 use super::{DiskUsage, HostSample, Observation, SourceHealth, SourceId, emit};
-use crate::config::HostConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;

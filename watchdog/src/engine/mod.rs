@@ -15,7 +15,7 @@
 //! - `core`: [`Core`], the pure, synchronous heart (no clock, no I/O);
 //! - `daemon`: [`run`], the async shell: sources, channels, Redis, notifier, shutdown.
 
-mod core;
+pub(crate) mod core;
 mod daemon;
 
 pub use self::core::{Core, Decision};

@@ -5,8 +5,9 @@
 
 use super::LoopSettings;
 use super::driver::{Incidents, Todo};
+use crate::change::StateChange;
 use crate::decide::Action as Decided;
-use crate::engine::{Core, Decision, StateChange};
+use crate::engine::core::{Core, Decision};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::redis::audit_feed::{AuditView, Feed};

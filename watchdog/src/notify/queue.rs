@@ -14,13 +14,13 @@
 //! Shutdown: when the cancellation token fires, the worker closes all open groups at once, hands
 //! them to the sinks, and waits at most the drain deadline for the sinks to finish.
 
+use super::config::NotifyConfig;
 use super::facts::{FACTS_DEADLINE, FactSource};
 use super::flap::FlapDamper;
 use super::group::Grouper;
 use super::message::{Message, Notice, Occasion};
 use super::setup::configured_sinks;
 use super::sink::{SendError, Sink};
-use crate::config::NotifyConfig;
 use crate::operators::Operators;
 use crate::operators::gate::Gate;
 use crate::signals::Signal;

@@ -1,11 +1,11 @@
 //! Which sinks the config turns on, and the `test-notify` command that tries each once.
 
+use super::config::NotifyConfig;
 use super::format;
 use super::log;
 use super::message::Message;
 use super::sink::{NotifyError, SendError, Sink};
 use super::{slack, telegram, webhook};
-use crate::config::NotifyConfig;
 use std::sync::Arc;
 
 /// Every sink the configuration asks for, the log sink first. A sink that cannot be set up is an

@@ -4,12 +4,12 @@
 //! with Retry-After when rate limited, and a 4xx word (`invalid_payload`, `no_service`, ...) that
 //! retrying will not fix.
 
+use super::config::SlackConfig;
 use super::format::mrkdwn;
 use super::http::{self, Answer};
 use super::message::Message;
 use super::sink::{SendFuture, Sink};
 use super::text::truncate_chars;
-use crate::config::SlackConfig;
 use crate::signals::Severity;
 use std::time::Duration;
 use vigil_shared::config::Secret;

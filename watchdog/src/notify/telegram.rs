@@ -9,11 +9,11 @@
 //! the token: every error text is scrubbed. The API base URL is configurable (a local Bot API
 //! server, or the test fake); the command side ([`crate::operators::bot`]) shares [`BotApi`].
 
+use super::config::TelegramConfig;
 use super::http::{self, Answer};
 use super::message::Message;
 use super::sink::{NotifyError, SendError, SendFuture, Sink};
 use super::text::{scrub, truncate_chars};
-use crate::config::TelegramConfig;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! The generic JSON webhook sink: one POST per message carrying the structured notices, for
 //! receivers that route or store alerts themselves. 2xx is success; 429, 408 and 5xx are retried.
 
+use super::config::WebhookConfig;
 use super::http;
 use super::message::{Message, Notice};
 use super::sink::{SendFuture, Sink};
-use crate::config::WebhookConfig;
 use std::time::Duration;
 use vigil_shared::config::Secret;
 

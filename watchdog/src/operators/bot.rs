@@ -7,7 +7,7 @@
 
 use super::Operators;
 use super::commands::{self, Command, HELP};
-use crate::config::TelegramConfig;
+use crate::notify::config::TelegramConfig;
 use crate::notify::format::Block;
 use crate::notify::message::Message;
 use crate::notify::sink::SendError;

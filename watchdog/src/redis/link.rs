@@ -16,8 +16,8 @@
 //! The Redis URL holds a password: it is never logged, and errors never quote it.
 
 use crate::collect::{self, Observation, SourceId};
-use crate::config::RedisConfig;
 use crate::evaluate::EXECUTOR_HEARTBEAT_STALE_AFTER;
+use crate::redis::config::RedisConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue};
 use std::sync::Arc;

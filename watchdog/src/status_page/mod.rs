@@ -7,7 +7,8 @@
 //! - [`board`]: the in-memory state the engine and the reader keep current; [`history`]: the
 //!   bounded per-container timeline behind the strips (and its documented memory cost).
 //! - [`reader`]: the audit stream (rebuilt at start-up), heartbeat and pause key, through Redis.
-//! - [`render`]: HTML from compile-time templates; [`model`]: the JSON document.
+//! - [`render`]: HTML from compile-time templates; [`model`]: the JSON document; [`remedy`]: what
+//!   the page says about a remediation; [`time`]: how it writes an instant.
 //! - [`access`]: loopback by default, a token for anything else.
 //!
 //! Everything here is read-only: the page has no control that changes anything, and no response
@@ -21,6 +22,7 @@ pub mod model;
 pub mod reader;
 pub mod remedy;
 pub mod render;
+pub mod time;
 
 pub use access::Access;
 pub use board::{Board, Meta};

@@ -8,7 +8,7 @@
 //! audit record it read about the container (see `board.rs`).
 
 use super::model::RemediationView;
-use super::render::clock;
+use super::time::clock;
 use crate::incident::{Incident, Phase};
 use vigil_shared::protocol::Action;
 
