@@ -7,8 +7,10 @@
 # 3. pure modules: the watchdog's decision modules import no I/O crate;
 # 4. file size: no source file over 800 lines before its `#[cfg(test)]` module;
 # 5. the repository explains itself: no file cites a design document it does not contain;
-# 6. label names: every `vigil.*` label name is spelled out as a string in one file only.
-# Needs only cargo, grep and awk. Exits non-zero on the first failing check group.
+# 6. label names: every `vigil.*` label name is spelled out as a string in one file only;
+# 7. module layers: no two source files of a crate import each other, directly or round a
+#    circle (scripts/module-cycles.pl, over `use crate::`/`super::` paths).
+# Needs only cargo, grep, awk and perl. Exits non-zero on the first failing check group.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -109,5 +111,16 @@ if [[ -n "$hits" ]]; then
 else
   ok "label names: defined in ${label_homes[*]} only"
 fi
+
+# --- 7. no module cycles ----------------------------------------------------------------------
+# The files of each crate form layers: a file never imports, directly or through others, a file
+# that imports it. Importing an item through a `mod.rs` re-export counts as importing the
+# `mod.rs`. Declaring a child module is not an import; test modules do not count.
+for crate_src in watchdog/src executor/src shared/src gate/src; do
+  if ! cycles="$(perl scripts/module-cycles.pl "$crate_src")"; then
+    fail "module cycle (move the shared item to a lower file, or import it from its owner):"$'\n'"$cycles"
+  fi
+done
+[[ $status -eq 0 ]] && ok "module layers: no cycle in watchdog, executor, shared, gate"
 
 exit "$status"
