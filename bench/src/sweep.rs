@@ -15,7 +15,7 @@ use vigil_watchdog::collect::stats;
 use vigil_watchdog::collect::sweep::{INSPECT_CONCURRENCY, Sweeper, sweep_once};
 
 /// The watchdog's default `docker.stats_concurrency`.
-pub const STATS_CONCURRENCY: usize = 48;
+pub const STATS_CONCURRENCY: usize = stats::DEFAULT_STATS_CONCURRENCY;
 
 #[derive(Debug, Clone)]
 pub struct SweepPoint {

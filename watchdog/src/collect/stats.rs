@@ -26,6 +26,15 @@ use vigil_shared::time::Timestamp;
 /// How often a round starts: samples are at most this old, plus one round's duration.
 pub const PERIOD: Duration = Duration::from_secs(5);
 
+/// The default of `docker.stats_concurrency`. The engine answers the calls waiting at each
+/// collector tick (about 1.1 s apart on a busy host) together, so a round of N containers takes
+/// ceil(N / this) ticks: 55 makes 200 containers 4 ticks (about 4.4 s), where 48 made them 5
+/// (5.4 to 6.3 s). It is the most the read-only gate's 64 connections leave to the stats task
+/// beside the sweep's [`super::sweep::INSPECT_CONCURRENCY`] inspects and the event stream; more
+/// would only queue in the gate. 1,000 containers in one round of 5 s need about 250 in flight
+/// (and a gate that serves that many).
+pub const DEFAULT_STATS_CONCURRENCY: usize = 55;
+
 /// One round: a sample of each of `ids` that could be read.
 pub async fn round(client: &DockerClient, ids: &[String], concurrency: usize) -> StatsBatch {
     let at = Timestamp::now();

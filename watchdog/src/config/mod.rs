@@ -96,9 +96,10 @@ pub struct DockerConfig {
     pub host: String,
     /// Per-request timeout for non-streaming calls (default 5 s).
     pub timeout: Duration,
-    /// At most this many stats requests in flight in a round of the stats task (default 48).
-    /// The engine answers them at its once-a-second collector tick, so a round of N running
-    /// containers takes about N / this many seconds; the read-only gate serves 64 connections.
+    /// At most this many stats requests in flight in a round of the stats task (default
+    /// [`crate::collect::stats::DEFAULT_STATS_CONCURRENCY`], 55). The engine answers them at its
+    /// once-a-second collector tick, so a round of N running containers takes about N / this many
+    /// seconds; the read-only gate serves 64 connections.
     pub stats_concurrency: usize,
     /// Debounce for `docker_unreachable`: the engine must fail this long (default 10 s).
     pub unreachable_after: Duration,
@@ -166,7 +167,7 @@ impl Default for DockerConfig {
         DockerConfig {
             host: "unix:///var/run/docker.sock".to_string(),
             timeout: Duration::from_secs(5),
-            stats_concurrency: 48,
+            stats_concurrency: crate::collect::stats::DEFAULT_STATS_CONCURRENCY,
             unreachable_after: Duration::from_secs(10),
         }
     }
@@ -679,7 +680,7 @@ mod tests {
         assert_eq!(c.log.level, "info");
         assert_eq!(c.docker.host, "unix:///var/run/docker.sock");
         assert_eq!(c.docker.timeout, Duration::from_secs(5));
-        assert_eq!(c.docker.stats_concurrency, 48);
+        assert_eq!(c.docker.stats_concurrency, 55);
         assert_eq!(c.docker.unreachable_after, Duration::from_secs(10));
         assert_eq!(c.thresholds.cpu_percent, 85.0);
         assert_eq!(c.thresholds.memory_percent, 80.0);

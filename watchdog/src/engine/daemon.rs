@@ -193,12 +193,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let ops = crate::operators::wiring::start(&cfg, &cancel).await?;
     board.set_silences(ops.clone());
+    let facts = Arc::new(crate::notify::facts::FactBook::new(docker.clone()));
     let (notifier, notify_task) = Notifier::start_with(
         &cfg.notify,
         cfg.hostname.clone(),
         crate::notify::Extras {
             operators: Some(ops.clone()),
-            facts: Some(Arc::new(docker.clone())),
+            facts: Some(facts.clone()),
         },
         cancel.child_token(),
     );
@@ -309,6 +310,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     let now = Timestamp::now();
                     note_source_health(&health, &metrics, &obs, now);
                     board.observe(&obs, now);
+                    // Before deciding, so an alert finds its container's facts at once.
+                    match &obs {
+                        Observation::Sweep(sweep) => facts.note_sweep(&sweep.containers),
+                        Observation::Event(event) => facts.note_event(event),
+                        _ => {}
+                    }
                     let decisions = core.observe(&obs, now);
                     if let Observation::Event(event) = &obs {
                         let latency = Timestamp::now().since(event.at());

@@ -2,8 +2,9 @@
 //! fails; a worker task groups them ([`Grouper`]) and hands each message to one task per sink.
 //!
 //! Before grouping, each notice passes the operators' [`Gate`] (silences, acks), the
-//! [`FlapDamper`], and, for a container alert, one fresh inspect for its facts (bounded by
-//! [`FACTS_DEADLINE`]).
+//! [`FlapDamper`], and, for a container alert, takes its facts: the known ones at once, a fresh
+//! inspect (bounded by [`FACTS_DEADLINE`]) only when nothing is known of the container or it is
+//! unhealthy (see [`super::facts`]).
 //!
 //! Each sink has its own bounded queue and task, so a slow or failing sink delays only itself.
 //! A failed send is retried with exponential backoff (or after the wait the sink was told) up to
@@ -23,7 +24,7 @@ use super::setup::configured_sinks;
 use super::sink::{SendError, Sink};
 use crate::operators::Operators;
 use crate::operators::gate::Gate;
-use crate::signals::Signal;
+use crate::signals::{Signal, SignalKind};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -192,10 +193,17 @@ impl Filters {
             && !notice.occasion.is_recovery()
             && let Some(id) = notice.signal.subject.container_id.clone()
         {
-            notice.facts = tokio::time::timeout(FACTS_DEADLINE, src.facts(&id))
-                .await
-                .ok()
-                .flatten();
+            let known = src.known(&id);
+            let fresh = known.is_none() || notice.signal.kind == SignalKind::ContainerUnhealthy;
+            notice.facts = if fresh {
+                tokio::time::timeout(FACTS_DEADLINE, src.facts(&id))
+                    .await
+                    .ok()
+                    .flatten()
+                    .or(known)
+            } else {
+                known
+            };
         }
         Some(notice)
     }
