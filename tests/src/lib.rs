@@ -14,6 +14,8 @@
 //!   [`docker::TestImage`], and [`docker::Container`], a builder over the docker CLI whose
 //!   containers carry `vigil.test=1` and are removed on drop.
 //! - [`redis_server`]: [`redis_server::RedisServer`], a real `redis-server` on a free port.
+//! - [`executor_rig`]: [`executor_rig::ExecutorRig`], the executor under test: Redis, a signing
+//!   key pair, an audit file and the `vigil-executor` process configured for them.
 //! - [`process`]: workspace binaries built on demand and [`process::ChildProcess`], which
 //!   captures a child's output lines for assertions.
 //! - [`fake_docker`]: [`fake_docker::FakeDocker`], a scriptable Engine API 1.41 on a unix
@@ -24,6 +26,7 @@
 
 pub mod chromium;
 pub mod docker;
+pub mod executor_rig;
 pub mod fake_docker;
 pub mod fakes;
 pub mod gate_proc;

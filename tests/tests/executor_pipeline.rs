@@ -6,163 +6,55 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_shared::protocol::{Action, Payload};
+use vigil_shared::signing::{Signer, generate_signing_key};
 use vigil_shared::time::Timestamp;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer};
+use vigil_tests::executor_rig::{
+    ExecutorRig, READY, audit_verify, http_get, opted_in, read_records, sleeper, started_at,
+    wait_ready,
+};
 use vigil_tests::process::{ChildProcess, workspace_bin};
-use vigil_tests::redis_server::RedisServer;
 
-const DEPLOYMENT: &str = "test";
-const READY: &str = "Consuming the requests stream";
 const WAIT: Duration = Duration::from_secs(25);
 
-/// A container that runs until stopped and exits at once on SIGTERM (so restarts are quick).
-fn sleeper() -> Container {
-    Container::new().shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
-}
-
-fn opted_in() -> Container {
-    sleeper().label(labels::REMEDIATE, "true")
-}
-
-fn started_at(c: &RunningContainer) -> String {
-    c.inspect_json()["State"]["StartedAt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// Redis, a key pair, a temp audit file, and the executor process.
-struct Rig {
-    redis: RedisServer,
-    dir: TempDir,
-    signer: Signer,
-    audit: PathBuf,
+struct Rig(ExecutorRig);
+
+impl std::ops::Deref for Rig {
+    type Target = ExecutorRig;
+    fn deref(&self) -> &ExecutorRig {
+        &self.0
+    }
 }
 
 impl Rig {
     fn new() -> Rig {
-        let redis = RedisServer::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keys = dir.path().join("keys");
-        std::fs::create_dir(&keys).expect("key dir");
-        let signer = Signer::new("wd1", generate_signing_key()).expect("key id");
-        let pem = public_key_pem(&signer.verifying_key()).expect("pem");
-        std::fs::write(keys.join("wd1.pub"), pem).expect("public key");
-        let audit = dir.path().join("audit.jsonl");
-        Rig {
-            redis,
-            dir,
-            signer,
-            audit,
-        }
+        Rig(ExecutorRig::new(&[
+            ("EXECUTOR_CONSUMER", "exec-test"),
+            ("EXECUTOR_STOP_TIMEOUT", "2s"),
+        ]))
     }
 
     /// Starts the executor with the test defaults plus `extra`, and waits until it consumes.
+    /// An extra setting replaces the default; an empty one leaves the variable unset.
     fn start(&self, extra: &[(&str, &str)]) -> ChildProcess {
         let exec = self.spawn(extra);
-        exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+        wait_ready(&exec, WAIT);
         exec
     }
 
     /// The fault-injection build, aborting at the fault point `fault`.
     fn spawn_faulty(&self, fault: &str) -> ChildProcess {
-        let bin = vigil_tests::process::workspace_bin_with_features(
-            "vigil-executor",
-            "vigil-executor-faults",
-            "fault-injection",
-        );
-        let mut cmd = Command::new(bin);
-        cmd.arg("run");
-        for (k, v) in self.env() {
-            cmd.env(k, v);
-        }
-        cmd.env("VIGIL_FAULT", fault);
         // The crashed process's lease lapses quickly, so the next one need not wait long.
-        cmd.env("EXECUTOR_LEASE_TTL", "2s");
-        ChildProcess::spawn("executor-faults", cmd)
+        self.0.spawn_faulty(fault, &[("EXECUTOR_LEASE_TTL", "2s")])
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        [
-            ("EXECUTOR_REDIS_URL", self.redis.url()),
-            (
-                "EXECUTOR_VERIFY_KEYS",
-                self.dir.path().join("keys").display().to_string(),
-            ),
-            ("EXECUTOR_AUDIT_FILE", self.audit.display().to_string()),
-            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT.into()),
-            ("EXECUTOR_LISTEN", "off".into()),
-            ("EXECUTOR_CONSUMER", "exec-test".into()),
-            ("EXECUTOR_STOP_TIMEOUT", "2s".into()),
-            ("EXECUTOR_LOG_LEVEL", "info".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-
-    fn spawn(&self, extra: &[(&str, &str)]) -> ChildProcess {
-        let keys = self.dir.path().join("keys").display().to_string();
-        let audit = self.audit.display().to_string();
-        let url = self.redis.url();
-        let mut env: Vec<(&str, &str)> = vec![
-            ("EXECUTOR_REDIS_URL", url.as_str()),
-            ("EXECUTOR_VERIFY_KEYS", keys.as_str()),
-            ("EXECUTOR_AUDIT_FILE", audit.as_str()),
-            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
-            ("EXECUTOR_LISTEN", "off"),
-            ("EXECUTOR_CONSUMER", "exec-test"),
-            ("EXECUTOR_STOP_TIMEOUT", "2s"),
-            ("EXECUTOR_LOG_LEVEL", "info"),
-        ];
-        // An extra setting replaces the default; an empty one leaves the variable unset.
-        env.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
-        env.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
-        ChildProcess::spawn_bin("vigil-executor", "vigil-executor", &["run"], &env)
-    }
-
-    fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_connection()
-            .expect("redis connection")
-    }
-
-    /// XADDs an `envelope` field; returns the entry id.
-    fn send_raw(&self, envelope: &str) -> String {
-        redis::cmd("XADD")
-            .arg("vigil:requests")
-            .arg("*")
-            .arg("envelope")
-            .arg(envelope)
-            .query(&mut self.redis())
-            .expect("XADD")
-    }
-
-    fn payload(&self, action: Action, c: &RunningContainer) -> Payload {
-        Payload::new(
-            DEPLOYMENT,
-            action,
-            Target {
-                id: c.id().to_owned(),
-                name: c.name().to_owned(),
-                project: None,
-                service: None,
-            },
-            Reason::new("container_unhealthy", "high", "test", 0.9),
-            Timestamp::now(),
-        )
-    }
-
-    fn envelope(&self, p: &Payload) -> String {
-        self.signer.sign(p).expect("signs").to_json()
+        self.0.env(&self.audit, &[])
     }
 
     /// Signs and sends; returns the envelope JSON and the request id.
@@ -175,9 +67,8 @@ impl Rig {
 
     /// Decision records: every record but the write-ahead `intent`s.
     fn records(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
+        read_records(&self.audit)
+            .into_iter()
             .filter(|r| r["decision"] != "intent")
             .collect()
     }
@@ -209,29 +100,8 @@ impl Rig {
     }
 
     fn audit_verify(&self) -> std::process::Output {
-        Command::new(workspace_bin("vigil-executor", "vigil-executor"))
-            .args(["audit", "verify", "--file"])
-            .arg(&self.audit)
-            .output()
-            .expect("running audit verify")
+        audit_verify(&self.audit, &[])
     }
-}
-
-/// A bare HTTP/1.1 GET on loopback; returns the whole answer.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    stream.read_to_string(&mut out).expect("read");
-    out
 }
 
 fn reason(rec: &Value) -> &str {

@@ -9,15 +9,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_shared::protocol::Action;
 use vigil_shared::time::Timestamp;
 use vigil_tests::docker::{Container, RunningContainer};
-use vigil_tests::process::{ChildProcess, workspace_bin, workspace_bin_with_features};
-use vigil_tests::redis_server::RedisServer;
+use vigil_tests::executor_rig::{
+    DEPLOYMENT, ExecutorRig, READY, audit_verify, http_get, is_outcome_of, opted_in, peak_rss_kib,
+    read_records, started_at, wait_ready,
+};
+use vigil_tests::process::{ChildProcess, workspace_bin};
 
-const DEPLOYMENT: &str = "test";
-const READY: &str = "Consuming the requests stream";
 const WAIT: Duration = Duration::from_secs(60);
 /// A crashed executor's lease lapses after its lifetime; keep it short so tests do not wait.
 const QUICK_LEASE: [(&str, &str); 2] = [
@@ -25,78 +25,29 @@ const QUICK_LEASE: [(&str, &str); 2] = [
     ("EXECUTOR_RECLAIM_IDLE", "1s"),
 ];
 
-fn opted_in() -> Container {
-    Container::new()
-        .shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
-        .label(labels::REMEDIATE, "true")
-}
+/// The shared executor rig with this file's defaults (quick stop, near-zero back-off).
+struct Rig(ExecutorRig);
 
-fn started_at(c: &RunningContainer) -> String {
-    c.inspect_json()["State"]["StartedAt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-struct Rig {
-    redis: RedisServer,
-    dir: TempDir,
-    signer: Signer,
+impl std::ops::Deref for Rig {
+    type Target = ExecutorRig;
+    fn deref(&self) -> &ExecutorRig {
+        &self.0
+    }
 }
 
 impl Rig {
     fn new() -> Rig {
-        let redis = RedisServer::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keys = dir.path().join("keys");
-        std::fs::create_dir(&keys).expect("key dir");
-        let signer = Signer::new("wd1", generate_signing_key()).expect("key id");
-        let pem = public_key_pem(&signer.verifying_key()).expect("pem");
-        std::fs::write(keys.join("wd1.pub"), pem).expect("public key");
-        Rig { redis, dir, signer }
+        Rig(ExecutorRig::new(&[
+            ("EXECUTOR_CONSUMER", "exec-test"),
+            ("EXECUTOR_STOP_TIMEOUT", "2s"),
+            // Tests send a second request to a container they just restarted.
+            ("EXECUTOR_POLICY__BACKOFF_INITIAL", "10ms"),
+            ("EXECUTOR_POLICY__BACKOFF_MAX", "10ms"),
+        ]))
     }
 
     fn audit(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
-    }
-
-    fn env(&self, audit: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("EXECUTOR_REDIS_URL", self.redis.url()),
-            (
-                "EXECUTOR_VERIFY_KEYS",
-                self.dir.path().join("keys").display().to_string(),
-            ),
-            ("EXECUTOR_AUDIT_FILE", audit.display().to_string()),
-            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT.into()),
-            ("EXECUTOR_LISTEN", "off".into()),
-            ("EXECUTOR_CONSUMER", "exec-test".into()),
-            ("EXECUTOR_STOP_TIMEOUT", "2s".into()),
-            ("EXECUTOR_LOG_LEVEL", "info".into()),
-            // Tests send a second request to a container they just restarted.
-            ("EXECUTOR_POLICY__BACKOFF_INITIAL", "10ms".into()),
-            ("EXECUTOR_POLICY__BACKOFF_MAX", "10ms".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env
-    }
-
-    fn spawn_with(
-        &self,
-        bin: PathBuf,
-        args: &[&str],
-        audit: &Path,
-        extra: &[(&str, &str)],
-    ) -> ChildProcess {
-        let mut cmd = Command::new(bin);
-        cmd.args(args);
-        for (k, v) in self.env(audit, extra) {
-            cmd.env(k, v);
-        }
-        ChildProcess::spawn("executor", cmd)
+        self.0.audit.clone()
     }
 
     fn start_at(&self, audit: &Path, args: &[&str], extra: &[(&str, &str)]) -> ChildProcess {
@@ -106,7 +57,7 @@ impl Rig {
             audit,
             extra,
         );
-        exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+        wait_ready(&exec, WAIT);
         exec
     }
 
@@ -115,46 +66,15 @@ impl Rig {
     }
 
     fn start_faulty(&self, fault: &str) -> ChildProcess {
-        let bin = workspace_bin_with_features(
-            "vigil-executor",
-            "vigil-executor-faults",
-            "fault-injection",
-        );
-        let extra = [("VIGIL_FAULT", fault), QUICK_LEASE[0], QUICK_LEASE[1]];
-        let exec = self.spawn_with(bin, &["run"], &self.audit(), &extra);
-        exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+        let exec = self.spawn_faulty(fault, &QUICK_LEASE);
+        wait_ready(&exec, WAIT);
         exec
-    }
-
-    fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_connection()
-            .expect("redis connection")
     }
 
     /// Signs and sends a restart of `c`; returns the request id.
     fn send(&self, c: &RunningContainer) -> String {
-        let p = Payload::new(
-            DEPLOYMENT,
-            Action::Restart,
-            Target {
-                id: c.id().to_owned(),
-                name: c.name().to_owned(),
-                project: None,
-                service: None,
-            },
-            Reason::new("container_unhealthy", "high", "test", 0.9),
-            Timestamp::now(),
-        );
-        let env = self.signer.sign(&p).expect("signs").to_json();
-        let _: String = redis::cmd("XADD")
-            .arg("vigil:requests")
-            .arg("*")
-            .arg("envelope")
-            .arg(env)
-            .query(&mut self.redis())
-            .expect("XADD");
+        let p = self.payload(Action::Restart, c);
+        self.send_raw(&self.envelope(&p));
         p.id.to_string()
     }
 
@@ -168,16 +88,11 @@ impl Rig {
 
 /// Every line of the log (all parse: a fragment would fail here).
 fn records(audit: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(audit).unwrap_or_default();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a record ({e}): {l:?}")))
-        .collect()
+    read_records(audit)
 }
 
 fn outcome_for<'a>(recs: &'a [Value], id: &str) -> Vec<&'a Value> {
-    recs.iter()
-        .filter(|r| r["request_id"] == id && r["decision"] != "intent")
-        .collect()
+    recs.iter().filter(|r| is_outcome_of(r, id)).collect()
 }
 
 fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -189,31 +104,6 @@ fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn verify(audit: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("vigil-executor", "vigil-executor"))
-        .args(["audit", "verify", "--file"])
-        .arg(audit)
-        .args(extra)
-        .output()
-        .expect("running audit verify")
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    stream.read_to_string(&mut out).expect("read");
-    out
 }
 
 /// A small tmpfs mounted for one test, unmounted on drop.
@@ -350,9 +240,9 @@ fn full_disk_acts_on_nothing_reports_it_and_resumes_once_space_returns() {
     assert_eq!(outcome[0]["decision"], "executed", "{recs:#?}");
     assert_ne!(started_at(&target), before);
     assert!(
-        verify(&audit, &[]).status.success(),
+        audit_verify(&audit, &[]).status.success(),
         "{:?}",
-        verify(&audit, &[])
+        audit_verify(&audit, &[])
     );
     wait_until("/healthz 200", WAIT, || {
         http_get(port, "/healthz")
@@ -423,7 +313,7 @@ fn deleted_file_stops_actions_and_a_restart_with_the_flag_records_the_gap() {
     assert_eq!(recs[0]["decision"], "gap", "{recs:#?}");
     assert_eq!(outcome_for(&recs, &id)[0]["decision"], "executed");
     assert_ne!(started_at(&target), before);
-    let out = verify(&audit, &[]);
+    let out = audit_verify(&audit, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("gap"));
 }
@@ -447,7 +337,7 @@ fn torn_tail_is_repaired_at_start_up_and_recorded() {
     content.extend_from_slice(half.as_bytes());
     std::fs::write(&audit, &content).expect("tear the tail");
     assert!(
-        !verify(&audit, &[]).status.success(),
+        !audit_verify(&audit, &[]).status.success(),
         "torn before the start"
     );
 
@@ -462,7 +352,7 @@ fn torn_tail_is_repaired_at_start_up_and_recorded() {
         text.contains(&format!("cut {} bytes", half.len())),
         "{recovered}"
     );
-    assert!(verify(&audit, &[]).status.success());
+    assert!(audit_verify(&audit, &[]).status.success());
     let before = started_at(&target);
     let id = rig.send(&target);
     let recs = wait_until("the next request executed", WAIT, || {
@@ -530,7 +420,7 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
     );
     let recs = records(&audit);
     assert_eq!(outcome_for(&recs, &id).len(), 1, "{recs:#?}");
-    assert!(verify(&audit, &[]).status.success());
+    assert!(audit_verify(&audit, &[]).status.success());
 }
 
 /// Restart events the engine reported for `id` since `since` (Unix seconds).
@@ -644,8 +534,8 @@ fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
         .filter(|r| r["decision"] == "executed")
         .count();
     assert!(by_b > 0, "B reclaimed and executed some requests");
-    assert!(verify(&audit_a, &[]).status.success());
-    assert!(verify(&audit_b, &[]).status.success());
+    assert!(audit_verify(&audit_a, &[]).status.success());
+    assert!(audit_verify(&audit_b, &[]).status.success());
     // One "restarted" announcement per request on the audit stream.
     let stream: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg("vigil:audit")
@@ -659,15 +549,6 @@ fn two_executors_with_forced_reclaims_run_every_request_exactly_once() {
         .count();
     assert_eq!(executed_on_stream, ids.len());
     drop((exec_a, exec_b));
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 #[test]
@@ -730,11 +611,11 @@ fn a_200_mb_log_across_segments_starts_in_bounded_memory_and_verifies() {
         |l| l.contains(READY),
         Duration::from_secs(600),
     );
-    let hwm = vm_hwm_kib(exec.pid());
+    let hwm = peak_rss_kib(exec.pid());
     assert!(hwm < 32 * 1024, "start-up peak RSS {hwm} KiB");
     drop(exec);
 
-    let out = verify(&audit, &[]);
+    let out = audit_verify(&audit, &[]);
     assert!(out.status.success(), "{out:?}");
     // An edit in the oldest segment is still detected.
     let first = &segs[0].1;
@@ -744,7 +625,7 @@ fn a_200_mb_log_across_segments_starts_in_bounded_memory_and_verifies() {
         text.replacen("forged flood #5)", "forged flood #6)", 1),
     )
     .expect("edit");
-    let out = verify(&audit, &[]);
+    let out = audit_verify(&audit, &[]);
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(

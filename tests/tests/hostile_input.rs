@@ -9,33 +9,19 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
-use vigil_shared::time::Timestamp;
+use vigil_shared::protocol::Action;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer};
+use vigil_tests::executor_rig::{
+    ExecutorRig, is_outcome_of, peak_rss_kib, read_records, sleeper, started_at, wait_ready,
+};
 use vigil_tests::process::ChildProcess;
 use vigil_tests::redis_server::{EXECUTOR_PASSWORD, RedisServer, WATCHDOG_PASSWORD};
 
-const DEPLOYMENT: &str = "test";
-const READY: &str = "Consuming the requests stream";
 const WAIT: Duration = Duration::from_secs(30);
 /// The executor's peak RSS must stay under this while it reads poison entries.
 const RSS_LIMIT_KIB: u64 = 32 * 1024;
-
-fn sleeper() -> Container {
-    Container::new().shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
-}
-
-fn started_at(c: &RunningContainer) -> String {
-    c.inspect_json()["State"]["StartedAt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// One raw RESP connection, authenticated as an ACL user.
 struct Resp {
@@ -95,47 +81,26 @@ impl Resp {
 }
 
 /// Redis with the shipped ACL, a key pair, an audit file, the executor as the `executor` user.
-struct Rig {
-    redis: RedisServer,
-    dir: TempDir,
-    signer: Signer,
-    audit: PathBuf,
+struct Rig(ExecutorRig);
+
+impl std::ops::Deref for Rig {
+    type Target = ExecutorRig;
+    fn deref(&self) -> &ExecutorRig {
+        &self.0
+    }
 }
 
 impl Rig {
     fn new() -> Rig {
-        let redis = RedisServer::start_vigil();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keys = dir.path().join("keys");
-        std::fs::create_dir(&keys).expect("key dir");
-        let signer = Signer::new("wd1", generate_signing_key()).expect("key id");
-        let pem = public_key_pem(&signer.verifying_key()).expect("pem");
-        std::fs::write(keys.join("wd1.pub"), pem).expect("public key");
-        let audit = dir.path().join("audit.jsonl");
-        Rig {
-            redis,
-            dir,
-            signer,
-            audit,
-        }
+        Rig(ExecutorRig::with_vigil_acl(&[(
+            "EXECUTOR_CONSUMER",
+            "exec-hostile",
+        )]))
     }
 
     fn start(&self, extra: &[(&str, &str)]) -> ChildProcess {
-        let keys = self.dir.path().join("keys").display().to_string();
-        let audit = self.audit.display().to_string();
-        let url = self.redis.url_for("executor", EXECUTOR_PASSWORD);
-        let mut env: Vec<(&str, &str)> = vec![
-            ("EXECUTOR_REDIS_URL", url.as_str()),
-            ("EXECUTOR_VERIFY_KEYS", keys.as_str()),
-            ("EXECUTOR_AUDIT_FILE", audit.as_str()),
-            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
-            ("EXECUTOR_LISTEN", "off"),
-            ("EXECUTOR_CONSUMER", "exec-hostile"),
-            ("EXECUTOR_LOG_LEVEL", "info"),
-        ];
-        env.extend_from_slice(extra);
-        let exec = ChildProcess::spawn_bin("vigil-executor", "vigil-executor", &["run"], &env);
-        exec.expect_line("the consumer running", |l| l.contains(READY), WAIT);
+        let exec = self.spawn(extra);
+        wait_ready(&exec, WAIT);
         exec
     }
 
@@ -144,22 +109,8 @@ impl Rig {
     }
 
     fn envelope(&self, action: Action, c: &RunningContainer) -> (String, String) {
-        let p = Payload::new(
-            DEPLOYMENT,
-            action,
-            Target {
-                id: c.id().to_owned(),
-                name: c.name().to_owned(),
-                project: None,
-                service: None,
-            },
-            Reason::new("container_unhealthy", "high", "test", 0.9),
-            Timestamp::now(),
-        );
-        (
-            self.signer.sign(&p).expect("signs").to_json(),
-            p.id.to_string(),
-        )
+        let p = self.payload(action, c);
+        (self.0.envelope(&p), p.id.to_string())
     }
 
     /// Appends a signed request the way the watchdog does (the append function), retrying
@@ -186,11 +137,7 @@ impl Rig {
     }
 
     fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        read_records(&self.audit)
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -214,25 +161,11 @@ impl Rig {
     }
 }
 
-/// Whether `rec` is `request_id`'s outcome: an `intent` record only precedes the action.
-fn is_outcome_of(rec: &Value, request_id: &str) -> bool {
-    rec["request_id"] == request_id && rec["decision"] != "intent"
-}
-
 fn decision_reason(rec: &Value) -> (String, String) {
     (
         rec["decision"].as_str().unwrap_or_default().to_owned(),
         rec["reason"].as_str().unwrap_or_default().to_owned(),
     )
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
 }
 
 #[test]
