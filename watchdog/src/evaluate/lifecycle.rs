@@ -60,9 +60,7 @@ impl Tracker {
                     .last_die_at
                     .is_some_and(|d| at.since(d) <= settings.operator_intent_window)
                 {
-                    mem.stopped_by_operator = true;
-                    mem.awaiting_start = false;
-                    mem.held_kill = None;
+                    mem.phase.stop_confirmed();
                 }
             }
             EventAction::Die { exit_code } => {
@@ -71,7 +69,7 @@ impl Tracker {
             }
             EventAction::Oom => {
                 mem.last_oom_at = Some(at);
-                let (at, occurrence) = match mem.held_kill.take() {
+                let (at, occurrence) = match mem.phase.take_held_kill() {
                     Some(held) => (held.at, held.time_nano),
                     None => (at, ev.time_nano),
                 };
@@ -79,9 +77,7 @@ impl Tracker {
             }
             EventAction::Start => {
                 mem.intent_at = None;
-                mem.stopped_by_operator = false;
-                if mem.awaiting_start {
-                    mem.awaiting_start = false;
+                if mem.phase.started() {
                     mem.cycles.push_back(at);
                 }
                 let window = settings.restart_loop_window;
@@ -252,20 +248,19 @@ pub(super) fn on_die(
 ) {
     let at = ev.at();
     clear_running_levels(mem, at, out);
-    if mem.intended(at, settings.operator_intent_window) || mem.stopped_by_operator {
-        mem.stopped_by_operator = true;
-        mem.awaiting_start = false;
+    if mem.intended(at, settings.operator_intent_window) || mem.phase.stopped_by_operator() {
+        mem.phase.intended_die();
         mem.last_die_at = Some(at);
         return;
     }
     let Some(code) = exit_code else {
         // No code: leave the exit for the sweep to judge from the container's state.
-        mem.awaiting_start = true;
+        mem.phase.failure_die();
         mem.last_failure_at = Some(at);
         return;
     };
     mem.last_die_at = Some(at);
-    mem.awaiting_start = true;
+    mem.phase.failure_die();
     mem.last_failure_at = Some(at);
     let oom_explains_it = mem.last_oom_at.is_some_and(|o| {
         o <= at.plus(SAME_EXIT_TOLERANCE)
@@ -275,7 +270,7 @@ pub(super) fn on_die(
         return;
     }
     if code == 137 {
-        mem.held_kill = Some(HeldKill {
+        mem.phase.hold_kill(HeldKill {
             at,
             time_nano: ev.time_nano,
         });
@@ -438,7 +433,7 @@ pub(super) fn missed_restart(
     let seen = mem
         .last_die_seen
         .is_some_and(|d| d >= prev_at || close(d, exited_at));
-    if seen || mem.stopped_by_operator {
+    if seen || mem.phase.stopped_by_operator() {
         return;
     }
     let grew = c.restart_count - prev_count;
@@ -543,7 +538,7 @@ pub(super) fn sweep_lifecycle(
 ) {
     match c.state {
         RunState::Running => {
-            mem.stopped_by_operator = false;
+            mem.phase.seen_running();
             mem.health_streak = c.health_failing_streak;
             if c.health == Health::Unhealthy {
                 let detail = health_detail(c.health_failing_streak);
@@ -557,7 +552,7 @@ pub(super) fn sweep_lifecycle(
             } else {
                 out.push(healthy_again(mem, c.health, at));
             }
-            if mem.held_kill.is_none() {
+            if mem.phase.held_kill().is_none() {
                 clear_edges(mem, at, out);
             }
         }
@@ -587,11 +582,11 @@ pub(super) fn sweep_exit(
     let Some(finished) = c.finished_at else {
         return;
     };
-    if let Some(held) = mem.held_kill
+    if let Some(held) = mem.phase.held_kill()
         && close(held.at, finished)
         && c.oom_killed
     {
-        mem.held_kill = None;
+        mem.phase.take_held_kill();
         signal_oom(mem, settings, held.at, held.time_nano, out);
         return;
     }
@@ -626,9 +621,9 @@ pub(super) fn sweep_exit(
         }
         return;
     }
-    if mem.stopped_by_operator
+    if mem.phase.stopped_by_operator()
         || known(mem.last_die_at)
-        || mem.held_kill.is_some()
+        || mem.phase.held_kill().is_some()
         || mem.sweep_judged_finish == Some(finished)
     {
         return;
@@ -638,7 +633,7 @@ pub(super) fn sweep_exit(
         signal_oom(mem, settings, finished, nanos(finished), out);
     } else if vigil_shared::labels::is_stop_signal_exit(c.exit_code) {
         // Only a signal from outside ends a container with these codes: someone stopped it.
-        mem.stopped_by_operator = true;
+        mem.phase.stop_signal_exit();
     } else if c.exit_code != 0 {
         signal_exit(
             mem,

@@ -12,6 +12,8 @@
 //! - this file: [`Tracker`] (what it remembers), [`EvalSettings`], the container labels it
 //!   reads, and the severity tiers; the concerns below import from it, never the other way;
 //! - `observe`: the dispatch of `observe`/`tick` to the concerns;
+//! - `phase`: [`Phase`], the one place a container's phase (running, exited, a kill held for
+//!   its OOM verdict, stopped by an operator) and its transitions are written;
 //! - `lifecycle`: events and sweeps into health, exit, OOM-kill, restart-loop and missing
 //!   signals; `load`: container CPU/memory tiers; `host`: host memory and disk;
 //! - `app`: the metrics endpoint and its threshold rules; `probes`: dependencies and the
@@ -53,6 +55,7 @@ mod host;
 mod lifecycle;
 mod load;
 mod observe;
+mod phase;
 mod probes;
 mod reachability;
 
@@ -60,6 +63,7 @@ use crate::collect::{
     AppProbe, DependencyProbe, HostSample, Observation, SourceId, StatsBatch, Sweep,
 };
 use crate::signals::{Severity, Signal, SignalKind, Subject};
+use phase::{HeldKill, Phase};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 use vigil_shared::docker::{
@@ -222,13 +226,6 @@ fn close(a: Timestamp, b: Timestamp) -> bool {
     a.since(b).max(b.since(a)) <= SAME_EXIT_TOLERANCE
 }
 
-/// A die with code 137 and no intent, waiting to learn whether it was an OOM kill.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct HeldKill {
-    at: Timestamp,
-    time_nano: i64,
-}
-
 /// Everything the tracker remembers about one container.
 #[derive(Debug, Clone, Default)]
 struct ContainerMemory {
@@ -248,14 +245,11 @@ struct ContainerMemory {
     last_event_at: Option<Timestamp>,
     /// Last `kill`/`stop` event (operator or engine intent); cleared on `start`.
     intent_at: Option<Timestamp>,
-    /// Stopped by an operator and not started since: none of its exits are failures.
-    stopped_by_operator: bool,
+    /// Stopped, exited, holding a kill for its OOM verdict, or running: see [`Phase`].
+    phase: Phase,
     health_streak: u64,
     last_die_at: Option<Timestamp>,
     last_oom_at: Option<Timestamp>,
-    held_kill: Option<HeldKill>,
-    /// A failure die was seen; the next start completes a die→start cycle.
-    awaiting_start: bool,
     /// Starts that completed a die→start cycle.
     cycles: VecDeque<Timestamp>,
     /// `(sweep time, RestartCount)`, oldest first; the first is the baseline.
@@ -374,7 +368,7 @@ impl Tracker {
         Some(ContainerHistory {
             labels: mem.labels.clone(),
             restart_loop_active: mem.loop_active,
-            stopped_by_operator: mem.stopped_by_operator,
+            stopped_by_operator: mem.phase.stopped_by_operator(),
             restart_policy: mem.restart_policy.clone(),
             restart_policy_known: mem.policy_known,
             memory_limit: mem.memory_limit,

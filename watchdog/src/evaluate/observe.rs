@@ -59,10 +59,10 @@ impl Tracker {
             let Some(mem) = self.containers.get_mut(&id) else {
                 continue;
             };
-            if let Some(held) = mem.held_kill
+            if let Some(held) = mem.phase.held_kill()
                 && now.since(held.at) >= settings.oom_grace
             {
-                mem.held_kill = None;
+                mem.phase.take_held_kill();
                 signal_exit(mem, settings, held.at, held.time_nano, 137, now, &mut out);
             }
             // Without Docker we would be concluding "no more dies" from silence.
