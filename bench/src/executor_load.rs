@@ -67,27 +67,13 @@ pub fn parallel_restarts(
         .collect::<Result<Vec<_>, _>>()
         .context("signing the requests")?;
     let mut waiting: HashSet<String> = envelopes.iter().map(|(id, _)| id.clone()).collect();
-    let redis = bench.redis()?;
     eprintln!(
         "bench: parallel restarts: {n} containers, {} s stop grace",
         grace.as_secs()
     );
     let started = Instant::now();
     bench
-        .rt
-        .block_on(async {
-            let mut conn = redis.conn.clone();
-            let mut pipe = redis::pipe();
-            for (_, e) in &envelopes {
-                pipe.cmd("XADD")
-                    .arg(redis.names.requests())
-                    .arg("*")
-                    .arg(vigil_shared::names::ENVELOPE_FIELD)
-                    .arg(e)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn).await
-        })
+        .send_envelopes(envelopes.iter().map(|(_, e)| e.as_str()))
         .context("sending the requests")?;
     let timeout = grace * (n as u32 + 2);
     let mut problem = None;

@@ -143,7 +143,6 @@ pub fn watchdog_rss(
 
 /// Floods `executor` with `n` forged requests and times until all are audited.
 pub fn flood(bench: &Bench, executor: &mut Executor, n: usize, timeout: Duration) -> Result<Flood> {
-    let redis = bench.redis()?;
     // Same key id as the real key, different key: every signature check fails.
     let forger_dir = bench.work.join("forger");
     let forger = write_keypair(&forger_dir, &bench.key_id).context("writing the forger's key")?;
@@ -173,20 +172,7 @@ pub fn flood(bench: &Bench, executor: &mut Executor, n: usize, timeout: Duration
     eprintln!("bench: flood: {n} forged requests");
     let started = Instant::now();
     bench
-        .rt
-        .block_on(async {
-            let mut conn = redis.conn.clone();
-            let mut pipe = redis::pipe();
-            for e in &envelopes {
-                pipe.cmd("XADD")
-                    .arg(redis.names.requests())
-                    .arg("*")
-                    .arg(vigil_shared::names::ENVELOPE_FIELD)
-                    .arg(e)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn).await
-        })
+        .send_envelopes(envelopes.iter().map(String::as_str))
         .context("adding the forged requests")?;
     let done = interrupt::poll_until(timeout, Duration::from_millis(10), || {
         executor.daemon.require_running()?;

@@ -168,6 +168,23 @@ impl Bench {
         self.redis.as_ref().context("Redis is not running")
     }
 
+    /// Appends each envelope to the requests stream, all in one pipelined round trip.
+    pub fn send_envelopes<'a>(&self, envelopes: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let redis = self.redis()?;
+        let mut pipe = redis::pipe();
+        for e in envelopes {
+            pipe.cmd("XADD")
+                .arg(redis.names.requests())
+                .arg("*")
+                .arg(vigil_shared::names::ENVELOPE_FIELD)
+                .arg(e)
+                .ignore();
+        }
+        let mut conn = redis.conn.clone();
+        self.rt.block_on(pipe.query_async::<()>(&mut conn))?;
+        Ok(())
+    }
+
     /// The watchdog's environment: scope `scope_label`, `WATCHDOG_INTERVAL=15s`, grouping off
     /// (`0s`), the webhook at `webhook_url` (through a file) as the only remote sink, host signals
     /// off (they are about the machine, not the benchmark), and with `with_redis` the Redis URL

@@ -330,13 +330,7 @@ impl RedisSource {
     }
 
     pub async fn ack(&self, id: &str) -> Result<(), SourceError> {
-        let _: i64 = redis::cmd("XACK")
-            .arg(self.opts.names.requests())
-            .arg(EXECUTOR_GROUP)
-            .arg(id)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
+        self.ack_many(&[id]).await
     }
 
     /// Handles one entry: dead-letters it when delivered too often, else runs the pipeline;

@@ -123,43 +123,17 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    /// A fake engine over TCP: `aaa` has stats, `zzz` answers an empty sample, anything else
-    /// is gone. `/version` says 1.41.
+    /// The sweep tests' fake engine: `aaa` has stats, `zzz` answers an empty sample, anything
+    /// else is gone.
     async fn fake_engine() -> DockerClient {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let (status, body) = match path.as_str() {
-                        "/version" => (
-                            200,
-                            r#"{"Version":"x","ApiVersion":"1.41","Os":"linux","Arch":"amd64"}"#,
-                        ),
-                        p if p.starts_with("/v1.41/containers/aaa/stats") => (200, STATS),
-                        p if p.starts_with("/v1.41/containers/zzz/stats") => (200, EMPTY),
-                        _ => (404, r#"{"message":"No such container"}"#),
-                    };
-                    let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = sock.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        DockerClient::new(&format!("tcp://{addr}"), Duration::from_secs(2)).unwrap()
+        crate::collect::sweep::tests::fake_engine(std::sync::Arc::new(|path: &str| {
+            Some(match path {
+                p if p.starts_with("/v1.41/containers/aaa/stats") => (200, STATS.to_owned()),
+                p if p.starts_with("/v1.41/containers/zzz/stats") => (200, EMPTY.to_owned()),
+                _ => (404, r#"{"message":"No such container"}"#.to_owned()),
+            })
+        }))
+        .await
     }
 
     const STATS: &str = r#"{"read":"2026-11-23T22:30:47Z","cpu_stats":{"cpu_usage":{"total_usage":5000},"system_cpu_usage":900000,"online_cpus":4},"memory_stats":{"usage":10000,"stats":{"inactive_file":3000},"limit":67108864}}"#;

@@ -277,14 +277,14 @@ fn fail(health: &mut SourceHealth, detail: String) -> Option<Observation> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    type Handler = dyn Fn(&str) -> Option<(u16, String)> + Send + Sync;
+    pub(crate) type Handler = dyn Fn(&str) -> Option<(u16, String)> + Send + Sync;
 
     /// A fake engine over TCP answering each request with `handler(path)`; `None` stalls.
     /// `/version` always says 1.41.
-    async fn fake_engine(handler: std::sync::Arc<Handler>) -> DockerClient {
+    pub(crate) async fn fake_engine(handler: std::sync::Arc<Handler>) -> DockerClient {
         fake_engine_slow(handler, Duration::ZERO).await
     }
 
