@@ -252,11 +252,24 @@ impl WatchdogBuilder {
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
+        if key == "WATCHDOG_LISTEN" {
+            // Keep the address `start` waits on in step with the one the watchdog will bind
+            // (a wildcard bind is reached on loopback).
+            self.listen = value.parse::<SocketAddr>().ok().map(|mut addr| {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip([127, 0, 0, 1].into());
+                }
+                addr
+            });
+        }
         self.env.insert(key.to_owned(), value.to_owned());
         self
     }
 
     pub fn remove_env(mut self, key: &str) -> Self {
+        if key == "WATCHDOG_LISTEN" {
+            self.listen = None;
+        }
         self.env.remove(key);
         self
     }
@@ -366,6 +379,14 @@ impl WatchdogBuilder {
                     "the watchdog does not read Docker through its gate: {got}"
                 );
             }
+        }
+        // The listener binds after the sources start: a test that asks /metrics or the status
+        // page right away must find it serving, not refusing.
+        if let Some(addr) = wd.listen {
+            let serving = poll_until(STARTUP_TIMEOUT, || {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+            });
+            assert!(serving, "the watchdog never served on {addr}");
         }
         wd
     }
