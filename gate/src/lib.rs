@@ -44,8 +44,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::DockerError;
-use vigil_shared::docker::transport::Transport;
+use vigil_docker::DockerError;
+use vigil_docker::transport::Transport;
 
 /// Default cap on a list or inspect answer the gate buffers to redact.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -278,7 +278,7 @@ fn api_version(segment: &str) -> Option<&str> {
 
 /// A container id or name as the Docker client accepts one (the shared rule).
 fn container_id(id: &str) -> Result<String, GateDenial> {
-    vigil_shared::docker::client::validate_id(id)
+    vigil_docker::client::validate_id(id)
         .map(str::to_string)
         .map_err(|_| GateDenial::forbidden(DenyRule::BadContainerId))
 }

@@ -752,7 +752,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         );
     }
     // The append functions (loaded by the executor) cap sizes and choose the id themselves.
-    let big = "x".repeat(vigil_shared::names::MAX_REQUEST_ENTRY_BYTES + 1);
+    let big = "x".repeat(vigil_protocol::names::MAX_REQUEST_ENTRY_BYTES + 1);
     let said = as_watchdog(&[
         "FCALL",
         "vigil_request_append",
@@ -766,7 +766,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         said.contains("over the cap"),
         said.trim(),
     );
-    let big = "x".repeat(vigil_shared::names::MAX_AUDIT_ENTRY_BYTES + 1);
+    let big = "x".repeat(vigil_protocol::names::MAX_AUDIT_ENTRY_BYTES + 1);
     let said = as_executor(&[
         "FCALL",
         "vigil_audit_append",

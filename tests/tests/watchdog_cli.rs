@@ -88,7 +88,7 @@ fn kill_switch_sends_no_request_to_the_engine() {
     fake.add_container(
         FakeContainer::new("unhealthy")
             .label(SCOPE_KEY, &run_id)
-            .health(vigil_shared::docker::Health::Unhealthy),
+            .health(vigil_docker::Health::Unhealthy),
     );
     let mut wd = builder.spawn();
     wd.process.expect_line(

@@ -5,17 +5,16 @@
 //! [`DockerClient::negotiate`] (done lazily by the first call that needs it) paths carry the
 //! negotiated `/v1.NN` prefix.
 
-use super::api::{
+use crate::api::{
     ApiVersion, ContainerInspect, ContainerListItem, ContainerStats, MIN_API_VERSION,
     PINNED_API_VERSION, SystemVersion,
 };
-pub use super::error::DockerError;
-use super::events::EventDecoder;
-use super::model::{
+pub use crate::error::DockerError;
+use crate::events::EventDecoder;
+use crate::model::{
     ContainerDetails, ContainerEvent, ContainerSummary, EngineVersion, StatsSample,
 };
-use super::transport::{Transport, error_chain, truncate};
-use crate::time::Timestamp;
+use crate::transport::{Transport, error_chain, truncate};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -25,6 +24,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use vigil_shared::time::Timestamp;
 
 /// Cap on a non-streaming response body (a list of thousands of containers fits easily).
 pub const MAX_BODY: usize = 16 << 20;
@@ -350,7 +350,7 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::model::{EventAction, RunState};
+    use crate::model::{EventAction, RunState};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
