@@ -5,7 +5,8 @@
 //! - this file: [`classify`] (the pure allowlist), [`redact_env`], [`GateConfig`] and
 //!   [`BoundGate`] (listening sockets, the accept loop, forwarding with the shared transport);
 //! - [`projection`]: the fields of list and inspect answers and of events that pass;
-//! - `main.rs`: the `vigil-gate` binary (`serve`, and `probe` for healthchecks).
+//! - [`config`]: the settings (optional TOML file plus `GATE_*` environment) as a [`GateConfig`];
+//! - `main.rs`: the `vigil-gate` binary (`serve`, `check-config`, and `probe` for healthchecks).
 //!
 //! It serves HTTP/1 on a unix socket (a shared volume) and/or TCP (an internal network) and
 //! forwards an allowlist of GET requests to the engine:
@@ -26,6 +27,7 @@
 //!
 //! Every denial is logged with the method, the path and the rule that denied it.
 
+pub mod config;
 pub mod projection;
 
 use bytes::Bytes;
