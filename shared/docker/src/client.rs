@@ -210,6 +210,19 @@ impl DockerClient {
         })
     }
 
+    /// `GET path` exactly as given (no version prefix, no negotiation), whatever the answer: its
+    /// status and body (at most [`MAX_BODY`]), for a look at what the engine, or the gate in
+    /// front of it, answers (`vigil-watchdog docker-get`). Like every call, only a GET.
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, Bytes), DockerError> {
+        tokio::time::timeout(self.timeout, async {
+            let response = self.transport.get(path).await?;
+            let status = response.status().as_u16();
+            Ok((status, read_capped(response.into_body(), MAX_BODY).await?))
+        })
+        .await
+        .map_err(|_| DockerError::Timeout(self.timeout))?
+    }
+
     /// The `/v1.NN` prefix, negotiating first if no call has yet.
     async fn prefix(&self) -> Result<String, DockerError> {
         if self.api_minor.load(Ordering::Relaxed) == 0 {
@@ -553,6 +566,33 @@ mod tests {
             reqs[1],
             "GET /v1.47/containers/json?all=true&filters=%7B%22label%22%3A%5B%22org%2Eexample%2Etest%3D1%22%5D%7D HTTP/1.1"
         );
+    }
+
+    #[tokio::test]
+    async fn get_raw_sends_the_path_as_given_and_returns_any_status() {
+        let engine = FakeEngine::start(|line| {
+            if line.starts_with("GET /_ping ") {
+                Reply::Full(200, b"OK".to_vec())
+            } else {
+                Reply::Full(403, br#"{"message":"denied"}"#.to_vec())
+            }
+        });
+        let c = client(&engine);
+        let (status, body) = c.get_raw("/_ping").await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"OK"[..]));
+        let (status, body) = c.get_raw("/containers/x/../../images/json").await.unwrap();
+        assert_eq!((status, &body[..]), (403, &br#"{"message":"denied"}"#[..]));
+        assert_eq!(
+            engine.requests(),
+            [
+                "GET /_ping HTTP/1.1",
+                "GET /containers/x/../../images/json HTTP/1.1"
+            ]
+        );
+        assert!(matches!(
+            c.get_raw("no-slash").await,
+            Err(DockerError::InvalidRequest(_))
+        ));
     }
 
     #[tokio::test]
