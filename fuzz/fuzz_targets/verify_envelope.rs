@@ -13,8 +13,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 use std::time::Duration;
-use vigil_protocol::wire::Rejection;
 use vigil_protocol::signing::{Signer, SigningKey, VerifyKeys, verify_envelope};
+use vigil_protocol::wire::Rejection;
 use vigil_shared::time::Timestamp;
 
 const DEPLOYMENT: &str = "prod";
