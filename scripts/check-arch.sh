@@ -42,7 +42,7 @@ forbid vigil-protocol vigil-docker vigil-watchdog vigil-executor vigil-gate
 forbid vigil-gate vigil-protocol vigil-watchdog vigil-executor
 forbid vigil-watchdog vigil-executor vigil-gate
 forbid vigil-executor vigil-watchdog vigil-gate
-ok "crate graph: $graph"
+[[ $status -eq 0 ]] && ok "crate graph: $graph"
 
 # --- 2. unused dependencies --------------------------------------------------------------------
 # A dependency is used when its crate name (dashes as underscores) appears as a path or `use`
