@@ -7,10 +7,10 @@
 #   bash scripts/build-images.sh [--profile release|dev] [--tag TAG] [--test-images] [--no-cargo]
 #
 # Images (TAG defaults to `local`):
-#   vigil/executor:TAG   vigil-executor and vigil-gate (the gate holds the socket next to the executor)
-#   vigil/watchdog:TAG   vigil-watchdog (its healthcheck is `vigil-watchdog healthcheck`) and
-#                        vigil-gate, whose `probe` asks the gate from inside the container
-#                        (the image has no shell and no curl; the deploy test relies on it)
+#   vigil/executor:TAG   vigil-executor only (its healthcheck is `vigil-executor healthcheck`)
+#   vigil/gate:TAG       vigil-gate only (its healthcheck is `vigil-gate probe` on its socket)
+#   vigil/watchdog:TAG   vigil-watchdog only (its healthcheck is `vigil-watchdog healthcheck`;
+#                        `vigil-watchdog docker-get PATH` shows what it sees through the gate)
 #   vigil/redis:TAG      redis-server and redis-cli from Debian's redis-server package
 #   vigil/test-app:TAG   (--test-images) static busybox with a fake Telegram Bot API CGI script,
 #                        for the deployment test only
@@ -171,21 +171,28 @@ COMMON_CHANGES=(
   "LABEL org.opencontainers.image.title=vigil org.opencontainers.image.version=$VERSION vigil.protected=true"
 )
 
-# --- executor (+ gate) -----------------------------------------------------------------------
+# --- executor --------------------------------------------------------------------------------
 root="$work/executor"
 new_root "$root"
 add_binary "$root" "$BIN_DIR/vigil-executor" /usr/local/bin/vigil-executor
-add_binary "$root" "$BIN_DIR/vigil-gate" /usr/local/bin/vigil-gate
-mkdir -p "$root/var/lib/vigil" "$root/run/vigil-gate"
-import_image "$root" "vigil/executor:$TAG" \
-  /var/lib/vigil:10002:10000:0750 /run/vigil-gate:10003:10000:0750 -- \
+mkdir -p "$root/var/lib/vigil"
+import_image "$root" "vigil/executor:$TAG" /var/lib/vigil:10002:10000:0750 -- \
   "${COMMON_CHANGES[@]}" "USER 10002:10000" 'ENTRYPOINT ["/usr/local/bin/vigil-executor"]'
+
+# --- gate ------------------------------------------------------------------------------------
+# /run/vigil-gate is where the gate-socket volume is mounted: a new volume takes its owner from
+# the image of the first container that mounts it, so the gate and the watchdog images agree.
+root="$work/gate"
+new_root "$root"
+add_binary "$root" "$BIN_DIR/vigil-gate" /usr/local/bin/vigil-gate
+mkdir -p "$root/run/vigil-gate"
+import_image "$root" "vigil/gate:$TAG" /run/vigil-gate:10003:10000:0750 -- \
+  "${COMMON_CHANGES[@]}" "USER 10003:10000" 'ENTRYPOINT ["/usr/local/bin/vigil-gate"]'
 
 # --- watchdog --------------------------------------------------------------------------------
 root="$work/watchdog"
 new_root "$root"
 add_binary "$root" "$BIN_DIR/vigil-watchdog" /usr/local/bin/vigil-watchdog
-add_binary "$root" "$BIN_DIR/vigil-gate" /usr/local/bin/vigil-gate
 mkdir -p "$root/run/vigil-gate"
 import_image "$root" "vigil/watchdog:$TAG" /run/vigil-gate:10003:10000:0750 -- \
   "${COMMON_CHANGES[@]}" "USER 10001:10000" 'ENTRYPOINT ["/usr/local/bin/vigil-watchdog"]'

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Architecture checks anyone can run (CI runs them from .ci/run):
 #   bash scripts/check-arch.sh
-# 1. crate graph: vigil-watchdog links neither vigil-executor nor vigil-gate; vigil-gate does
-#    not link vigil-executor (`cargo tree`);
+# 1. crate graph (`cargo tree`): the crates follow the trust boundaries. vigil-watchdog links
+#    neither vigil-executor nor vigil-gate; vigil-gate links neither vigil-executor nor
+#    vigil-protocol (it never sees a signed request); vigil-executor links neither
+#    vigil-watchdog nor vigil-gate; of the crates under shared/, vigil-shared links no other
+#    vigil-* crate and vigil-docker and vigil-protocol link only vigil-shared (no sibling);
 # 2. unused dependencies: every dependency a member crate declares is named in its sources;
 # 3. pure modules: the watchdog's decision modules import no I/O crate;
 # 4. file size: no source file over 800 lines before its `#[cfg(test)]` module;
@@ -21,24 +24,31 @@ ok() { echo "check-arch: ok: $*"; }
 
 # --- 1. crate graph ----------------------------------------------------------------------------
 deps_of() { cargo tree --locked -e normal -p "$1" --prefix none --format '{p}' | awk '{print $1}' | sort -u; }
-watchdog_deps="$(deps_of vigil-watchdog)"
-gate_deps="$(deps_of vigil-gate)"
-for forbidden in vigil-executor vigil-gate; do
-  if grep -qx "$forbidden" <<<"$watchdog_deps"; then
-    fail "vigil-watchdog depends on $forbidden"
-  fi
-done
-if grep -qx vigil-executor <<<"$gate_deps"; then
-  fail "vigil-gate depends on vigil-executor"
-fi
-ok "crate graph: vigil-watchdog -> {$(grep '^vigil-' <<<"$watchdog_deps" | tr '\n' ' ')}," \
-  "vigil-gate -> {$(grep '^vigil-' <<<"$gate_deps" | tr '\n' ' ')}"
+# forbid CRATE DEP...: CRATE links none of DEP (directly or through another crate).
+forbid() {
+  local crate="$1" deps dep; shift
+  deps="$(deps_of "$crate")"
+  for dep in "$@"; do
+    if grep -qx "$dep" <<<"$deps"; then
+      fail "$crate depends on $dep"
+    fi
+  done
+  graph+="${graph:+, }$crate -> {$(grep '^vigil-' <<<"$deps" | grep -vx "$crate" | paste -sd' ' || true)}"
+}
+graph=""
+forbid vigil-shared vigil-docker vigil-protocol vigil-watchdog vigil-executor vigil-gate
+forbid vigil-docker vigil-protocol vigil-watchdog vigil-executor vigil-gate
+forbid vigil-protocol vigil-docker vigil-watchdog vigil-executor vigil-gate
+forbid vigil-gate vigil-protocol vigil-watchdog vigil-executor
+forbid vigil-watchdog vigil-executor vigil-gate
+forbid vigil-executor vigil-watchdog vigil-gate
+[[ $status -eq 0 ]] && ok "crate graph: $graph"
 
 # --- 2. unused dependencies --------------------------------------------------------------------
 # A dependency is used when its crate name (dashes as underscores) appears as a path or `use`
 # in the package's sources (src/, tests/, benches/, build.rs).
-for manifest in shared/Cargo.toml watchdog/Cargo.toml executor/Cargo.toml gate/Cargo.toml \
-  tests/Cargo.toml bench/Cargo.toml; do
+for manifest in shared/core/Cargo.toml shared/docker/Cargo.toml shared/protocol/Cargo.toml \
+  watchdog/Cargo.toml executor/Cargo.toml gate/Cargo.toml tests/Cargo.toml bench/Cargo.toml; do
   dir="$(dirname "$manifest")"
   deps="$(awk '
     /^\[/ { section = $0; next }
@@ -88,18 +98,18 @@ fi
 
 # --- 6. label names are defined once -----------------------------------------------------------
 # Every container label Vigil reads (`vigil.remediate`, `vigil.protected`, ...) is a constant in
-# shared/src/labels.rs; the test-marker labels (`vigil.test*`, `vigil.run`, `vigil.bench*`) are
-# constants in tests/src/docker.rs. Every other Rust file uses the constants. Fails on a code
-# line (comments do not count) of any other file that
+# shared/docker/src/labels.rs; the test-marker labels (`vigil.test*`, `vigil.run`,
+# `vigil.bench*`) are constants in tests/src/docker.rs. Every other Rust file uses the
+# constants. Fails on a code line (comments do not count) of any other file that
 #  a. holds a string literal starting with `vigil.` and a name, or
 #  b. spells out, anywhere, a label name labels.rs defines (in a message, a format string, ...).
 # Two strings that look alike but are not labels are allowed by exact value: the webhook's
 # schema name `vigil.notification` and the status page's `vigil.status/v1`.
-label_homes=(shared/src/labels.rs tests/src/docker.rs)
+label_homes=(shared/docker/src/labels.rs tests/src/docker.rs)
 not_labels='"vigil[.](notification|status/v1)"'
-product_labels="$(grep -oE '^pub const [A-Z_]+: &str = "vigil[.][^"]+"' shared/src/labels.rs |
+product_labels="$(grep -oE '^pub const [A-Z_]+: &str = "vigil[.][^"]+"' shared/docker/src/labels.rs |
   sed -E 's/.*"(vigil[.][^"]+)"/\1/; s/[.]/[.]/g' | paste -sd'|')"
-[[ -n "$product_labels" ]] || fail "found no label constants in shared/src/labels.rs"
+[[ -n "$product_labels" ]] || fail "found no label constants in shared/docker/src/labels.rs"
 code_lines() {
   git ls-files '*.rs' | grep -vxF -f <(printf '%s\n' "${label_homes[@]}") |
     xargs grep -nE "$1" | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' || true
@@ -116,11 +126,12 @@ fi
 # The files of each crate form layers: a file never imports, directly or through others, a file
 # that imports it. Importing an item through a `mod.rs` re-export counts as importing the
 # `mod.rs`. Declaring a child module is not an import; test modules do not count.
-for crate_src in watchdog/src executor/src shared/src gate/src; do
+for crate_src in watchdog/src executor/src shared/core/src shared/docker/src shared/protocol/src \
+  gate/src; do
   if ! cycles="$(perl scripts/module-cycles.pl "$crate_src")"; then
     fail "module cycle (move the shared item to a lower file, or import it from its owner):"$'\n'"$cycles"
   fi
 done
-[[ $status -eq 0 ]] && ok "module layers: no cycle in watchdog, executor, shared, gate"
+[[ $status -eq 0 ]] && ok "module layers: no cycle in watchdog, executor, shared/*, gate"
 
 exit "$status"

@@ -11,9 +11,9 @@ use crate::{Bench, fleet::Group, interrupt};
 use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::Signer;
+use vigil_docker::labels;
+use vigil_protocol::signing::Signer;
+use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 
 /// The parallel-restart measurement.

@@ -17,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::{Signer, write_keypair};
+use vigil_protocol::signing::{Signer, write_keypair};
+use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 
 #[derive(Debug, Clone)]

@@ -21,9 +21,9 @@ use base64::Engine as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_shared::docker::EventAction;
-use vigil_shared::labels;
-use vigil_shared::protocol::Envelope;
+use vigil_docker::EventAction;
+use vigil_docker::labels;
+use vigil_protocol::wire::Envelope;
 use vigil_tests::fakes::{FakeServer, Recorded, Reply, Responder};
 
 /// Time between two incidents.
@@ -181,7 +181,7 @@ fn request_entries(bench: &Bench) -> Result<HashMap<String, i64>> {
         else {
             continue;
         };
-        let Some(raw) = entry.get::<String>(vigil_shared::names::ENVELOPE_FIELD) else {
+        let Some(raw) = entry.get::<String>(vigil_protocol::names::ENVELOPE_FIELD) else {
             continue;
         };
         let Ok(envelope) = Envelope::parse(raw.as_bytes()) else {

@@ -33,8 +33,8 @@ mod sweep;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vigil_shared::docker::DockerClient;
-use vigil_shared::names::{DEFAULT_PREFIX, Names};
+use vigil_docker::DockerClient;
+use vigil_protocol::names::{DEFAULT_PREFIX, Names};
 use vigil_tests::redis_server::RedisServer;
 
 /// `WATCHDOG_DEPLOYMENT` and `EXECUTOR_DEPLOYMENT` of every daemon the benchmark starts.
@@ -176,7 +176,7 @@ impl Bench {
             pipe.cmd("XADD")
                 .arg(redis.names.requests())
                 .arg("*")
-                .arg(vigil_shared::names::ENVELOPE_FIELD)
+                .arg(vigil_protocol::names::ENVELOPE_FIELD)
                 .arg(e)
                 .ignore();
         }
@@ -281,7 +281,7 @@ fn run() -> Result<bool> {
         .tempdir()
         .context("creating the work directory")?;
     let keys_dir = work.path().join("keys");
-    let keys = vigil_shared::signing::write_keypair(&keys_dir, KEY_ID)
+    let keys = vigil_protocol::signing::write_keypair(&keys_dir, KEY_ID)
         .context("writing the signing key pair")?;
 
     let mut bench = Bench {

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
-use vigil_shared::protocol::Action;
+use vigil_docker::{ContainerDetails, ContainerRef, Health, RunState};
+use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
 use vigil_watchdog::collect::{Observation, Sweep};
 use vigil_watchdog::decide::AlertState;

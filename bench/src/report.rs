@@ -9,7 +9,7 @@ use crate::sweep::SweepPoint;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
-use vigil_shared::docker::EngineVersion;
+use vigil_docker::EngineVersion;
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// The project's performance targets.

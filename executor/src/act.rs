@@ -3,7 +3,7 @@
 //! [`DockerWriter`] is a minimal POST client (restart, start, stop of one container) whose only
 //! entry point takes a [`Permit`], which only [`crate::policy::evaluate`] can make. Reads (the
 //! fresh inspect policy needs) go through the shared GET-only
-//! [`vigil_shared::docker::DockerClient`]. [`DockerEngine`] puts both behind the pipeline's
+//! [`vigil_docker::DockerClient`]. [`DockerEngine`] puts both behind the pipeline's
 //! [`Engine`] trait.
 
 use crate::policy::{Permit, TargetFacts};
@@ -18,10 +18,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyperlocal::UnixConnector;
 use std::str::FromStr;
 use std::time::Duration;
-use vigil_shared::docker::client::validate_id;
-use vigil_shared::docker::transport::EngineHost;
-use vigil_shared::docker::{DockerClient, DockerError};
-use vigil_shared::protocol::Action;
+use vigil_docker::client::validate_id;
+use vigil_docker::transport::EngineHost;
+use vigil_docker::{DockerClient, DockerError};
+use vigil_protocol::wire::Action;
 
 /// The API version the writes use: the lowest Vigil supports, where these three endpoints have
 /// had their current shape for years.
@@ -267,7 +267,7 @@ impl Engine for DockerEngine {
         Box::pin(async move {
             match self.reader.inspect(id).await {
                 Ok(details) => {
-                    vigil_shared::labels::report_unclear(&details.container.name, &details.labels);
+                    vigil_docker::labels::report_unclear(&details.container.name, &details.labels);
                     Ok(Some(TargetFacts::from(&details)))
                 }
                 Err(e) if e.is_not_found() => Ok(None),
@@ -296,8 +296,8 @@ mod tests {
 
     fn permit(action: Action, dry_run: bool) -> Permit {
         use crate::policy::{PolicySettings, PolicyState, Switches, evaluate};
-        use vigil_shared::docker::{Health, RunState};
-        use vigil_shared::protocol::{Payload, Reason, Target};
+        use vigil_docker::{Health, RunState};
+        use vigil_protocol::wire::{Payload, Reason, Target};
         use vigil_shared::time::Timestamp;
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let facts = TargetFacts {
@@ -306,7 +306,7 @@ mod tests {
             project: None,
             service: None,
             labels: [(
-                vigil_shared::labels::REMEDIATE.to_string(),
+                vigil_docker::labels::REMEDIATE.to_string(),
                 "true".to_string(),
             )]
             .into(),

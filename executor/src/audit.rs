@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use vigil_shared::protocol::{Action, Target};
+use vigil_protocol::wire::{Action, Target};
 use vigil_shared::time::Timestamp;
 
 /// Domain separation for record hashes.

@@ -111,7 +111,7 @@ pub fn run_tool(cli: &Cli) -> Option<i32> {
             AuditCommand::Tail { n, file } => audit_tail(&audit_path(file), n),
         },
         Command::Keygen { dir, key_id } => {
-            match vigil_shared::signing::write_keypair(&dir, &key_id) {
+            match vigil_protocol::signing::write_keypair(&dir, &key_id) {
                 Ok(files) => {
                     println!(
                         "wrote {} (private, for the watchdog) and {} (public, for EXECUTOR_VERIFY_KEYS); key id {}",

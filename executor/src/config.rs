@@ -9,13 +9,14 @@ use crate::policy::{PolicySettings, default_protected_names};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vigil_shared::config::validate::{docker_host, non_empty, positive, simple_name};
+use vigil_docker::transport::docker_host;
+use vigil_protocol::names::DEFAULT_PREFIX;
+use vigil_protocol::signing::{VerifyKeys, load_verify_keys};
+use vigil_protocol::wire::Action;
+use vigil_shared::config::validate::{non_empty, positive, simple_name};
 use vigil_shared::config::{
     ConfigErrors, ConfigReader, EnvSource, Secret, convert, format_duration, read_config_table,
 };
-use vigil_shared::names::DEFAULT_PREFIX;
-use vigil_shared::protocol::Action;
-use vigil_shared::signing::{VerifyKeys, load_verify_keys};
 
 /// Prefix of every executor variable.
 pub const ENV_PREFIX: &str = "EXECUTOR";
@@ -479,7 +480,7 @@ mod tests {
 
     fn keys_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
-        vigil_shared::signing::write_keypair(dir.path(), "wd1").expect("keygen");
+        vigil_protocol::signing::write_keypair(dir.path(), "wd1").expect("keygen");
         dir
     }
 

@@ -1,6 +1,6 @@
 //! The executor's heartbeat: `SET <prefix>heartbeat:executor <value> PX 30000` every 5 s, so
 //! the watchdog can tell when the executor is gone; the value (see
-//! [`vigil_shared::heartbeat`]) also carries why the audit log cannot be written, if it cannot,
+//! [`vigil_protocol::heartbeat`]) also carries why the audit log cannot be written, if it cannot,
 //! so the watchdog pages. Each beat also reads the pause key for `/healthz` (requests read it
 //! themselves, per request).
 //!
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::names::Names;
+use vigil_protocol::names::Names;
 use vigil_shared::time::Timestamp;
 
 /// Time between beats.
@@ -57,7 +57,7 @@ pub async fn run(
         let beat = async {
             let _: () = redis::cmd("SET")
                 .arg(&key)
-                .arg(vigil_shared::heartbeat::encode(
+                .arg(vigil_protocol::heartbeat::encode(
                     Timestamp::now().as_millis(),
                     health.audit_problem().as_deref(),
                 ))

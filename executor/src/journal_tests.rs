@@ -1,6 +1,6 @@
 use super::*;
 use crate::audit::GENESIS_HASH;
-use vigil_shared::protocol::{Action, Target};
+use vigil_protocol::wire::{Action, Target};
 
 fn entry(i: u64, decision: Decision) -> AuditEntry {
     AuditEntry {

@@ -19,8 +19,8 @@
 use redis::Value;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
-use vigil_shared::names::{EXECUTOR_GROUP, Names};
-use vigil_shared::redis_functions::DEAD_APPEND;
+use vigil_protocol::names::{EXECUTOR_GROUP, Names};
+use vigil_protocol::redis_functions::DEAD_APPEND;
 
 /// How long a dead-letter marker is kept.
 const DEAD_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

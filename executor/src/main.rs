@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use vigil_docker::DockerClient;
 use vigil_executor::act::{DockerEngine, DockerWriter};
 use vigil_executor::cli::{self, Cli};
 use vigil_executor::config::{self, Config, LogFormat};
@@ -22,10 +23,9 @@ use vigil_executor::serve::Health;
 use vigil_executor::source::{self, RedisSource, SourceOptions};
 use vigil_executor::verify::Verifier;
 use vigil_executor::{consume, heartbeat, serve};
+use vigil_protocol::names::Names;
 use vigil_shared::backoff::Backoff;
 use vigil_shared::config::ProcessEnv;
-use vigil_shared::docker::DockerClient;
-use vigil_shared::names::Names;
 
 fn main() {
     let cli = Cli::parse();

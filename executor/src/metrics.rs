@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_shared::protocol::Action;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

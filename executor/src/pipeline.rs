@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use vigil_shared::protocol::{Payload, Target};
+use vigil_protocol::wire::{Payload, Target};
 use vigil_shared::time::Timestamp;
 
 /// How long the executor remembers which requests it audited (for re-deliveries): longer than
@@ -244,7 +244,7 @@ impl Pipeline {
         }
         let verified = match raw {
             None => Err(Rejected {
-                rejection: vigil_shared::protocol::Rejection::BadEnvelope(
+                rejection: vigil_protocol::wire::Rejection::BadEnvelope(
                     "the stream entry has no envelope field".into(),
                 ),
                 key_id: None,
@@ -434,7 +434,7 @@ impl Pipeline {
         }
         let out = match result {
             Ok(what) => {
-                if permit.action() == vigil_shared::protocol::Action::Stop {
+                if permit.action() == vigil_protocol::wire::Action::Stop {
                     let done = now.plus(act_started.elapsed());
                     lock(&self.state).record_own_stop(permit.container_id(), now, done);
                 }
@@ -758,9 +758,9 @@ mod tests {
     use futures_util::future::BoxFuture;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
-    use vigil_shared::docker::{Health, RunState};
-    use vigil_shared::protocol::{Action, Reason};
-    use vigil_shared::signing::{Signer, SigningKey, VerifyKeys};
+    use vigil_docker::{Health, RunState};
+    use vigil_protocol::signing::{Signer, SigningKey, VerifyKeys};
+    use vigil_protocol::wire::{Action, Reason};
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

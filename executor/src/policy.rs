@@ -11,9 +11,9 @@
 //! 2. `action_not_allowed`: the action is not in the allowlist.
 //! 3. `target_missing` (no such container), `target_mismatch` (the id names another container
 //!    than the request's name), `not_opted_in` (`vigil.remediate` is not true, as
-//!    [`vigil_shared::labels::remediates`] reads it).
+//!    [`vigil_docker::labels::remediates`] reads it).
 //! 4. `protected`: label `vigil.protected` with any value but a false one
-//!    ([`vigil_shared::labels::is_protected`]), a configured protected name (the executor, the
+//!    ([`vigil_docker::labels::is_protected`]), a configured protected name (the executor, the
 //!    watchdog, Redis, the gate), or this executor's own container.
 //! 5. `stale`: the re-inspected state makes the request pointless or harmful (already healthy
 //!    again, already restarting, started after the request was issued, stopped by an operator,
@@ -34,13 +34,13 @@
 use crate::audit::{AuditRecord, Decision};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-use vigil_shared::docker::{ContainerDetails, Health, RunState};
-use vigil_shared::labels::{self, ExitCause};
-use vigil_shared::protocol::{Action, Payload};
+use vigil_docker::labels::{self, ExitCause};
+use vigil_docker::{ContainerDetails, Health, RunState};
+use vigil_protocol::wire::{Action, Payload};
 use vigil_shared::time::Timestamp;
 
 // Label names and their fail-safe meaning live in the shared crate (the watchdog reads them too).
-pub use vigil_shared::labels::{PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE};
+pub use vigil_docker::labels::{PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE};
 
 /// Every stable rule name, for metrics label sets and docs.
 pub const ALL_RULES: [&str; 13] = [
@@ -708,7 +708,7 @@ impl PolicyState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_shared::protocol::{Reason, Target};
+    use vigil_protocol::wire::{Reason, Target};
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

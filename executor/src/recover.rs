@@ -4,8 +4,8 @@
 use crate::audit::{AuditEntry, AuditRecord, Decision};
 use crate::pipeline::{Pipeline, PipelineError, elapsed_ms, lock};
 use std::time::Instant;
-use vigil_shared::docker::RunState;
-use vigil_shared::protocol::Action;
+use vigil_docker::RunState;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
 
 impl Pipeline {

@@ -21,7 +21,8 @@
 //! # Hostile entries
 //! Every reply is read as raw [`redis::Value`]s ([`crate::stream_entry`]): no reply can fail to
 //! convert and leave an entry pending for ever. An entry that is not UTF-8, has no `envelope`, is
-//! over [`vigil_shared::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is audited as
+//! over [`vigil_protocol::names::MAX_REQUEST_ENTRY_BYTES`] or carries an id from the far future is
+//! audited as
 //! `malformed` (id and size only) and acknowledged. A future id is also deleted and the stream's
 //! and group's last ids are set back, as it would otherwise block every later append. The
 //! consumer reports each completed step to [`crate::serve::Health`]; one that makes no progress turns
@@ -38,10 +39,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamPendingCountReply;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use vigil_protocol::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
+use vigil_protocol::redis_functions::{self, AUDIT_APPEND};
 use vigil_shared::backoff::Backoff;
 use vigil_shared::config::Secret;
-use vigil_shared::names::{EXECUTOR_GROUP, Names, RECORD_FIELD};
-use vigil_shared::redis_functions::{self, AUDIT_APPEND};
 use vigil_shared::time::Timestamp;
 
 /// Re-delivered entries read or claimed per call: a few, as each is handled on its own.
@@ -53,9 +54,9 @@ pub const READ_BATCH: usize = 64;
 /// How long one `XREADGROUP` blocks.
 pub const BLOCK: Duration = Duration::from_millis(1000);
 /// The audit stream entry's field naming the executor (its consumer name) that wrote it.
-pub const AUDIT_EXECUTOR_FIELD: &str = vigil_shared::names::EXECUTOR_FIELD;
+pub const AUDIT_EXECUTOR_FIELD: &str = vigil_protocol::names::EXECUTOR_FIELD;
 /// Audit stream entries kept (approximately).
-const AUDIT_STREAM_MAXLEN: usize = vigil_shared::names::AUDIT_MAXLEN;
+const AUDIT_STREAM_MAXLEN: usize = vigil_protocol::names::AUDIT_MAXLEN;
 /// How often a blocked audit log is checked again.
 pub(crate) const BACKOFF_START: Duration = Duration::from_millis(250);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(15);
@@ -181,7 +182,7 @@ impl RedisSource {
     }
 
     /// `FUNCTION LOAD REPLACE` of the append functions compiled into this executor
-    /// ([`vigil_shared::redis_functions`]): at start-up and after every reconnect (a Redis
+    /// ([`vigil_protocol::redis_functions`]): at start-up and after every reconnect (a Redis
     /// restarted without persistence has lost them), replacing an older version on upgrade.
     pub async fn load_functions(&self) -> Result<(), SourceError> {
         let _: String = redis::cmd("FUNCTION")

@@ -9,7 +9,7 @@
 //! Pure: no I/O, `now` from the caller.
 
 use redis::Value;
-use vigil_shared::names::{ENVELOPE_FIELD, MAX_REQUEST_ENTRY_BYTES};
+use vigil_protocol::names::{ENVELOPE_FIELD, MAX_REQUEST_ENTRY_BYTES};
 use vigil_shared::time::Timestamp;
 
 /// An entry whose id lies further ahead of the clock than this was not made by `XADD *`.

@@ -5,11 +5,11 @@
 //! [`Verifier::nonce_ttl`] (which outlives every window this verifier accepts).
 
 use std::time::Duration;
-use vigil_shared::protocol::{Envelope, Rejection, parse_payload};
-use vigil_shared::signing::{VerifyKeys, authenticate, check_claims};
+use vigil_protocol::signing::{VerifyKeys, authenticate, check_claims};
+use vigil_protocol::wire::{Envelope, Rejection, parse_payload};
 use vigil_shared::time::Timestamp;
 
-pub use vigil_shared::signing::Verified;
+pub use vigil_protocol::signing::Verified;
 
 /// Largest accepted clock difference between watchdog and executor.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(30);
@@ -72,7 +72,7 @@ impl Verifier {
         self.max_ttl + self.max_skew * 2 + Duration::from_secs(60)
     }
 
-    /// Runs every check of [`vigil_shared::signing::verify_envelope`].
+    /// Runs every check of [`vigil_protocol::signing::verify_envelope`].
     pub fn verify(&self, raw: &[u8], now: Timestamp) -> Result<Verified, Rejected> {
         let claimed_key = || Envelope::parse(raw).ok().map(|e| e.key_id);
         let auth = authenticate(raw, &self.keys).map_err(|rejection| Rejected {
@@ -102,8 +102,8 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_shared::protocol::{Action, Payload, Reason, Target};
-    use vigil_shared::signing::{Signer, SigningKey};
+    use vigil_protocol::signing::{Signer, SigningKey};
+    use vigil_protocol::wire::{Action, Payload, Reason, Target};
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);
 

@@ -1,4 +1,4 @@
-//! Fuzzes envelope parsing and verification (`vigil_shared::signing::verify_envelope`).
+//! Fuzzes envelope parsing and verification (`vigil_protocol::signing::verify_envelope`).
 //!
 //! The first input byte picks the mode:
 //! - even: the rest is the raw envelope, as anyone who can XADD to the stream could send it;
@@ -13,8 +13,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 use std::time::Duration;
-use vigil_shared::protocol::Rejection;
-use vigil_shared::signing::{Signer, SigningKey, VerifyKeys, verify_envelope};
+use vigil_protocol::signing::{Signer, SigningKey, VerifyKeys, verify_envelope};
+use vigil_protocol::wire::Rejection;
 use vigil_shared::time::Timestamp;
 
 const DEPLOYMENT: &str = "prod";

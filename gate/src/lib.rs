@@ -5,7 +5,8 @@
 //! - this file: [`classify`] (the pure allowlist), [`redact_env`], [`GateConfig`] and
 //!   [`BoundGate`] (listening sockets, the accept loop, forwarding with the shared transport);
 //! - [`projection`]: the fields of list and inspect answers and of events that pass;
-//! - `main.rs`: the `vigil-gate` binary (`serve`, and `probe` for healthchecks).
+//! - [`config`]: the settings (optional TOML file plus `GATE_*` environment) as a [`GateConfig`];
+//! - `main.rs`: the `vigil-gate` binary (`serve`, `check-config`, and `probe` for healthchecks).
 //!
 //! It serves HTTP/1 on a unix socket (a shared volume) and/or TCP (an internal network) and
 //! forwards an allowlist of GET requests to the engine:
@@ -26,6 +27,7 @@
 //!
 //! Every denial is logged with the method, the path and the rule that denied it.
 
+pub mod config;
 pub mod projection;
 
 use bytes::Bytes;
@@ -44,8 +46,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::DockerError;
-use vigil_shared::docker::transport::Transport;
+use vigil_docker::DockerError;
+use vigil_docker::transport::Transport;
 
 /// Default cap on a list or inspect answer the gate buffers to redact.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -278,7 +280,7 @@ fn api_version(segment: &str) -> Option<&str> {
 
 /// A container id or name as the Docker client accepts one (the shared rule).
 fn container_id(id: &str) -> Result<String, GateDenial> {
-    vigil_shared::docker::client::validate_id(id)
+    vigil_docker::client::validate_id(id)
         .map(str::to_string)
         .map_err(|_| GateDenial::forbidden(DenyRule::BadContainerId))
 }

@@ -2,17 +2,23 @@
 //! Docker socket (see the `vigil_gate` library).
 //!
 //! - `vigil-gate [serve]`: serve the gate until SIGTERM/SIGINT.
-//! - `vigil-gate probe TARGET [PATH]`: one HTTP GET, exit 0 on a 2xx answer. The images have no
-//!   shell and no curl, so this is what the compose healthchecks run (against the gate's own
-//!   socket, or a component's `/healthz`).
+//! - `vigil-gate check-config`: validate the settings, print them, exit 0 or 78.
+//! - `vigil-gate probe TARGET [PATH]`: one HTTP GET, exit 0 on a 2xx answer. The gate's image
+//!   has no shell and no curl, so this is what its compose healthcheck runs against its socket.
+//!
+//! Settings come from an optional TOML file (`--config` or `GATE_CONFIG`) and the `GATE_*`
+//! environment ([`vigil_gate::config`]); a `serve` flag counts as its variable.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vigil_gate::{BoundGate, DEFAULT_MAX_BODY, GateConfig, ListenAddr};
+use vigil_gate::BoundGate;
+use vigil_gate::config::{self, Settings, WithFlags};
+use vigil_shared::config::{ConfigErrors, EXIT_CONFIG, ProcessEnv};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +38,12 @@ struct Cli {
 enum Command {
     /// Serve the gate (the default).
     Serve(ServeArgs),
+    /// Validate the settings (file and environment), print them, exit 0 or 78.
+    CheckConfig {
+        /// TOML config file (optional; the GATE_* environment is enough).
+        #[arg(long, short, env = "GATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// GET PATH from TARGET (unix:///socket or tcp://host:port); exit 0 on 2xx, 1 otherwise.
     Probe {
         target: String,
@@ -40,8 +52,7 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
-        /// Send this method instead of GET (to check, from inside a container, that the gate
-        /// refuses it).
+        /// Send this method instead of GET (to check that the gate refuses it).
         #[arg(long, default_value = "GET")]
         method: String,
         /// Print the status code, then the body, to stdout.
@@ -50,35 +61,32 @@ enum Command {
     },
 }
 
-#[derive(Debug, clap::Args)]
+/// Each flag, when given, wins over its variable and the file (see [`vigil_gate::config`] for
+/// the defaults).
+#[derive(Debug, Default, clap::Args)]
 struct ServeArgs {
-    /// The Docker engine to forward to.
-    #[arg(
-        long,
-        env = "GATE_DOCKER_HOST",
-        default_value = "unix:///var/run/docker.sock"
-    )]
-    docker_host: String,
-    /// Where to listen (repeatable, or comma-separated): unix:///path or tcp://ip:port.
-    #[arg(
-        long,
-        env = "GATE_LISTEN",
-        value_delimiter = ',',
-        default_value = "unix:///run/vigil-gate/docker.sock"
-    )]
+    /// TOML config file (optional; the GATE_* environment is enough).
+    #[arg(long, short, env = "GATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The Docker engine to forward to (GATE_DOCKER_HOST).
+    #[arg(long)]
+    docker_host: Option<String>,
+    /// Where to listen (repeatable, or comma-separated): unix:///path or tcp://ip:port
+    /// (GATE_LISTEN).
+    #[arg(long, value_delimiter = ',')]
     listen: Vec<String>,
-    /// Permission bits of a unix listening socket, in octal.
-    #[arg(long, env = "GATE_SOCKET_MODE", default_value = "660")]
-    socket_mode: String,
-    /// Largest list or inspect answer buffered for redaction, in bytes.
-    #[arg(long, env = "GATE_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
-    max_body: usize,
-    /// Log format: text or json.
-    #[arg(long, env = "GATE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
-    /// Tracing filter.
-    #[arg(long, env = "GATE_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Permission bits of a unix listening socket, in octal (GATE_SOCKET_MODE).
+    #[arg(long)]
+    socket_mode: Option<String>,
+    /// Largest list or inspect answer buffered for redaction, in bytes (GATE_MAX_BODY).
+    #[arg(long)]
+    max_body: Option<String>,
+    /// Log format: text or json (GATE_LOG_FORMAT).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Tracing filter (GATE_LOG_LEVEL).
+    #[arg(long)]
+    log_level: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +94,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => return serve(cli.serve),
         Some(Command::Serve(args)) => return serve(args),
+        Some(Command::CheckConfig { config }) => {
+            let args = ServeArgs {
+                config,
+                ..ServeArgs::default()
+            };
+            return match load(args) {
+                Ok(settings) => {
+                    println!("configuration ok\n{}", settings.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => report_config_errors(&errors),
+            };
+        }
         Some(Command::Probe {
             target,
             path,
@@ -109,19 +130,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves until SIGTERM/SIGINT; a bad argument or a failed start is exit code 1.
+/// The settings from the file, the environment and the flags.
+fn load(args: ServeArgs) -> Result<Settings, ConfigErrors> {
+    let listen = (!args.listen.is_empty()).then(|| args.listen.join(","));
+    let env = WithFlags::new(&ProcessEnv)
+        .flag("GATE_DOCKER_HOST", args.docker_host)
+        .flag("GATE_LISTEN", listen)
+        .flag("GATE_SOCKET_MODE", args.socket_mode)
+        .flag("GATE_MAX_BODY", args.max_body)
+        .flag("GATE_LOG_FORMAT", args.log_format)
+        .flag("GATE_LOG_LEVEL", args.log_level);
+    config::load(args.config.as_deref(), &env)
+}
+
+/// Prints every configuration error, one per line; exit code 78.
+fn report_config_errors(errors: &ConfigErrors) -> ExitCode {
+    eprintln!(
+        "vigil-gate: invalid configuration ({} error(s)):\n{errors}",
+        errors.len()
+    );
+    ExitCode::from(EXIT_CONFIG as u8)
+}
+
+/// Serves until SIGTERM/SIGINT; a bad setting is exit code 78, a failed start 1.
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match gate_config(&args) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("vigil-gate: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(errors) => return report_config_errors(&errors),
     };
+    let config = settings.gate;
     let code = vigil_shared::runtime::run(
         "vigil-gate",
-        args.log_format == "json",
-        &args.log_level,
+        settings.log_json,
+        &settings.log_level,
         async move {
             let gate = BoundGate::bind(&config).await?;
             let shutdown = CancellationToken::new();
@@ -140,22 +181,6 @@ fn serve(args: ServeArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn gate_config(args: &ServeArgs) -> anyhow::Result<GateConfig> {
-    let listen = args
-        .listen
-        .iter()
-        .map(|s| ListenAddr::parse(s.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let socket_mode = u32::from_str_radix(&args.socket_mode, 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .with_context(|| format!("invalid --socket-mode {:?}", args.socket_mode))?;
-    let mut config = GateConfig::new(&args.docker_host, listen);
-    config.socket_mode = socket_mode;
-    config.max_body = args.max_body;
-    Ok(config)
 }
 
 /// A blocking HTTP/1.0 request: small enough to audit at a glance, no runtime needed.

@@ -10,7 +10,7 @@
 //! Pure: JSON in, JSON out.
 
 use serde_json::{Map, Value};
-use vigil_shared::labels;
+use vigil_docker::labels;
 
 /// Top-level fields of a list entry (`GET /containers/json`).
 const LIST_FIELDS: &[&str] = &["Id", "Names", "Image", "Created", "State", "Status"];

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use tempfile::TempDir;
-use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_docker::labels;
+use vigil_protocol::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 
 use crate::docker::{Container, RunningContainer};

@@ -46,7 +46,7 @@ use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use vigil_shared::docker::{Health, LABEL_PROJECT, LABEL_SERVICE, RunState};
+use vigil_docker::{Health, LABEL_PROJECT, LABEL_SERVICE, RunState};
 
 /// How many pushed events a slow event stream may fall behind before it loses some (the real
 /// engine drops events for slow readers too, after 1024).

@@ -99,7 +99,7 @@ impl RedisServer {
         let _: String = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
-            .arg(vigil_shared::redis_functions::library())
+            .arg(vigil_protocol::redis_functions::library())
             .query(&mut con)
             .expect("FUNCTION LOAD of Vigil's append functions");
     }

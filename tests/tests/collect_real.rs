@@ -6,7 +6,7 @@
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::{DockerClient, EventAction, RunState};
+use vigil_docker::{DockerClient, EventAction, RunState};
 use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, TEST_LABEL, require_engine};
 use vigil_watchdog::collect::{Observation, SourceId, events, stats, sweep};
 

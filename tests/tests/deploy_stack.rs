@@ -10,8 +10,10 @@
 //! - every Vigil container: non-root, no capabilities, no-new-privs, a read-only root mount, and
 //!   a real write to `/` fails;
 //! - the watchdog: no docker.sock (mounts, its root filesystem, a connect attempt from inside),
-//!   no docker group; through the gate from inside it, POST/DELETE get 405, archive, export,
-//!   logs, attach, images get and encoded or `..` variants get 403, inspect has no `Config.Env`;
+//!   no docker group; through the gate with its own GET-only client (`vigil-watchdog
+//!   docker-get`, the only Vigil binary in its image), archive, export, logs, attach, images get
+//!   and encoded or `..` variants get 403 and inspect has no `Config.Env`; POST/DELETE on the
+//!   gate's socket get 405;
 //! - Redis ACLs: the watchdog and the executor are refused what they must not do (NOPERM), the
 //!   default user is refused;
 //! - end to end: the failing app is restarted by the executor, the alert reaches the fake
@@ -252,10 +254,21 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A request through the gate from inside the watchdog container: (status, body).
-fn via_gate(watchdog: &str, method: &str, path: &str) -> (u16, String) {
-    let out = exec(
+/// A GET through the gate from inside the watchdog container, with the watchdog's own GET-only
+/// client (`vigil-watchdog docker-get`): (status, body).
+fn via_gate(watchdog: &str, path: &str) -> (u16, String) {
+    status_and_body(&exec(
         watchdog,
+        &["/usr/local/bin/vigil-watchdog", "docker-get", path],
+    ))
+}
+
+/// Another method than GET to the gate's socket, from inside the gate's container: the
+/// watchdog's client cannot send one, so `vigil-gate probe --method` plays a compromised
+/// watchdog on the same socket: (status, body).
+fn other_method_to_gate(gate: &str, method: &str, path: &str) -> (u16, String) {
+    status_and_body(&exec(
+        gate,
         &[
             "/usr/local/bin/vigil-gate",
             "probe",
@@ -265,7 +278,11 @@ fn via_gate(watchdog: &str, method: &str, path: &str) -> (u16, String) {
             GATE_SOCKET,
             path,
         ],
-    );
+    ))
+}
+
+/// Both commands print the status on the first line, then the body.
+fn status_and_body(out: &Output) -> (u16, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let (first, body) = stdout.split_once('\n').unwrap_or((&stdout, ""));
     (first.trim().parse().unwrap_or(0), body.to_string())
@@ -490,9 +507,11 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
             options.split(',').any(|o| o == "ro"),
             format!("root mount options {options:?}"),
         );
-        // A real write to / as the container's user.
-        let attempt = if *service == "redis" {
-            exec(
+        // A real write to /: as the container's user with its own binary where one writes
+        // files, else (the watchdog's binary writes nothing at a given path) from here through
+        // the process's root, which as root too must fail on a read-only mount.
+        let attempt = match *service {
+            "redis" => exec(
                 id,
                 &[
                     "/usr/bin/redis-server",
@@ -505,9 +524,8 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
                     "--appendonly",
                     "no",
                 ],
-            )
-        } else {
-            exec(
+            ),
+            "gate" => exec(
                 id,
                 &[
                     "/usr/local/bin/vigil-gate",
@@ -517,7 +535,30 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
                     "--listen",
                     "unix:///vigil-write-probe.sock",
                 ],
-            )
+            ),
+            "executor" => exec(
+                id,
+                &[
+                    "/usr/local/bin/vigil-executor",
+                    "keygen",
+                    "--dir",
+                    "/vigil-write-probe",
+                    "--key-id",
+                    "probe",
+                ],
+            ),
+            _ => {
+                let path = format!("/proc/{pid}/root/vigil-write-probe");
+                let said = match std::fs::write(&path, b"x") {
+                    Ok(()) => format!("wrote {path}"),
+                    Err(e) => e.to_string(),
+                };
+                Output {
+                    status: std::process::ExitStatus::default(),
+                    stdout: Vec::new(),
+                    stderr: said.into_bytes(),
+                }
+            }
         };
         let said = text(&attempt);
         checks.check(
@@ -566,15 +607,15 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
             seen.display(),
         );
     }
-    let direct = exec(
+    let direct = docker_output(&[
+        "exec",
+        "-e",
+        "WATCHDOG_DOCKER_HOST=unix:///var/run/docker.sock",
         &watchdog,
-        &[
-            "/usr/local/bin/vigil-gate",
-            "probe",
-            "unix:///var/run/docker.sock",
-            "/_ping",
-        ],
-    );
+        "/usr/local/bin/vigil-watchdog",
+        "docker-get",
+        "/_ping",
+    ]);
     checks.check(
         "watchdog: connecting to /var/run/docker.sock fails from inside",
         !direct.status.success(),
@@ -598,7 +639,8 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         raw_env.contains(APP_SECRET),
         &raw_env,
     );
-    let (status, body) = via_gate(&watchdog, "GET", "/_ping");
+    let gate = id_of("gate");
+    let (status, body) = via_gate(&watchdog, "/_ping");
     checks.check(
         "gate: GET /_ping",
         status == 200,
@@ -608,7 +650,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         format!("/containers/{app}/json"),
         format!("/v1.41/containers/{app}/json"),
     ] {
-        let (status, body) = via_gate(&watchdog, "GET", &path);
+        let (status, body) = via_gate(&watchdog, &path);
         let parsed: Value = serde_json::from_str(body.trim()).unwrap_or(Value::Null);
         checks.check(
             format!("gate: inspect {path} answers without Config.Env"),
@@ -619,7 +661,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
             format!("{status} {}", body.chars().take(300).collect::<String>()),
         );
     }
-    let (status, body) = via_gate(&watchdog, "GET", "/containers/json?all=1");
+    let (status, body) = via_gate(&watchdog, "/containers/json?all=1");
     checks.check(
         "gate: list answers without the secret",
         status == 200 && body.contains(&app) && !body.contains(APP_SECRET),
@@ -655,7 +697,11 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         ("GET", "/info".into(), 403),
     ];
     for (method, path, want) in &denied {
-        let (status, body) = via_gate(&watchdog, method, path);
+        let (status, body) = if *method == "GET" {
+            via_gate(&watchdog, path)
+        } else {
+            other_method_to_gate(&gate, method, path)
+        };
         checks.check(
             format!("gate: {method} {path} -> {want}"),
             status == *want,
@@ -752,7 +798,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         );
     }
     // The append functions (loaded by the executor) cap sizes and choose the id themselves.
-    let big = "x".repeat(vigil_shared::names::MAX_REQUEST_ENTRY_BYTES + 1);
+    let big = "x".repeat(vigil_protocol::names::MAX_REQUEST_ENTRY_BYTES + 1);
     let said = as_watchdog(&[
         "FCALL",
         "vigil_request_append",
@@ -766,7 +812,7 @@ fn hardened_stack_works_and_the_watchdog_is_powerless() {
         said.contains("over the cap"),
         said.trim(),
     );
-    let big = "x".repeat(vigil_shared::names::MAX_AUDIT_ENTRY_BYTES + 1);
+    let big = "x".repeat(vigil_protocol::names::MAX_AUDIT_ENTRY_BYTES + 1);
     let said = as_executor(&[
         "FCALL",
         "vigil_audit_append",

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil_shared::docker::api::{ApiVersion, MIN_API_VERSION, PINNED_API_VERSION};
-use vigil_shared::docker::{
+use vigil_docker::api::{ApiVersion, MIN_API_VERSION, PINNED_API_VERSION};
+use vigil_docker::{
     ContainerEvent, DockerClient, DockerError, EventAction, EventStream, Health, RunState,
 };
 use vigil_tests::docker::TEST_LABEL;

@@ -8,9 +8,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
-use vigil_shared::protocol::{Action, Payload};
-use vigil_shared::signing::{Signer, generate_signing_key};
+use vigil_docker::labels;
+use vigil_protocol::signing::{Signer, generate_signing_key};
+use vigil_protocol::wire::{Action, Payload};
 use vigil_shared::time::Timestamp;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer};
 use vigil_tests::executor_rig::{

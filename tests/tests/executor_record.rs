@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use vigil_shared::labels;
-use vigil_shared::protocol::Action;
+use vigil_docker::labels;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
 use vigil_tests::docker::{Container, RunningContainer};
 use vigil_tests::executor_rig::{
@@ -157,7 +157,7 @@ fn paging_watchdog(
     sinks: &vigil_tests::watchdog_proc::Sinks,
 ) -> vigil_tests::watchdog_proc::Watchdog {
     let b = vigil_tests::watchdog_proc::WatchdogBuilder::new().sinks(sinks);
-    let keys = vigil_shared::signing::write_keypair(&rig.dir.path().join("wd-keys"), "wd2")
+    let keys = vigil_protocol::signing::write_keypair(&rig.dir.path().join("wd-keys"), "wd2")
         .expect("the watchdog's key pair");
     let config = b.file("watchdog.toml", "[alerts.executor_down]\nfor = \"2s\"\n");
     b.env("WATCHDOG_REDIS_URL", &rig.redis.url())

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
+use vigil_docker::labels;
 use vigil_tests::docker::{Container, RUN_LABEL, TestImage, docker, require_engine};
 use vigil_tests::process::ChildProcess;
 

@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
-use vigil_shared::protocol::Action;
+use vigil_docker::labels;
+use vigil_protocol::wire::Action;
 use vigil_tests::docker::{Container, Healthcheck, RunningContainer};
 use vigil_tests::executor_rig::{
     ExecutorRig, is_outcome_of, peak_rss_kib, read_records, sleeper, started_at, wait_ready,
@@ -304,7 +304,7 @@ fn the_acl_keeps_each_user_to_its_own_appends() {
         "watchdog next to pause",
     );
     // The function refuses an entry over the cap and any shape but one envelope field.
-    let big = vec![b'x'; vigil_shared::names::MAX_REQUEST_ENTRY_BYTES + 1];
+    let big = vec![b'x'; vigil_protocol::names::MAX_REQUEST_ENTRY_BYTES + 1];
     denied(
         wd.call(&[
             b"FCALL",

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use vigil_shared::docker::{Health, RunState};
+use vigil_docker::{Health, RunState};
 use vigil_tests::docker::{
     self, Container, Healthcheck, TEST_LABEL, TEST_PID_LABEL, TestImage,
     remove_leftover_test_containers,

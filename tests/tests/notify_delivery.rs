@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::ContainerRef;
+use vigil_docker::ContainerRef;
 use vigil_shared::time::Timestamp;
 use vigil_tests::fakes::{FakeSlack, FakeTelegram, FakeWebhook, Reply};
 use vigil_watchdog::config::NotifyConfig;

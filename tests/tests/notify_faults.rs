@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::ContainerRef;
+use vigil_docker::ContainerRef;
 use vigil_shared::time::Timestamp;
 use vigil_tests::fakes::{FAKE_TELEGRAM_TOKEN, FakeSlack, FakeTelegram, FakeWebhook};
 use vigil_watchdog::config::NotifyConfig;

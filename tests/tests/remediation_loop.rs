@@ -23,8 +23,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
-use vigil_shared::signing::write_keypair;
+use vigil_docker::labels;
+use vigil_protocol::signing::write_keypair;
 use vigil_tests::docker::{
     Container, DOCKER_SOCKET, Healthcheck, RunningContainer, docker, require_engine,
 };

@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use vigil_shared::labels;
+use vigil_docker::labels;
 use vigil_tests::chromium::{Browser, Tab};
 use vigil_tests::docker::{Container, Healthcheck, require_engine};
 use vigil_tests::fakes::FakeTelegram;
@@ -370,7 +370,7 @@ const BACKOFF: &str = "20s";
 fn remediation_phases_silences_and_acks_show_live_and_in_status() {
     require_engine();
     let dir = tempfile::tempdir().expect("temp dir");
-    let keys = vigil_shared::signing::write_keypair(&dir.path().join("watchdog"), KEY_ID)
+    let keys = vigil_protocol::signing::write_keypair(&dir.path().join("watchdog"), KEY_ID)
         .expect("key pair");
     let verify = dir.path().join("verify");
     std::fs::create_dir(&verify).expect("verify dir");

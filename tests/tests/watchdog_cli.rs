@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 use vigil_tests::docker::{Container, require_engine};
 use vigil_tests::fake_docker::{FakeContainer, FakeDocker};
+use vigil_tests::gate_proc::GateProc;
 use vigil_tests::watchdog_proc::{SCOPE_KEY, Sinks, WatchdogBuilder};
 
 /// EX_CONFIG.
@@ -88,7 +89,7 @@ fn kill_switch_sends_no_request_to_the_engine() {
     fake.add_container(
         FakeContainer::new("unhealthy")
             .label(SCOPE_KEY, &run_id)
-            .health(vigil_shared::docker::Health::Unhealthy),
+            .health(vigil_docker::Health::Unhealthy),
     );
     let mut wd = builder.spawn();
     wd.process.expect_line(
@@ -330,4 +331,35 @@ fn healthcheck_asks_the_configured_healthz() {
         .run_to_exit(&["healthcheck"], ONE_SHOT);
     assert_eq!(down.code(), Some(1), "{}", down.stderr);
     assert!(down.stderr.contains("cannot connect"), "{}", down.stderr);
+}
+
+/// `docker-get` (what the deployment test runs inside the watchdog's image) GETs a path through
+/// the configured Docker host with the watchdog's own GET-only client: here the real gate in
+/// front of the real engine. It prints the status, then the body; exit 0 on 2xx only.
+#[test]
+fn docker_get_shows_what_the_gate_lets_through() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gate = GateProc::start_in(dir.path());
+    let host = format!("unix://{}", gate.socket().display());
+    let get = |path: &str| {
+        WatchdogBuilder::bare()
+            .env("WATCHDOG_DOCKER_HOST", &host)
+            .run_to_exit(&["docker-get", path], ONE_SHOT)
+    };
+
+    let ping = get("/_ping");
+    assert_eq!(ping.code(), Some(0), "{}", ping.stderr);
+    assert_eq!(ping.stdout.trim_end(), "200\nOK", "{}", ping.stdout);
+
+    let list = get("/containers/json?all=1");
+    assert_eq!(list.code(), Some(0), "{}", list.stderr);
+    let (status, body) = list.stdout.split_once('\n').expect("status line");
+    assert_eq!(status, "200");
+    let rows: serde_json::Value = serde_json::from_str(body.trim()).expect("a JSON list");
+    assert!(rows.is_array(), "{body}");
+
+    let info = get("/info");
+    assert_eq!(info.code(), Some(1), "{}", info.stderr);
+    assert!(info.stdout.starts_with("403\n"), "{}", info.stdout);
+    assert!(info.stderr.contains("answered 403"), "{}", info.stderr);
 }

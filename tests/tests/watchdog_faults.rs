@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
-use vigil_shared::docker::{Health, RunState};
+use vigil_docker::{Health, RunState};
 use vigil_tests::fake_docker::{FakeContainer, FakeDocker, Fault, RequestRecord};
 use vigil_tests::watchdog_proc::{SCOPE_KEY, Sinks, Watchdog, WatchdogBuilder, poll_until};
 

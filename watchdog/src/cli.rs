@@ -3,7 +3,9 @@
 
 use crate::config::{self, Config, LogFormat};
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
+use vigil_docker::DockerClient;
 use vigil_shared::config::{ConfigErrors, EXIT_CONFIG, ProcessEnv};
 
 #[derive(Debug, Parser)]
@@ -31,6 +33,14 @@ enum Command {
     /// Exit 0 when this watchdog's `/healthz` (on its `listen` address) answers 2xx, else 1:
     /// the image's healthcheck.
     Healthcheck,
+    /// GET PATH from the configured Docker host (the gate, in a deployment) with the watchdog's
+    /// own GET-only client, and print the status code, then the body: what the watchdog sees.
+    /// Exit 0 on a 2xx answer, 1 otherwise.
+    DockerGet {
+        /// Path and query, sent as given (e.g. /_ping, /containers/json?all=1).
+        #[arg(default_value = "/_ping")]
+        path: String,
+    },
 }
 
 /// Entry point; returns the process exit code.
@@ -48,6 +58,7 @@ pub fn main() -> i32 {
         }
         Command::TestNotify => runtime_then(&cfg, test_notify),
         Command::Healthcheck => vigil_shared::probe::healthcheck("vigil-watchdog", cfg.listen),
+        Command::DockerGet { path } => docker_get(&cfg, &path),
         Command::Run => runtime_then(&cfg, |cfg| async move { crate::engine::run(cfg).await }),
     }
 }
@@ -89,4 +100,44 @@ async fn test_notify(cfg: Config) -> anyhow::Result<()> {
         anyhow::bail!("{failed} of {} sink(s) failed", results.len());
     }
     Ok(())
+}
+
+/// `docker-get`: one GET through the configured Docker host, no logging (stdout is the answer).
+fn docker_get(cfg: &Config, path: &str) -> i32 {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            let client = DockerClient::new(&cfg.docker.host, cfg.docker.timeout)?;
+            Ok(runtime.block_on(client.get_raw(path))?)
+        });
+    match answer {
+        Ok((status, body)) => {
+            let mut out = std::io::stdout().lock();
+            let printed = writeln!(out, "{status}")
+                .and_then(|()| out.write_all(&body))
+                .and_then(|()| writeln!(out));
+            if let Err(e) = printed {
+                eprintln!("vigil-watchdog docker-get: {e}");
+                return 1;
+            }
+            if (200..300).contains(&status) {
+                0
+            } else {
+                eprintln!(
+                    "vigil-watchdog docker-get: GET {}{path} answered {status}",
+                    cfg.docker.host
+                );
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "vigil-watchdog docker-get: GET {}{path}: {e:#}",
+                cfg.docker.host
+            );
+            1
+        }
+    }
 }

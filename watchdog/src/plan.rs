@@ -19,10 +19,10 @@
 use crate::evaluate::{LABEL_REMEDIATE, label_is_true};
 use crate::signals::{Signal, SignalKind};
 use std::time::Duration;
-use vigil_shared::protocol::Action;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::{Timestamp, human_duration};
 
-pub use vigil_shared::labels::{
+pub use vigil_docker::labels::{
     REMEDIATE_CPU as LABEL_REMEDIATE_CPU, REMEDIATE_MEMORY as LABEL_REMEDIATE_MEMORY,
 };
 
@@ -200,7 +200,7 @@ mod tests {
     use super::*;
     use crate::signals::{Severity, Subject};
     use std::collections::BTreeMap;
-    use vigil_shared::docker::ContainerRef;
+    use vigil_docker::ContainerRef;
 
     const MIB: u64 = 1024 * 1024;
 

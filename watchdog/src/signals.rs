@@ -139,7 +139,7 @@ pub struct Subject {
 }
 
 impl Subject {
-    pub fn container(c: &vigil_shared::docker::ContainerRef) -> Subject {
+    pub fn container(c: &vigil_docker::ContainerRef) -> Subject {
         Subject {
             project: c.project.clone(),
             service: c.service.clone(),
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn keys_are_stable_per_subject_and_kind() {
-        let c = vigil_shared::docker::ContainerRef {
+        let c = vigil_docker::ContainerRef {
             id: "abc".into(),
             name: "shop-web-1".into(),
             project: Some("shop".into()),

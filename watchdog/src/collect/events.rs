@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
+use vigil_docker::{ContainerEvent, DockerClient, DockerError};
 use vigil_shared::backoff::Backoff;
-use vigil_shared::docker::{ContainerEvent, DockerClient, DockerError};
 
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -129,7 +129,7 @@ pub async fn run(client: DockerClient, tx: Sender<Observation>, cancel: Cancella
 
 /// Reads one connection until it ends, forwarding each new event at once.
 async fn forward(
-    stream: &mut vigil_shared::docker::EventStream,
+    stream: &mut vigil_docker::EventStream,
     replay: &mut ReplayFilter,
     health: &mut SourceHealth,
     tx: &Sender<Observation>,
@@ -210,7 +210,7 @@ fn now_nanos() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_shared::docker::{ContainerRef, EventAction};
+    use vigil_docker::{ContainerRef, EventAction};
 
     fn event(id: &str, action: EventAction, time_nano: i64) -> ContainerEvent {
         ContainerEvent {

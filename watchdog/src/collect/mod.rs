@@ -21,7 +21,7 @@ pub mod status;
 pub mod sweep;
 
 use std::collections::BTreeMap;
-use vigil_shared::docker::{ContainerDetails, ContainerEvent, StatsSample};
+use vigil_docker::{ContainerDetails, ContainerEvent, StatsSample};
 use vigil_shared::time::Timestamp;
 
 /// Which source an observation or a failure came from.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::{DockerClient, StatsSample};
+use vigil_docker::{DockerClient, StatsSample};
 use vigil_shared::time::Timestamp;
 
 /// How often a round starts: samples are at most this old, plus one round's duration.

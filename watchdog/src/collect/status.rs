@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vigil_shared::docker::{ContainerSummary, RunState};
+use vigil_docker::{ContainerSummary, RunState};
 
 /// Engine and watchdog clocks and request latency: how much an age may lag without a reset.
 const AGE_SLACK: Duration = Duration::from_secs(1);
@@ -122,7 +122,7 @@ fn parse_age(text: &str) -> Option<(Duration, Duration)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_shared::docker::ContainerRef;
+    use vigil_docker::ContainerRef;
     use vigil_shared::time::Timestamp;
 
     fn summary(state: RunState, status: &str) -> ContainerSummary {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::{ContainerDetails, DockerClient, DockerError, RunState};
+use vigil_docker::{ContainerDetails, DockerClient, DockerError, RunState};
 use vigil_shared::time::Timestamp;
 
 /// A container's kept details are refreshed after this many sweeps at the latest (plus a
@@ -141,7 +141,7 @@ impl Sweeper {
         let mut inspected = 0;
         while let Some(outcome) = outcomes.next().await {
             if let Some((mark, details)) = outcome? {
-                vigil_shared::labels::report_unclear(&details.container.name, &details.labels);
+                vigil_docker::labels::report_unclear(&details.container.name, &details.labels);
                 inspected += 1;
                 known.insert(
                     details.container.id.clone(),

@@ -1,8 +1,9 @@
 //! The validators the config sections share: each component's `config.rs` and the composing
 //! [`crate::config`] check values with these. A leaf: it imports nothing of the crate.
 
+pub(crate) use vigil_docker::transport::docker_host;
 use vigil_shared::config::Secret;
-pub(crate) use vigil_shared::config::validate::{docker_host, non_empty, positive, simple_name};
+pub(crate) use vigil_shared::config::validate::{non_empty, positive, simple_name};
 
 pub(crate) fn percent(p: &f64) -> Result<(), String> {
     if *p > 0.0 && *p <= 100.0 {

@@ -201,7 +201,7 @@ impl Core {
         let plan = plan::plan(&decision.signal, &history)?;
         // A `start` is only right when Docker will not bring the container back by itself:
         // with the policy unknown (seen in events only), the caller inspects first.
-        if plan.action == vigil_shared::protocol::Action::Start && !history.restart_policy_known {
+        if plan.action == vigil_protocol::wire::Action::Start && !history.restart_policy_known {
             return None;
         }
         Some(plan)
@@ -217,7 +217,7 @@ impl Core {
         let id = decision.signal.subject.container_id.as_deref()?;
         let history = self.tracker.history_of(id)?;
         let plan = plan::plan(&decision.signal, &history)?;
-        (plan.action == vigil_shared::protocol::Action::Start && !history.restart_policy_known)
+        (plan.action == vigil_protocol::wire::Action::Start && !history.restart_policy_known)
             .then(|| id.to_string())
     }
 
@@ -323,8 +323,8 @@ mod tests {
     use super::*;
     use crate::collect::Sweep;
     use crate::evaluate::LABEL_REMEDIATE;
-    use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
-    use vigil_shared::protocol::Action as RequestAction;
+    use vigil_docker::{ContainerDetails, ContainerRef, Health, RunState};
+    use vigil_protocol::wire::Action as RequestAction;
 
     const S: i64 = 1000;
 
@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn a_start_waits_for_the_restart_policy_of_a_container_seen_only_in_events() {
         use crate::collect::Observation as O;
-        use vigil_shared::docker::{ContainerEvent, EventAction};
+        use vigil_docker::{ContainerEvent, EventAction};
         let mut c = core();
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_REMEDIATE.to_string(), "true".to_string());

@@ -28,9 +28,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::docker::DockerClient;
+use vigil_docker::DockerClient;
+use vigil_protocol::signing::Signer;
 use vigil_shared::shutdown::DRAIN_DEADLINE;
-use vigil_shared::signing::Signer;
 
 /// How often time-driven transitions are evaluated. Cheap: no I/O.
 const TICK: Duration = Duration::from_millis(500);

@@ -321,7 +321,7 @@ pub(super) fn signal_exit(
         settings,
         exited_at,
         occurrence,
-        vigil_shared::docker::exit_meaning(code),
+        vigil_docker::exit_meaning(code),
         observed_at,
         out,
     );
@@ -631,7 +631,7 @@ pub(super) fn sweep_exit(
     mem.sweep_judged_finish = Some(finished);
     if c.oom_killed {
         signal_oom(mem, settings, finished, nanos(finished), out);
-    } else if vigil_shared::labels::is_stop_signal_exit(c.exit_code) {
+    } else if vigil_docker::labels::is_stop_signal_exit(c.exit_code) {
         // Only a signal from outside ends a container with these codes: someone stopped it.
         mem.phase.stop_signal_exit();
     } else if c.exit_code != 0 {

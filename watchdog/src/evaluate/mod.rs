@@ -66,13 +66,13 @@ use crate::signals::{Severity, Signal, SignalKind, Subject};
 use phase::{HeldKill, Phase};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
-use vigil_shared::docker::{
+use vigil_docker::{
     ContainerDetails, ContainerEvent, ContainerRef, EventAction, Health, RunState, StatsSample,
 };
 use vigil_shared::time::{Timestamp, human_duration};
 
 // Label names and their meaning live in the shared crate (the executor reads them too).
-pub use vigil_shared::labels::{
+pub use vigil_docker::labels::{
     CPU_THRESHOLD as LABEL_CPU_THRESHOLD, IGNORE as LABEL_IGNORE,
     MEMORY_THRESHOLD as LABEL_MEMORY_THRESHOLD, MONITOR as LABEL_MONITOR,
     PROTECTED as LABEL_PROTECTED, REMEDIATE as LABEL_REMEDIATE,
@@ -144,7 +144,7 @@ impl Default for EvalSettings {
 impl EvalSettings {
     /// Whether a container with these labels is watched at all (scope and opt-out).
     pub fn watches(&self, labels: &BTreeMap<String, String>) -> bool {
-        if vigil_shared::labels::is_ignored(labels) {
+        if vigil_docker::labels::is_ignored(labels) {
             return false;
         }
         if let Some(scope) = &self.scope_label {
@@ -157,7 +157,7 @@ impl EvalSettings {
             }
         }
         if !self.scope_projects.is_empty() {
-            let project = labels.get(vigil_shared::docker::LABEL_PROJECT);
+            let project = labels.get(vigil_docker::LABEL_PROJECT);
             if !project.is_some_and(|p| self.scope_projects.iter().any(|s| s == p)) {
                 return false;
             }
@@ -166,19 +166,19 @@ impl EvalSettings {
     }
 }
 
-/// `true`, `1`, `yes`, `on` (any case): [`vigil_shared::labels::is_true`].
+/// `true`, `1`, `yes`, `on` (any case): [`vigil_docker::labels::is_true`].
 pub fn label_is_true(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    vigil_shared::labels::is_true(labels, key)
+    vigil_docker::labels::is_true(labels, key)
 }
 
-/// `false`, `0`, `no`, `off` (any case): [`vigil_shared::labels::is_false`].
+/// `false`, `0`, `no`, `off` (any case): [`vigil_docker::labels::is_false`].
 pub fn label_is_false(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    vigil_shared::labels::is_false(labels, key)
+    vigil_docker::labels::is_false(labels, key)
 }
 
-/// A percentage label: [`vigil_shared::labels::percent`].
+/// A percentage label: [`vigil_docker::labels::percent`].
 fn label_percent(labels: &BTreeMap<String, String>, key: &str) -> Option<f64> {
-    vigil_shared::labels::percent(labels, key)
+    vigil_docker::labels::percent(labels, key)
 }
 
 /// The severity tier of a sampled percentage, `None` below 0.8 x threshold.
@@ -418,10 +418,7 @@ mod tests {
 
     fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
-        l.insert(
-            vigil_shared::docker::LABEL_PROJECT.to_string(),
-            "shop".to_string(),
-        );
+        l.insert(vigil_docker::LABEL_PROJECT.to_string(), "shop".to_string());
         for (k, v) in extra {
             l.insert(k.to_string(), v.to_string());
         }
@@ -1124,10 +1121,7 @@ mod tests {
         assert!(!settings.watches(&labels(&[])));
         let mut other_project = BTreeMap::new();
         other_project.insert("team".to_string(), "core".to_string());
-        other_project.insert(
-            vigil_shared::docker::LABEL_PROJECT.to_string(),
-            "blog".to_string(),
-        );
+        other_project.insert(vigil_docker::LABEL_PROJECT.to_string(), "blog".to_string());
         assert!(!settings.watches(&other_project));
         let key_only = EvalSettings {
             scope_label: Some("watched".into()),

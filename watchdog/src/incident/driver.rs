@@ -274,8 +274,8 @@ mod tests {
     use super::*;
     use crate::redis::audit_feed::TargetView;
     use crate::signals::{Severity, SignalKind, Subject};
-    use vigil_shared::docker::ContainerRef;
-    use vigil_shared::protocol::Action;
+    use vigil_docker::ContainerRef;
+    use vigil_protocol::wire::Action;
 
     fn signal() -> Signal {
         let c = ContainerRef {

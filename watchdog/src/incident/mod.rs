@@ -28,7 +28,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use vigil_shared::protocol::Action;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
 
 /// The loop's tunables.

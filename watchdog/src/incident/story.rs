@@ -5,7 +5,7 @@ use super::Incident;
 use crate::notify::Message;
 use crate::signals::Severity;
 use std::time::Duration;
-use vigil_shared::protocol::Action;
+use vigil_protocol::wire::Action;
 use vigil_shared::time::{Timestamp, human_duration};
 
 #[derive(Debug, Clone, PartialEq)]

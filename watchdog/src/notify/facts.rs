@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
-use vigil_shared::docker::{
+use vigil_docker::{
     ContainerDetails, ContainerEvent, DockerClient, EventAction, HealthProbe, RunState,
     exit_meaning,
 };
@@ -164,7 +164,7 @@ impl FactSource for DockerClient {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use vigil_shared::docker::{ContainerRef, Health};
+    use vigil_docker::{ContainerRef, Health};
 
     fn running(id: &str) -> ContainerDetails {
         ContainerDetails {

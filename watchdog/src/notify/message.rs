@@ -14,7 +14,7 @@ use super::format::{self, Block};
 use super::text::truncate_chars;
 use crate::signals::{Severity, Signal, SignalKind};
 use std::time::Duration;
-use vigil_shared::labels;
+use vigil_docker::labels;
 use vigil_shared::time::{Timestamp, human_duration};
 
 /// Longest message text we produce (Telegram's limit is 4096 characters).
@@ -550,7 +550,7 @@ fn one_line(s: &str) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::signals::{SignalKind, Subject};
-    use vigil_shared::docker::ContainerRef;
+    use vigil_docker::ContainerRef;
     use vigil_shared::time::Timestamp;
 
     pub(crate) fn container_notice(project: &str, n: usize, occasion: Occasion) -> Notice {
@@ -754,7 +754,7 @@ pub(crate) mod tests {
             memory_limit: 64 << 20,
             exit_code: Some(137),
             oom_killed: true,
-            last_probe: Some(vigil_shared::docker::HealthProbe {
+            last_probe: Some(vigil_docker::HealthProbe {
                 exit_code: 1,
                 output: "db connection refused on 5432".into(),
             }),

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::names::Names;
+use vigil_protocol::names::Names;
 
 /// How long a stored state outlives its last change: a watchdog down longer than this starts
 /// afresh (and re-alerts what still fires).

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_shared::time::{Timestamp, human_duration};
 
-pub use vigil_shared::names::RECORD_FIELD;
+pub use vigil_protocol::names::RECORD_FIELD;
 /// How long one `XREAD` waits for new entries.
 const BLOCK: Duration = Duration::from_secs(5);
 /// Entries per read.
@@ -383,7 +383,7 @@ pub async fn run(link: RedisLink, out: mpsc::Sender<AuditView>, cancel: Cancella
 mod tests {
     use super::*;
     use crate::redis::request::SentNote;
-    use vigil_shared::protocol::Action;
+    use vigil_protocol::wire::Action;
 
     const S: i64 = 1000;
 

@@ -3,7 +3,8 @@
 
 use crate::config::check::*;
 use std::path::PathBuf;
-use vigil_shared::config::{ConfigReader, Found, Secret, convert, validate};
+use vigil_protocol::wire;
+use vigil_shared::config::{ConfigReader, Found, Secret, convert};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
@@ -70,7 +71,7 @@ pub(crate) fn read_redis(r: &mut ConfigReader<'_>) -> Option<Found<RedisConfig>>
 
 pub(crate) fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
     let key_file = r.get_checked("signing.key_file", convert::string, |s| non_empty(s));
-    let key_id = r.get_checked("signing.key_id", convert::string, validate::key_id);
+    let key_id = r.get_checked("signing.key_id", convert::string, wire::key_id);
     let key_file = match key_file {
         Some(f) => f,
         None => {
@@ -101,7 +102,7 @@ pub(crate) fn read_signing(r: &mut ConfigReader<'_>) -> Option<SigningConfig> {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if let Err(message) = validate::key_id(&stem) {
+            if let Err(message) = wire::key_id(&stem) {
                 let key = r.key_for("signing.key_id", key_file.origin.is_env());
                 r.error(
                     key,

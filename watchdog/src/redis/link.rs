@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
-use vigil_shared::names::Names;
+use vigil_protocol::names::Names;
 use vigil_shared::time::{Timestamp, human_duration};
 
 /// How long one connection attempt may take.
@@ -144,7 +144,7 @@ pub fn judge_heartbeat(key: &str, value: Option<&str>, now: Timestamp) -> (bool,
             ),
         );
     };
-    match vigil_shared::heartbeat::decode(value).ok_or(()) {
+    match vigil_protocol::heartbeat::decode(value).ok_or(()) {
         Ok(beat) => {
             if let Some(why) = beat.cannot_audit {
                 return (false, format!("executor cannot audit: {why}"));
@@ -263,7 +263,7 @@ mod tests {
     fn an_executor_that_cannot_audit_is_a_problem_even_when_fresh() {
         let now = Timestamp(100_000);
         let value =
-            vigil_shared::heartbeat::encode(99_000, Some("no space left for the audit log"));
+            vigil_protocol::heartbeat::encode(99_000, Some("no space left for the audit log"));
         let (ok, detail) = judge_heartbeat(KEY, Some(&value), now);
         assert!(!ok);
         assert_eq!(

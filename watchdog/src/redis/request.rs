@@ -20,9 +20,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_shared::names::ENVELOPE_FIELD;
-use vigil_shared::protocol::{Action, Payload, Reason, Target};
-use vigil_shared::signing::Signer;
+use vigil_protocol::names::ENVELOPE_FIELD;
+use vigil_protocol::signing::Signer;
+use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 
 /// Requests waiting for the publisher; more than this at once means Redis is stuck.
@@ -37,7 +37,7 @@ pub enum RequestError {
     #[error("the signal names no container")]
     NoContainer,
     #[error("cannot sign the request: {0}")]
-    Sign(#[from] vigil_shared::signing::SigningError),
+    Sign(#[from] vigil_protocol::signing::SigningError),
     #[error("cannot encode the envelope: {0}")]
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
@@ -271,7 +271,7 @@ impl Publisher {
         let json = serde_json::to_string(&envelope)?;
         // Through the executor's append function: capped size, auto id, capped length.
         let mut xadd = redis::cmd("FCALL");
-        xadd.arg(vigil_shared::redis_functions::REQUEST_APPEND)
+        xadd.arg(vigil_protocol::redis_functions::REQUEST_APPEND)
             .arg(1)
             .arg(self.link.names().requests())
             .arg(ENVELOPE_FIELD)
@@ -285,7 +285,7 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::signals::{Severity, Subject};
-    use vigil_shared::docker::ContainerRef;
+    use vigil_docker::ContainerRef;
 
     fn job(subject: Subject) -> RequestJob {
         RequestJob {

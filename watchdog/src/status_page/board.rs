@@ -18,7 +18,7 @@ use crate::signals::Signal;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use vigil_shared::docker::{EventAction, Health};
+use vigil_docker::{EventAction, Health};
 use vigil_shared::time::Timestamp;
 
 /// Recent executor decisions kept for the page.

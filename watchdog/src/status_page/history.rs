@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::time::Duration;
-use vigil_shared::docker::{ContainerDetails, Health, RunState};
+use vigil_docker::{ContainerDetails, Health, RunState};
 
 /// How far back the strips reach.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);

@@ -10,7 +10,7 @@
 use super::model::RemediationView;
 use super::time::clock;
 use crate::incident::{Incident, Phase};
-use vigil_shared::protocol::Action;
+use vigil_protocol::wire::Action;
 
 /// The incident's remediation as `/api/status` serves it.
 pub fn from_incident(inc: &Incident) -> RemediationView {

@@ -10,9 +10,9 @@ use crate::operators::book::{Ack, Silence};
 use crate::signals::{Severity, Signal, SignalKind, Subject as SigSubject};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use vigil_docker::{ContainerDetails, ContainerRef, Health, RunState};
+use vigil_protocol::wire::Action;
 use vigil_shared::config::Secret;
-use vigil_shared::docker::{ContainerDetails, ContainerRef, Health, RunState};
-use vigil_shared::protocol::Action;
 
 const T0: i64 = 1_800_000_000_000;
 

@@ -1,9 +1,9 @@
 //! Domain types for what Vigil reads from the engine. Engine API types (`api`) convert into
 //! these at the boundary; nothing outside the `docker` module sees raw engine JSON.
 
-use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use vigil_shared::time::Timestamp;
 
 /// Compose's project label.
 pub const LABEL_PROJECT: &str = crate::labels::COMPOSE_PROJECT;

@@ -5,17 +5,16 @@
 //! [`DockerClient::negotiate`] (done lazily by the first call that needs it) paths carry the
 //! negotiated `/v1.NN` prefix.
 
-use super::api::{
+use crate::api::{
     ApiVersion, ContainerInspect, ContainerListItem, ContainerStats, MIN_API_VERSION,
     PINNED_API_VERSION, SystemVersion,
 };
-pub use super::error::DockerError;
-use super::events::EventDecoder;
-use super::model::{
+pub use crate::error::DockerError;
+use crate::events::EventDecoder;
+use crate::model::{
     ContainerDetails, ContainerEvent, ContainerSummary, EngineVersion, StatsSample,
 };
-use super::transport::{Transport, error_chain, truncate};
-use crate::time::Timestamp;
+use crate::transport::{Transport, error_chain, truncate};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -25,6 +24,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use vigil_shared::time::Timestamp;
 
 /// Cap on a non-streaming response body (a list of thousands of containers fits easily).
 pub const MAX_BODY: usize = 16 << 20;
@@ -210,6 +210,19 @@ impl DockerClient {
         })
     }
 
+    /// `GET path` exactly as given (no version prefix, no negotiation), whatever the answer: its
+    /// status and body (at most [`MAX_BODY`]), for a look at what the engine, or the gate in
+    /// front of it, answers (`vigil-watchdog docker-get`). Like every call, only a GET.
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, Bytes), DockerError> {
+        tokio::time::timeout(self.timeout, async {
+            let response = self.transport.get(path).await?;
+            let status = response.status().as_u16();
+            Ok((status, read_capped(response.into_body(), MAX_BODY).await?))
+        })
+        .await
+        .map_err(|_| DockerError::Timeout(self.timeout))?
+    }
+
     /// The `/v1.NN` prefix, negotiating first if no call has yet.
     async fn prefix(&self) -> Result<String, DockerError> {
         if self.api_minor.load(Ordering::Relaxed) == 0 {
@@ -350,7 +363,7 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::model::{EventAction, RunState};
+    use crate::model::{EventAction, RunState};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
@@ -553,6 +566,33 @@ mod tests {
             reqs[1],
             "GET /v1.47/containers/json?all=true&filters=%7B%22label%22%3A%5B%22org%2Eexample%2Etest%3D1%22%5D%7D HTTP/1.1"
         );
+    }
+
+    #[tokio::test]
+    async fn get_raw_sends_the_path_as_given_and_returns_any_status() {
+        let engine = FakeEngine::start(|line| {
+            if line.starts_with("GET /_ping ") {
+                Reply::Full(200, b"OK".to_vec())
+            } else {
+                Reply::Full(403, br#"{"message":"denied"}"#.to_vec())
+            }
+        });
+        let c = client(&engine);
+        let (status, body) = c.get_raw("/_ping").await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"OK"[..]));
+        let (status, body) = c.get_raw("/containers/x/../../images/json").await.unwrap();
+        assert_eq!((status, &body[..]), (403, &br#"{"message":"denied"}"#[..]));
+        assert_eq!(
+            engine.requests(),
+            [
+                "GET /_ping HTTP/1.1",
+                "GET /containers/x/../../images/json HTTP/1.1"
+            ]
+        );
+        assert!(matches!(
+            c.get_raw("no-slash").await,
+            Err(DockerError::InvalidRequest(_))
+        ));
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! The client is built once and cloned (the pool is shared), so a sweep of hundreds of
 //! requests reuses keep-alive connections.
 
-use super::error::DockerError;
+use crate::error::DockerError;
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, header};
@@ -50,6 +50,13 @@ impl ReadOnlyMethod {
 pub enum EngineHost {
     Unix(String),
     Tcp(Authority),
+}
+
+/// [`EngineHost::parse`] as a configuration validator (for `ConfigReader::get_checked`): every
+/// program that takes a Docker address accepts exactly what this client reads,
+/// `unix:///absolute/path` or `tcp://host[:port]`.
+pub fn docker_host(s: &str) -> Result<(), String> {
+    EngineHost::parse(s).map(drop).map_err(|e| e.to_string())
 }
 
 impl EngineHost {
@@ -225,6 +232,20 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hosts_are_what_the_client_reads() {
+        for good in [
+            "unix:///var/run/docker.sock",
+            "tcp://127.0.0.1:2375",
+            "tcp://gate",
+        ] {
+            assert!(docker_host(good).is_ok(), "{good}");
+        }
+        for bad in ["http://localhost:2375", "unix://relative", "tcp://", ""] {
+            assert!(docker_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hosts_parse() {

@@ -1,7 +1,7 @@
 //! Incremental parsing of the `/events` stream: newline-delimited JSON that arrives in body
 //! frames of any size. A frame may hold several lines, part of one, or both.
 //!
-//! Pure: bytes in, events out. The socket side is [`super::EventStream`].
+//! Pure: bytes in, events out. The socket side is [`crate::EventStream`].
 //!
 //! Rules:
 //! - a line longer than [`MAX_EVENT_LINE`] yields one `Err(TooLarge)` and is skipped up to its
@@ -9,9 +9,9 @@
 //! - a malformed line yields `Err(Decode)` and parsing goes on with the next line;
 //! - blank lines and events of other types (`image`, `network`, ...) are skipped.
 
-use super::api::EventMessage;
-use super::error::DockerError;
-use super::model::ContainerEvent;
+use crate::api::EventMessage;
+use crate::error::DockerError;
+use crate::model::ContainerEvent;
 use bytes::{Bytes, BytesMut};
 
 /// The longest single event line accepted (1 MiB). Real events are well under 4 KiB.
@@ -164,7 +164,7 @@ impl EventDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::model::{EventAction, Health};
+    use crate::model::{EventAction, Health};
 
     const KILL: &str = r#"{"status":"kill","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"kill","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","image":"vigil-test/busybox:latest","name":"web-1","signal":"9","org.example.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053871743237}"#;
     const DIE: &str = r#"{"status":"die","id":"0fde985c5da5","from":"vigil-test/busybox:latest","Type":"container","Action":"die","Actor":{"ID":"0fde985c5da5","Attributes":{"com.docker.compose.project":"demo","exitCode":"137","image":"vigil-test/busybox:latest","name":"web-1","org.example.test":"1"}},"scope":"local","time":1795473053,"timeNano":1795473053922620017}"#;

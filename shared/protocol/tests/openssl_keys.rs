@@ -7,8 +7,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use vigil_shared::protocol::{Action, Payload, Reason, Target, signed_message};
-use vigil_shared::signing::{Signer, load_verify_keys, verify_envelope, write_keypair};
+use vigil_protocol::signing::{Signer, load_verify_keys, verify_envelope, write_keypair};
+use vigil_protocol::wire::{Action, Payload, Reason, Target, signed_message};
 use vigil_shared::time::Timestamp;
 
 fn openssl(args: &[&str]) {

@@ -17,14 +17,13 @@
 //! [`Rejection::reason`]. Field names are checked by hand on a `serde_json::Value` before the
 //! typed parse, so "unknown field" and "unknown action" never depend on serde's error texts.
 
-use crate::docker::model::ContainerRef;
-use crate::time::Timestamp;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use uuid::Uuid;
+use vigil_shared::time::Timestamp;
 
 /// The only wire version this code speaks, in both the envelope and the payload.
 pub const WIRE_VERSION: u64 = 1;
@@ -132,17 +131,6 @@ pub struct Target {
     pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-}
-
-impl From<&ContainerRef> for Target {
-    fn from(c: &ContainerRef) -> Self {
-        Target {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            project: c.project.clone(),
-            service: c.service.clone(),
-        }
-    }
 }
 
 /// Why the watchdog asks. Informational: the executor's policy never trusts it.
@@ -469,6 +457,18 @@ pub fn is_key_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// [`is_key_id`] as a configuration validator (for `ConfigReader::get_checked`): the message
+/// names the rule, the reader adds the key.
+pub fn key_id(s: &String) -> Result<(), String> {
+    if is_key_id(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must be 1 to {MAX_KEY_ID_LEN} letters, digits, '.', '_' or '-', not starting with '.'"
+        ))
+    }
+}
+
 /// The allowed field set of one JSON object level.
 struct Fields {
     /// Prefix for field names in rejections (`target.`).
@@ -752,6 +752,15 @@ mod tests {
                 "{}",
                 r.reason()
             );
+        }
+    }
+
+    #[test]
+    fn key_id_validator_explains_the_rule() {
+        assert!(key_id(&"wd-1.a_b".to_string()).is_ok());
+        for bad in ["", ".hidden", "a/b", &"k".repeat(MAX_KEY_ID_LEN + 1)] {
+            let message = key_id(&bad.to_string()).expect_err(bad);
+            assert!(message.contains("not starting with '.'"), "{message}");
         }
     }
 

@@ -1,18 +1,18 @@
-//! Engine API types as the engine sends them, and their conversion to [`super::model`].
+//! Engine API types as the engine sends them, and their conversion to [`crate::model`].
 //!
 //! Mirrors the Engine API (1.41 and later, bollard style): field names renamed to the API's,
 //! every field `Option` (engines omit or `null` fields across versions), enums with an unknown
 //! fallback. Only the fields Vigil uses are declared: everything else, `Config.Env` above all,
 //! is skipped by serde without being stored, so a container's secrets never reach a Vigil value.
 
-use super::error::DockerError;
-use super::model::{
+use crate::error::DockerError;
+use crate::model::{
     ContainerDetails, ContainerEvent, ContainerRef, ContainerSummary, EngineVersion, EventAction,
     Health, HealthProbe, MAX_PROBE_OUTPUT_CHARS, RunState, StatsSample, compose_identity,
 };
-use crate::time::Timestamp;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use vigil_shared::time::Timestamp;
 
 /// The newest API version this crate is written against; negotiation never goes above it.
 pub const PINNED_API_VERSION: ApiVersion = ApiVersion {

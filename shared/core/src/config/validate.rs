@@ -1,8 +1,9 @@
 //! Validators every program applies the same way, written once so that a value one program
-//! accepts the other does not refuse (a deployment name, a consumer name, a Docker address).
+//! accepts the other does not refuse (a deployment name, a consumer name, a duration).
 //! Each returns a message without the key; [`ConfigReader`](super::ConfigReader) adds the key.
+//! Validators that belong to another crate's format live with it: a Docker address in
+//! `vigil_docker::transport::docker_host`, a signing key id in `vigil_protocol::wire::key_id`.
 
-use crate::docker::transport::EngineHost;
 use std::time::Duration;
 
 /// Longest [`simple_name`].
@@ -22,26 +23,6 @@ pub fn simple_name(s: &String) -> Result<(), String> {
             "{s:?} must be 1 to {MAX_SIMPLE_NAME} letters, digits, '.', '_' or '-'"
         ))
     }
-}
-
-/// A signing key id, as the wire format accepts it ([`crate::protocol::is_key_id`]): 1 to
-/// [`MAX_KEY_ID_LEN`](crate::protocol::MAX_KEY_ID_LEN) letters, digits, '.', '_' or '-', not
-/// starting with '.'.
-pub fn key_id(s: &String) -> Result<(), String> {
-    if crate::protocol::is_key_id(s) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} must be 1 to {} letters, digits, '.', '_' or '-', not starting with '.'",
-            crate::protocol::MAX_KEY_ID_LEN
-        ))
-    }
-}
-
-/// A Docker engine address as the Docker client reads it ([`EngineHost::parse`]):
-/// `unix:///absolute/path` or `tcp://host[:port]`.
-pub fn docker_host(s: &str) -> Result<(), String> {
-    EngineHost::parse(s).map(drop).map_err(|e| e.to_string())
 }
 
 /// A duration greater than zero.
@@ -73,28 +54,6 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "ä", &"x".repeat(MAX_SIMPLE_NAME + 1)] {
             assert!(simple_name(&bad.to_string()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn key_ids_are_what_the_wire_format_accepts() {
-        assert!(key_id(&"wd-1.a_b".to_string()).is_ok());
-        for bad in ["", ".hidden", "a/b", &"k".repeat(65)] {
-            assert!(key_id(&bad.to_string()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn docker_hosts_are_what_the_client_reads() {
-        for good in [
-            "unix:///var/run/docker.sock",
-            "tcp://127.0.0.1:2375",
-            "tcp://gate",
-        ] {
-            assert!(docker_host(good).is_ok(), "{good}");
-        }
-        for bad in ["http://localhost:2375", "unix://relative", "tcp://", ""] {
-            assert!(docker_host(bad).is_err(), "{bad}");
         }
     }
 }

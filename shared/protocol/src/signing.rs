@@ -14,10 +14,9 @@
 //! **Not checked here: replay.** Each nonce must be reserved atomically (Redis `SET NX` with a TTL
 //! that outlives `expires_at + max_skew`) by the executor after this returns `Ok`.
 
-use crate::protocol::{
+use crate::wire::{
     Envelope, MAX_PAYLOAD_BYTES, Payload, Rejection, is_key_id, parse_payload, signed_message,
 };
-use crate::time::Timestamp;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
@@ -29,6 +28,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vigil_shared::time::Timestamp;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -130,7 +130,7 @@ impl Signer {
     pub fn sign_raw_payload(&self, payload_bytes: &[u8]) -> Envelope {
         let sig = self.signing_key.sign(&signed_message(payload_bytes));
         Envelope {
-            v: crate::protocol::WIRE_VERSION,
+            v: crate::wire::WIRE_VERSION,
             key_id: self.key_id.clone(),
             payload: BASE64.encode(payload_bytes),
             sig: BASE64.encode(sig.to_bytes()),
@@ -402,7 +402,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SigningError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Action, MAX_ENVELOPE_BYTES, Reason, Target};
+    use crate::wire::{Action, MAX_ENVELOPE_BYTES, Reason, Target};
     use serde_json::Value;
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);

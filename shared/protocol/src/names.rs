@@ -13,9 +13,9 @@ pub const RECORD_FIELD: &str = "record";
 pub const EXECUTOR_FIELD: &str = "executor";
 
 /// Largest requests-stream entry (field names and values): an envelope is at most
-/// [`crate::protocol::MAX_ENVELOPE_BYTES`]. The append function refuses more; the consumer
+/// [`crate::wire::MAX_ENVELOPE_BYTES`]. The append function refuses more; the consumer
 /// audits a larger entry as malformed.
-pub const MAX_REQUEST_ENTRY_BYTES: usize = crate::protocol::MAX_ENVELOPE_BYTES + 1024;
+pub const MAX_REQUEST_ENTRY_BYTES: usize = crate::wire::MAX_ENVELOPE_BYTES + 1024;
 /// Largest audit record the audit append function accepts.
 pub const MAX_AUDIT_ENTRY_BYTES: usize = 64 * 1024;
 /// Requests-stream length cap (approximate `MAXLEN ~`) applied by the append function.

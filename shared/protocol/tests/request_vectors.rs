@@ -3,7 +3,7 @@
 //!
 //! The vector's key is derived (seed = SHA-256 of the ASCII text in `private_key_seed`), and
 //! Ed25519 is deterministic, so this test rebuilds the whole file and compares it byte for byte.
-//! After a deliberate format change, `VIGIL_REGENERATE_VECTORS=1 cargo test -p vigil-shared
+//! After a deliberate format change, `VIGIL_REGENERATE_VECTORS=1 cargo test -p vigil-protocol
 //! --test request_vectors -- --test-threads=1` rewrites the file (the comparison still runs).
 
 use base64::Engine;
@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
-use vigil_shared::protocol::{Action, Payload, Reason, Target, WIRE_VERSION, signed_message};
-use vigil_shared::signing::{
+use vigil_protocol::signing::{
     Signer, SigningKey, VerifyKeys, VerifyingKey, public_key_pem, verify_envelope,
 };
+use vigil_protocol::wire::{Action, Payload, Reason, Target, WIRE_VERSION, signed_message};
 use vigil_shared::time::Timestamp;
 
 const SEED_TEXT: &str = "vigil/request/v1 test vector key";
