@@ -175,7 +175,12 @@ impl RedisServer {
     /// executor loads the functions again when it reconnects).
     pub fn start_again(&mut self) {
         self.process.kill();
-        let mut process = spawn(&find_redis_server(), self.port, self.dir.path(), &self.options);
+        let mut process = spawn(
+            &find_redis_server(),
+            self.port,
+            self.dir.path(),
+            &self.options,
+        );
         assert!(
             wait_until_up(self.port, &mut process),
             "redis-server did not come back on port {}:\n{}",

@@ -157,7 +157,10 @@ fn assert_no_container_in_labels(scrape: &[Sample], which: &str, containers: &[&
 #[test]
 fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted() {
     let stack = Stack::builder().executor().executor_metrics().start();
-    let opted = stack.healable("optin").label(labels::REMEDIATE, "true").start();
+    let opted = stack
+        .healable("optin")
+        .label(labels::REMEDIATE, "true")
+        .start();
     let plain = stack.healable("plain").start();
     opted.wait_for_health("healthy", ARRIVAL);
     plain.wait_for_health("healthy", ARRIVAL);
