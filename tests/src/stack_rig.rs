@@ -18,9 +18,12 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+use vigil_shared::labels;
 use vigil_shared::signing::VerifyKeys;
 
-use crate::docker::{Container, RunningContainer, SCOPE_LABEL, docker, require_engine};
+use crate::docker::{
+    Container, Healthcheck, RunningContainer, SCOPE_LABEL, docker, require_engine,
+};
 use crate::executor_rig::{ExecutorRig, audit_verify, read_records, wait_ready};
 use crate::gate_proc::GateProc;
 use crate::ports::free_port;
@@ -253,8 +256,13 @@ impl Stack {
     /// [`Stack::scoped`], healthy until [`break_health`], healed by a restart.
     pub fn healable(&self, hint: &str) -> Container {
         self.scoped(hint)
-            .healthcheck(crate::docker::Healthcheck::new(HEALTH_CMD))
+            .healthcheck(Healthcheck::new(HEALTH_CMD))
             .shell(HEALS_ON_RESTART)
+    }
+
+    /// [`Stack::healable`], opted in to remediation (`vigil.remediate=true`).
+    pub fn opted_in(&self, hint: &str) -> Container {
+        self.healable(hint).label(labels::REMEDIATE, "true")
     }
 
     // ---- The executor --------------------------------------------------------------------

@@ -3,7 +3,6 @@
 //! refuses); after `/resume` an opted-in container that fails is restarted.
 
 use std::time::Duration;
-use vigil_shared::labels;
 use vigil_tests::executor_rig::started_at;
 use vigil_tests::stack_rig::{Stack, break_health};
 use vigil_tests::watchdog_proc::poll_until;
@@ -16,10 +15,7 @@ const OPERATOR: u64 = 7;
 fn pause_stops_restarts_and_resume_allows_them() {
     let stack = Stack::builder().executor().start();
     let opted_in = |hint: &str| {
-        let c = stack
-            .healable(hint)
-            .label(labels::REMEDIATE, "true")
-            .start();
+        let c = stack.opted_in(hint).start();
         c.wait_for_health("healthy", ARRIVAL);
         c
     };

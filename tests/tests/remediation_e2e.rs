@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-use vigil_shared::labels;
 use vigil_tests::docker::RunningContainer;
 use vigil_tests::executor_rig::started_at;
 use vigil_tests::stack_rig::{Stack, break_health};
@@ -157,10 +156,7 @@ fn assert_no_container_in_labels(scrape: &[Sample], which: &str, containers: &[&
 #[test]
 fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted() {
     let stack = Stack::builder().executor().executor_metrics().start();
-    let opted = stack
-        .healable("optin")
-        .label(labels::REMEDIATE, "true")
-        .start();
+    let opted = stack.opted_in("optin").start();
     let plain = stack.healable("plain").start();
     opted.wait_for_health("healthy", ARRIVAL);
     plain.wait_for_health("healthy", ARRIVAL);

@@ -109,10 +109,7 @@ fn flood_events(c: &RunningContainer, n: usize) {
 #[test]
 fn one_heal_is_one_alert_one_restarted_update_and_one_healed_message_per_sink() {
     let rig = Stack::builder().executor().start();
-    let c = rig
-        .healable("heal")
-        .label(labels::REMEDIATE, "true")
-        .start();
+    let c = rig.opted_in("heal").start();
     c.wait_for_health("healthy", ARRIVAL);
     break_health(&c);
 
@@ -282,14 +279,8 @@ fn always_broken_backs_off_to_the_breaker_then_escalates_once_and_stops_asking()
 #[test]
 fn redis_outage_then_empty_redis_the_failing_container_is_restarted_once() {
     let mut rig = Stack::builder().executor().start();
-    let first = rig
-        .healable("before")
-        .label(labels::REMEDIATE, "true")
-        .start();
-    let second = rig
-        .healable("during")
-        .label(labels::REMEDIATE, "true")
-        .start();
+    let first = rig.opted_in("before").start();
+    let second = rig.opted_in("during").start();
     first.wait_for_health("healthy", ARRIVAL);
     second.wait_for_health("healthy", ARRIVAL);
     // The loop works before the outage.
@@ -352,10 +343,7 @@ fn redis_outage_then_empty_redis_the_failing_container_is_restarted_once() {
 #[test]
 fn executor_down_for_100s_then_a_fresh_request_restarts_once() {
     let mut rig = Stack::builder().executor().start();
-    let c = rig
-        .healable("exdown")
-        .label(labels::REMEDIATE, "true")
-        .start();
+    let c = rig.opted_in("exdown").start();
     c.wait_for_health("healthy", ARRIVAL);
     rig.kill_executor();
     break_health(&c);

@@ -16,7 +16,7 @@ use vigil_shared::protocol::Action;
 use vigil_shared::signing::verify_envelope;
 use vigil_shared::time::Timestamp;
 use vigil_tests::docker::{Healthcheck, RunningContainer};
-use vigil_tests::stack_rig::{DEPLOYMENT, KEY_ID, Stack};
+use vigil_tests::stack_rig::{DEPLOYMENT, KEY_ID, Stack, StackBuilder};
 use vigil_tests::watchdog_proc::poll_until;
 
 /// How long an alert may take to arrive on a busy machine.
@@ -88,11 +88,18 @@ impl Drop for FakeHeartbeat {
     }
 }
 
+/// `builder`'s stack with Redis and no executor: its watchdog starts once the executor's
+/// heartbeat ([`FakeHeartbeat`]) is fresh.
+fn with_heartbeat(builder: StackBuilder) -> (Stack, FakeHeartbeat) {
+    let mut stack = builder.redis().watchdog_later().start();
+    let heartbeat = FakeHeartbeat::start(&stack);
+    stack.start_watchdog();
+    (stack, heartbeat)
+}
+
 #[test]
 fn opted_in_unhealthy_container_gets_one_signed_restart_request_and_unlabelled_gets_none() {
-    let mut stack = Stack::builder().redis().watchdog_later().start();
-    let _heartbeat = FakeHeartbeat::start(&stack);
-    stack.start_watchdog();
+    let (mut stack, _heartbeat) = with_heartbeat(Stack::builder());
     let opted = unhealthy(&stack, "optin", true);
     let plain = unhealthy(&stack, "plain", false);
 
@@ -142,9 +149,7 @@ fn opted_in_unhealthy_container_gets_one_signed_restart_request_and_unlabelled_g
 
 #[test]
 fn alert_state_survives_a_watchdog_restart() {
-    let mut stack = Stack::builder().redis().watchdog_later().start();
-    let _heartbeat = FakeHeartbeat::start(&stack);
-    stack.start_watchdog();
+    let (mut stack, _heartbeat) = with_heartbeat(Stack::builder());
     let sick = unhealthy(&stack, "sick", false);
     stack.sinks.expect_exactly(
         "first alert",
@@ -260,14 +265,11 @@ fn audit_records_are_told_to_people() {
 #[test]
 fn executor_down_then_redis_unreachable_and_the_watchdog_keeps_running() {
     let toml = "[alerts.executor_down]\nfor = \"2s\"\n\n[alerts.redis_unreachable]\nfor = \"0s\"\n";
-    let mut stack = Stack::builder()
-        .redis()
-        .watchdog_file("WATCHDOG_CONFIG", "watchdog.toml", toml)
-        .watchdog_env("WATCHDOG_DOCKER__UNREACHABLE_AFTER", "3s")
-        .watchdog_later()
-        .start();
-    let heartbeat = FakeHeartbeat::start(&stack);
-    stack.start_watchdog();
+    let (mut stack, heartbeat) = with_heartbeat(
+        Stack::builder()
+            .watchdog_file("WATCHDOG_CONFIG", "watchdog.toml", toml)
+            .watchdog_env("WATCHDOG_DOCKER__UNREACHABLE_AFTER", "3s"),
+    );
 
     // A fresh heartbeat: no executor_down (checked over a few probe intervals).
     thread::sleep(Duration::from_secs(7));
