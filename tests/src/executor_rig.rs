@@ -82,11 +82,16 @@ impl ExecutorRig {
         }
     }
 
+    /// The executor's key directory (`EXECUTOR_VERIFY_KEYS`): the public half of the key.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
     /// The executor's environment writing to `audit`: the common settings, the rig's
     /// defaults, then `extra`. A later setting replaces an earlier one of the same name; an
     /// empty value leaves the variable unset.
     pub fn env(&self, audit: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let keys = self.dir.path().join("keys").display().to_string();
+        let keys = self.keys_dir().display().to_string();
         let audit = audit.display().to_string();
         let common: [(&str, &str); 6] = [
             ("EXECUTOR_REDIS_URL", self.url.as_str()),

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use vigil_shared::labels;
-use vigil_shared::signing::VerifyKeys;
+use vigil_shared::signing::{VerifyKeys, load_verify_keys};
 
 use crate::docker::{
     Container, Healthcheck, RunningContainer, SCOPE_LABEL, docker, require_engine,
@@ -332,10 +332,9 @@ impl Stack {
         );
     }
 
-    /// The public half of the watchdog's key, as the executor verifies with it.
+    /// The executor's verification keys, loaded from its key directory as it loads them.
     pub fn verify_keys(&self) -> VerifyKeys {
-        let rig = self.rig();
-        VerifyKeys::from([(KEY_ID.to_owned(), rig.signer.verifying_key())])
+        load_verify_keys(&self.rig().keys_dir()).expect("the executor's key directory")
     }
 
     // ---- Redis ---------------------------------------------------------------------------
