@@ -1,6 +1,7 @@
 //! The executor test rig, once: a real `redis-server`, a watchdog key pair (the private half
-//! signs, the public half sits in the executor's key directory), an audit file in a temp dir,
-//! and the `vigil-executor` process started with those settings.
+//! signs, in the test or in a watchdog process; the public half sits in the executor's key
+//! directory), an audit file in a temp dir, and the `vigil-executor` process started with those
+//! settings.
 //!
 //! Each test file picks the Redis it needs ([`ExecutorRig::new`] for a plain server the
 //! executor reaches as the default user, [`ExecutorRig::with_vigil_acl`] for the shipped ACL
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use tempfile::TempDir;
 use vigil_docker::labels;
-use vigil_protocol::signing::{Signer, generate_signing_key, public_key_pem};
+use vigil_protocol::signing::{Signer, write_keypair_files};
 use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 
@@ -23,6 +24,8 @@ use crate::redis_server::{EXECUTOR_PASSWORD, RedisServer};
 
 /// The deployment name the rig's executor serves and its requests carry.
 pub const DEPLOYMENT: &str = "test";
+/// The id of the rig's watchdog key.
+pub const KEY_ID: &str = "wd1";
 /// The executor's log line once its consumer reads the requests stream.
 pub const READY: &str = "Consuming the requests stream";
 
@@ -31,6 +34,8 @@ pub struct ExecutorRig {
     pub redis: RedisServer,
     pub dir: TempDir,
     pub signer: Signer,
+    /// The signer's private key file (PKCS#8 PEM), for a watchdog process.
+    pub private_key: PathBuf,
     /// The default audit file (`<dir>/audit.jsonl`).
     pub audit: PathBuf,
     /// The URL the executor connects with.
@@ -62,25 +67,31 @@ impl ExecutorRig {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = dir.path().join("keys");
         std::fs::create_dir(&keys).expect("key dir");
-        let signer = Signer::new("wd1", generate_signing_key()).expect("key id");
-        let pem = public_key_pem(&signer.verifying_key()).expect("pem");
-        std::fs::write(keys.join("wd1.pub"), pem).expect("public key");
+        let private_key = dir.path().join(format!("{KEY_ID}.key"));
+        write_keypair_files(&private_key, &keys.join(format!("{KEY_ID}.pub"))).expect("key pair");
+        let signer = Signer::from_key_file(KEY_ID, &private_key).expect("signing key");
         let audit = dir.path().join("audit.jsonl");
         ExecutorRig {
             redis,
             dir,
             signer,
+            private_key,
             audit,
             url,
             defaults: defaults.to_vec(),
         }
     }
 
+    /// The executor's key directory (`EXECUTOR_VERIFY_KEYS`): the public half of the key.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
     /// The executor's environment writing to `audit`: the common settings, the rig's
     /// defaults, then `extra`. A later setting replaces an earlier one of the same name; an
     /// empty value leaves the variable unset.
     pub fn env(&self, audit: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let keys = self.dir.path().join("keys").display().to_string();
+        let keys = self.keys_dir().display().to_string();
         let audit = audit.display().to_string();
         let common: [(&str, &str); 6] = [
             ("EXECUTOR_REDIS_URL", self.url.as_str()),
@@ -139,9 +150,10 @@ impl ExecutorRig {
         self.spawn_with(bin, &["run"], &self.audit, &all)
     }
 
-    /// A connection to the rig's Redis as its default (administrative) user.
+    /// A connection to the rig's Redis as its administrative user (`admin` under the shipped
+    /// ACL, else the default user).
     pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url())
+        redis::Client::open(self.redis.admin_url())
             .expect("redis url")
             .get_connection()
             .expect("redis connection")
@@ -168,7 +180,7 @@ impl ExecutorRig {
         self.signer.sign(p).expect("signs").to_json()
     }
 
-    /// XADDs an `envelope` field to `vigil:requests` as the default user; returns the entry id.
+    /// XADDs an `envelope` field to `vigil:requests` as the administrative user; returns the entry id.
     pub fn send_raw(&self, envelope: &str) -> String {
         redis::cmd("XADD")
             .arg("vigil:requests")

@@ -16,6 +16,8 @@
 //! - [`redis_server`]: [`redis_server::RedisServer`], a real `redis-server` on a free port.
 //! - [`executor_rig`]: [`executor_rig::ExecutorRig`], the executor under test: Redis, a signing
 //!   key pair, an audit file and the `vigil-executor` process configured for them.
+//! - [`stack_rig`]: [`stack_rig::Stack`], the whole stack for end-to-end tests: Redis with the
+//!   shipped ACL, the executor, the watchdog behind its gate and fake sinks, wired together.
 //! - [`process`]: workspace binaries built on demand and [`process::ChildProcess`], which
 //!   captures a child's output lines for assertions.
 //! - [`fake_docker`]: [`fake_docker::FakeDocker`], a scriptable Engine API 1.41 on a unix
@@ -33,6 +35,7 @@ pub mod gate_proc;
 pub mod ports;
 pub mod process;
 pub mod redis_server;
+pub mod stack_rig;
 pub mod watchdog_proc;
 
 use std::path::PathBuf;

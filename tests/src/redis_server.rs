@@ -42,6 +42,10 @@ pub struct RedisServer {
     dir: TempDir,
     /// The `admin` user's password when the server runs with the shipped ACL.
     admin: Option<&'static str>,
+    /// What it was started with, for [`RedisServer::start_again`].
+    options: RedisOptions,
+    /// Holds the ACL file of [`RedisServer::start_vigil`] (read again at a restart).
+    _acl_dir: Option<TempDir>,
 }
 
 impl RedisServer {
@@ -75,8 +79,8 @@ impl RedisServer {
             .map(String::from)
             .to_vec(),
         });
-        // The ACL file has been read; the temp dir may go.
-        drop(dir);
+        // Kept: a restart reads the ACL file again.
+        server._acl_dir = Some(dir);
         server.admin = Some(ADMIN_PASSWORD);
         server.load_functions();
         server
@@ -115,29 +119,17 @@ impl RedisServer {
                 .tempdir()
                 .expect("creating a temp dir for redis-server");
             let port = free_port();
-            let mut cmd = Command::new(&binary);
-            cmd.args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--daemonize", "no"])
-                .args(["--protected-mode", "yes"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(["--logfile", ""]);
-            if let Some(aclfile) = &options.aclfile {
-                cmd.arg("--aclfile").arg(aclfile);
-            }
-            cmd.args(&options.extra_args);
-            let mut process = ChildProcess::spawn("redis-server", cmd);
+            let mut process = spawn(&binary, port, dir.path(), &options);
             if wait_until_up(port, &mut process) {
                 let server = RedisServer {
                     port,
                     process,
                     dir,
                     admin: None,
+                    options,
+                    _acl_dir: None,
                 };
-                if options.aclfile.is_none() {
+                if server.options.aclfile.is_none() {
                     server.load_functions();
                 }
                 return server;
@@ -177,6 +169,45 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+
+    /// Starts a killed server again on the same port with the same options, empty: no data and
+    /// no functions, as an operator restarting a Redis without persistence would find it (the
+    /// executor loads the functions again when it reconnects).
+    pub fn start_again(&mut self) {
+        self.process.kill();
+        let mut process = spawn(
+            &find_redis_server(),
+            self.port,
+            self.dir.path(),
+            &self.options,
+        );
+        assert!(
+            wait_until_up(self.port, &mut process),
+            "redis-server did not come back on port {}:\n{}",
+            self.port,
+            process.transcript()
+        );
+        self.process = process;
+    }
+}
+
+/// Spawns `redis-server` on `port` with its files in `dir`, without persistence.
+fn spawn(binary: &Path, port: u16, dir: &Path, options: &RedisOptions) -> ChildProcess {
+    let mut cmd = Command::new(binary);
+    cmd.args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .args(["--protected-mode", "yes"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--logfile", ""]);
+    if let Some(aclfile) = &options.aclfile {
+        cmd.arg("--aclfile").arg(aclfile);
+    }
+    cmd.args(&options.extra_args);
+    ChildProcess::spawn("redis-server", cmd)
 }
 
 /// `compose/redis/users.acl.template` as `scripts/setup-deploy.sh` renders it, with plain test

@@ -98,6 +98,38 @@ impl Sinks {
         self.telegram.request_count() + self.slack.request_count()
     }
 
+    /// Pushes `text` from `user` in `chat` to the fake Bot API's updates; returns the message
+    /// id an answer must reply to.
+    pub fn command_in(&self, chat: i64, user: u64, text: &str) -> i64 {
+        let before = self.telegram.pending_update_count();
+        self.telegram.push_update(chat, user, text);
+        FakeTelegram::update_message_id(before)
+    }
+
+    /// [`Sinks::command_in`] the configured chat ([`CHAT_ID`]).
+    pub fn command(&self, user: u64, text: &str) -> i64 {
+        self.command_in(CHAT_ID.parse().expect("numeric chat id"), user, text)
+    }
+
+    /// The first Telegram message replying to `message_id`, waited for up to `timeout`.
+    pub fn answer(&self, message_id: i64, timeout: Duration) -> String {
+        let mut got = Vec::new();
+        assert!(
+            poll_until(timeout, || {
+                got = self.telegram.replies_to(message_id);
+                !got.is_empty()
+            }),
+            "no answer to command {message_id} within {timeout:?}; {}",
+            self.describe()
+        );
+        got.remove(0)
+    }
+
+    /// [`Sinks::command`] `text` as `user`, then its [`Sinks::answer`].
+    pub fn ask(&self, user: u64, text: &str, timeout: Duration) -> String {
+        self.answer(self.command(user, text), timeout)
+    }
+
     /// Both sinks' accepted messages, for failure output.
     pub fn describe(&self) -> String {
         format!(
@@ -225,6 +257,11 @@ impl WatchdogBuilder {
     /// Sets a fresh scope label (`WATCHDOG_SCOPE__LABEL=vigil.run=<uuid>`) on a bare builder.
     pub fn scope(self) -> Self {
         self.with_run_id(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Watches the scope `run_id` (another watchdog's, to take over where it stopped).
+    pub fn scope_id(self, run_id: &str) -> Self {
+        self.with_run_id(run_id.to_owned())
     }
 
     fn with_run_id(mut self, run_id: String) -> Self {
@@ -469,6 +506,11 @@ impl Watchdog {
     /// The gate this watchdog reads Docker through, if it has one.
     pub fn gate(&self) -> Option<&GateProc> {
         self.gate.as_ref()
+    }
+
+    /// The gate, to stop and start again (cutting the watchdog's event stream).
+    pub fn gate_mut(&mut self) -> Option<&mut GateProc> {
+        self.gate.as_mut()
     }
 
     /// The listen address the builder chose (`WATCHDOG_LISTEN`), if any.

@@ -4,9 +4,9 @@
 //! Slack. No engine is a failure, never a skip.
 
 use std::time::Duration;
-use vigil_tests::docker::{Container, Healthcheck, RunningContainer, docker, require_engine};
-use vigil_tests::fakes::FakeTelegram;
-use vigil_tests::watchdog_proc::{CHAT_ID, Sinks, Watchdog, WatchdogBuilder, poll_until};
+use vigil_tests::docker::{Healthcheck, RunningContainer, docker};
+use vigil_tests::stack_rig::Stack;
+use vigil_tests::watchdog_proc::CHAT_ID;
 
 /// How long one step may take on a busy machine.
 const ARRIVAL: Duration = Duration::from_secs(45);
@@ -17,18 +17,9 @@ const OPERATOR: u64 = 7;
 /// Healthy while `/tmp/ok` is non-empty; prints the probe text to make output visible.
 const PROBE: &str = "test -s /tmp/ok || { echo 'db connection refused on 5432 <b>&_'; exit 1; }";
 
-fn watchdog(sinks: &Sinks, extra: &[(&str, &str)]) -> Watchdog {
-    require_engine();
-    let mut b = WatchdogBuilder::new().sinks(sinks);
-    for (k, v) in extra {
-        b = b.env(k, v);
-    }
-    b.start()
-}
-
-fn flaky(wd: &Watchdog, hint: &str) -> RunningContainer {
-    let c = wd
-        .scoped(Container::new().name_hint(hint))
+fn flaky(stack: &Stack, hint: &str) -> RunningContainer {
+    let c = stack
+        .scoped(hint)
         .healthcheck(Healthcheck::new(PROBE))
         .shell("echo ok > /tmp/ok; exec sleep 600")
         .start();
@@ -40,34 +31,15 @@ fn break_health(c: &RunningContainer) {
     docker(&["exec", c.id(), "sh", "-c", ": > /tmp/ok"]);
 }
 
-/// Sends a command as `user` in `chat`; returns the message id the answer must reply to.
-fn command(tg: &FakeTelegram, chat: i64, user: u64, text: &str) -> i64 {
-    let before = tg.pending_update_count();
-    tg.push_update(chat, user, text);
-    FakeTelegram::update_message_id(before)
-}
-
-fn answer(sinks: &Sinks, reply_to: i64) -> String {
-    let mut got = Vec::new();
-    assert!(
-        poll_until(ARRIVAL, || {
-            got = sinks.telegram.replies_to(reply_to);
-            !got.is_empty()
-        }),
-        "no answer to command {reply_to}; telegram got {:#?}",
-        sinks.telegram.messages()
-    );
-    got.remove(0)
-}
-
 #[test]
 fn an_unhealthy_alert_carries_the_healthcheck_output_rendered_literally() {
-    let sinks = Sinks::start();
-    let wd = watchdog(&sinks, &[]);
-    let c = flaky(&wd, "cause");
+    let stack = Stack::builder().start();
+    let c = flaky(&stack, "cause");
     break_health(&c);
     let alert = |m: &str| m.starts_with("ALERT") && m.contains(c.name());
-    let (tg, slack) = sinks.expect_exactly("unhealthy alert", 1, alert, ARRIVAL, SETTLE);
+    let (tg, slack) = stack
+        .sinks
+        .expect_exactly("unhealthy alert", 1, alert, ARRIVAL, SETTLE);
     for m in tg.iter().chain(&slack) {
         assert!(
             m.contains("db connection refused on 5432 <b>&_"),
@@ -78,7 +50,7 @@ fn an_unhealthy_alert_carries_the_healthcheck_output_rendered_literally() {
         assert!(m.contains("not opted in"), "says how to opt in: {m}");
     }
     // As sent: HTML with the markup escaped (the fake refused anything that does not parse).
-    let raw = sinks.telegram.raw_messages();
+    let raw = stack.sinks.telegram.raw_messages();
     assert_eq!(raw[0]["parse_mode"], "HTML");
     assert!(
         raw[0]["text"]
@@ -90,19 +62,18 @@ fn an_unhealthy_alert_carries_the_healthcheck_output_rendered_literally() {
 
 #[test]
 fn a_sigkill_exit_says_killed_and_an_oom_kill_names_the_limit() {
-    let sinks = Sinks::start();
-    let wd = watchdog(&sinks, &[]);
-    let killed = wd
-        .scoped(Container::new().name_hint("kill9"))
+    let stack = Stack::builder().start();
+    let killed = stack
+        .scoped("kill9")
         // PID 1 cannot be SIGKILLed from inside; a child shell can, and its 137 is passed on.
         .shell("sleep 1; sh -c 'kill -KILL $$'; exit $?")
         .start();
-    let oom = wd
-        .scoped(Container::new().name_hint("oom"))
+    let oom = stack
+        .scoped("oom")
         .memory("16m")
         .command(&["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"])
         .start();
-    let (tg, slack) = sinks.expect_exactly(
+    let (tg, slack) = stack.sinks.expect_exactly(
         "exit alert",
         1,
         |m: &str| m.starts_with("ALERT") && m.contains(killed.name()),
@@ -113,7 +84,7 @@ fn a_sigkill_exit_says_killed_and_an_oom_kill_names_the_limit() {
     for m in tg.iter().chain(&slack) {
         assert!(m.contains("killed (137)"), "{m}");
     }
-    let (tg, slack) = sinks.expect_exactly(
+    let (tg, slack) = stack.sinks.expect_exactly(
         "OOM alert",
         1,
         |m: &str| m.starts_with("ALERT") && m.contains(oom.name()),
@@ -128,35 +99,27 @@ fn a_sigkill_exit_says_killed_and_an_oom_kill_names_the_limit() {
 
 #[test]
 fn silence_unsilence_status_and_strangers_are_ignored() {
-    let sinks = Sinks::start();
     let chat: i64 = CHAT_ID.parse().expect("numeric chat id");
-    let wd = watchdog(
-        &sinks,
-        &[("WATCHDOG_TELEGRAM_ALLOWED_USERS", &OPERATOR.to_string())],
-    );
-    let quiet = flaky(&wd, "quiet");
-    let loud = flaky(&wd, "loud");
+    let stack = Stack::builder()
+        .watchdog_env("WATCHDOG_TELEGRAM_ALLOWED_USERS", &OPERATOR.to_string())
+        .start();
+    let quiet = flaky(&stack, "quiet");
+    let loud = flaky(&stack, "loud");
 
     // Strangers: another chat (even the operator), and another user in the right chat.
-    let stranger_chat = command(
-        &sinks.telegram,
-        999,
-        OPERATOR,
-        &format!("/silence {} 10m", loud.name()),
-    );
-    let stranger_user = command(
-        &sinks.telegram,
-        chat,
-        8,
-        &format!("/silence {} 10m", loud.name()),
-    );
-    let id_of = command(
-        &sinks.telegram,
+    let stranger_chat =
+        stack
+            .sinks
+            .command_in(999, OPERATOR, &format!("/silence {} 10m", loud.name()));
+    let stranger_user = stack
+        .sinks
+        .command_in(chat, 8, &format!("/silence {} 10m", loud.name()));
+    let id_of = stack.sinks.command_in(
         chat,
         OPERATOR,
         &format!("/silence {} 10m maintenance", quiet.name()),
     );
-    let said = answer(&sinks, id_of);
+    let said = stack.sinks.answer(id_of, ARRIVAL);
     assert!(
         said.contains(&format!("Silenced {}", quiet.name())),
         "{said}"
@@ -170,7 +133,7 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
 
     break_health(&quiet);
     break_health(&loud);
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "the other container's alert",
         1,
         |m: &str| m.starts_with("ALERT") && m.contains(loud.name()),
@@ -179,18 +142,21 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
     );
     let about_quiet = |m: &str| m.contains(quiet.name()) && !m.starts_with("Silenced");
     assert!(
-        !sinks.telegram_messages().iter().any(|m| about_quiet(m))
-            && !sinks.slack_messages().iter().any(|m| about_quiet(m)),
+        !stack
+            .sinks
+            .telegram_messages()
+            .iter()
+            .any(|m| about_quiet(m))
+            && !stack.sinks.slack_messages().iter().any(|m| about_quiet(m)),
         "nothing is sent for the silenced container: {}",
-        sinks.describe()
+        stack.sinks.describe()
     );
-    assert!(sinks.telegram.replies_to(stranger_chat).is_empty());
-    assert!(sinks.telegram.replies_to(stranger_user).is_empty());
+    assert!(stack.sinks.telegram.replies_to(stranger_chat).is_empty());
+    assert!(stack.sinks.telegram.replies_to(stranger_user).is_empty());
 
-    let listed = answer(
-        &sinks,
-        command(&sinks.telegram, chat, OPERATOR, "/silences"),
-    );
+    let listed = stack
+        .sinks
+        .answer(stack.sinks.command_in(chat, OPERATOR, "/silences"), ARRIVAL);
     assert!(
         listed.contains(&silence_id)
             && listed.contains(quiet.name())
@@ -198,17 +164,14 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
         "{listed}"
     );
 
-    let ended = answer(
-        &sinks,
-        command(
-            &sinks.telegram,
-            chat,
-            OPERATOR,
-            &format!("/unsilence {silence_id}"),
-        ),
+    let ended = stack.sinks.answer(
+        stack
+            .sinks
+            .command_in(chat, OPERATOR, &format!("/unsilence {silence_id}")),
+        ARRIVAL,
     );
     assert!(ended.contains("ended"), "{ended}");
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "the still-failing container alerted once the silence ended",
         1,
         |m: &str| m.starts_with("STILL FIRING after silence") && m.contains(quiet.name()),
@@ -217,7 +180,9 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
     );
 
     // Two incidents now: /status lists both with how long and the remediation state.
-    let status = answer(&sinks, command(&sinks.telegram, chat, OPERATOR, "/status"));
+    let status = stack
+        .sinks
+        .answer(stack.sinks.command_in(chat, OPERATOR, "/status"), ARRIVAL);
     for c in [&quiet, &loud] {
         let line = status
             .lines()
@@ -231,12 +196,12 @@ fn silence_unsilence_status_and_strangers_are_ignored() {
     assert!(status.contains("alert-only mode"), "{status}");
 
     // Bad usage is answered with the usage.
-    let usage = answer(
-        &sinks,
-        command(&sinks.telegram, chat, OPERATOR, "/silence onlyname"),
+    let usage = stack.sinks.answer(
+        stack.sinks.command_in(chat, OPERATOR, "/silence onlyname"),
+        ARRIVAL,
     );
     assert!(usage.contains("usage: /silence"), "{usage}");
     // Still nothing for the strangers.
-    assert!(sinks.telegram.replies_to(stranger_chat).is_empty());
-    assert!(sinks.telegram.replies_to(stranger_user).is_empty());
+    assert!(stack.sinks.telegram.replies_to(stranger_chat).is_empty());
+    assert!(stack.sinks.telegram.replies_to(stranger_user).is_empty());
 }

@@ -12,196 +12,20 @@
 //! side (signal, alert, request, decision, action) and no label value names a container.
 //! "Exactly one" means: one arrived, and after a settle period there is still one.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use vigil_docker::labels;
-use vigil_protocol::signing::write_keypair;
-use vigil_tests::docker::{Container, Healthcheck, RunningContainer, docker, require_engine};
-use vigil_tests::ports::free_port;
-use vigil_tests::process::{ChildProcess, workspace_bin};
-use vigil_tests::redis_server::RedisServer;
-use vigil_tests::watchdog_proc::{Sinks, Watchdog, WatchdogBuilder, poll_until};
+use vigil_tests::docker::RunningContainer;
+use vigil_tests::executor_rig::started_at;
+use vigil_tests::stack_rig::{Stack, break_health};
+use vigil_tests::watchdog_proc::poll_until;
 
-const DEPLOYMENT: &str = "vigil-e2e";
-const KEY_ID: &str = "wd-e2e";
 /// How long one step may take on a busy 2-core machine.
 const ARRIVAL: Duration = Duration::from_secs(30);
 /// How long to keep watching after the expected effects arrived.
 const SETTLE: Duration = Duration::from_secs(5);
-const EXECUTOR_READY: &str = "Consuming the requests stream";
-
-/// The health check passes while `/tmp/state` says `ok` (shell built-ins only).
-const HEALTH_CMD: &str = r#"read s < /tmp/state && [ "$s" = ok ]"#;
-/// Writes `ok` at every start, then idles; exits at once on SIGTERM so a restart is quick.
-const MAIN: &str =
-    "echo ok > /tmp/state; trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
-
-/// Redis, a key pair, the executor (with `/metrics`), and the watchdog (with `/metrics`).
-struct Stack {
-    _dir: tempfile::TempDir,
-    audit: PathBuf,
-    redis: RedisServer,
-    sinks: Sinks,
-    executor: ChildProcess,
-    executor_listen: SocketAddr,
-    watchdog: Watchdog,
-    watchdog_listen: SocketAddr,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        require_engine();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let keys = write_keypair(&dir.path().join("watchdog"), KEY_ID).expect("key pair");
-        // The executor's key directory holds public keys only.
-        let verify = dir.path().join("verify");
-        std::fs::create_dir(&verify).expect("verify key dir");
-        std::fs::copy(&keys.public, verify.join(format!("{KEY_ID}.pub"))).expect("public key");
-        let audit = dir.path().join("audit.jsonl");
-        let redis = RedisServer::start();
-        let sinks = Sinks::start();
-
-        let executor_listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let (url, verify_dir, audit_file, listen) = (
-            redis.url(),
-            verify.display().to_string(),
-            audit.display().to_string(),
-            executor_listen.to_string(),
-        );
-        let executor = ChildProcess::spawn_bin(
-            "vigil-executor",
-            "vigil-executor",
-            &["run"],
-            &[
-                ("EXECUTOR_REDIS_URL", url.as_str()),
-                ("EXECUTOR_VERIFY_KEYS", verify_dir.as_str()),
-                ("EXECUTOR_AUDIT_FILE", audit_file.as_str()),
-                ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
-                ("EXECUTOR_LISTEN", listen.as_str()),
-                ("EXECUTOR_CONSUMER", "exec-e2e"),
-                ("EXECUTOR_STOP_TIMEOUT", "2s"),
-                ("EXECUTOR_LOG_LEVEL", "info"),
-            ],
-        );
-        executor.expect_line(
-            "the executor consuming requests",
-            |l| l.contains(EXECUTOR_READY),
-            ARRIVAL,
-        );
-
-        let watchdog_listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let watchdog = WatchdogBuilder::new()
-            .sinks(&sinks)
-            .env("WATCHDOG_LISTEN", &watchdog_listen.to_string())
-            .env("WATCHDOG_REDIS_URL", &redis.url())
-            .env(
-                "WATCHDOG_SIGNING_KEY_FILE",
-                &keys.private.display().to_string(),
-            )
-            .env("WATCHDOG_KEY_ID", KEY_ID)
-            .env("WATCHDOG_DEPLOYMENT", DEPLOYMENT)
-            .start();
-        watchdog.process.expect_line(
-            "the audit feed following the stream",
-            |l| l.contains("Following the executor's audit stream"),
-            ARRIVAL,
-        );
-        Stack {
-            _dir: dir,
-            audit,
-            redis,
-            sinks,
-            executor,
-            executor_listen,
-            watchdog,
-            watchdog_listen,
-        }
-    }
-
-    /// A container in the watchdog's scope that is healthy until [`break_health`] is called.
-    fn container(&self, hint: &str, opted_in: bool) -> RunningContainer {
-        let mut c = self
-            .watchdog
-            .scoped(Container::new().name_hint(hint))
-            .healthcheck(Healthcheck::new(HEALTH_CMD))
-            .shell(MAIN);
-        if opted_in {
-            c = c.label(labels::REMEDIATE, "true");
-        }
-        c.start()
-    }
-
-    fn records(&self) -> Vec<Value> {
-        audit_records(&self.audit)
-    }
-
-    /// Target ids of every request on `vigil:requests` (payload decoded, not verified).
-    fn requested_targets(&self) -> Vec<String> {
-        let mut con = redis::Client::open(self.redis.url())
-            .and_then(|c| c.get_connection())
-            .expect("connecting to the test redis-server");
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg("vigil:requests")
-            .arg("-")
-            .arg("+")
-            .query(&mut con)
-            .expect("XRANGE vigil:requests");
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let envelope: String = e.get("envelope").expect("an envelope field");
-                let envelope: Value = serde_json::from_str(&envelope).expect("envelope JSON");
-                let payload = BASE64
-                    .decode(envelope["payload"].as_str().expect("payload"))
-                    .expect("base64 payload");
-                let payload: Value = serde_json::from_slice(&payload).expect("payload JSON");
-                payload["target"]["id"]
-                    .as_str()
-                    .expect("target id")
-                    .to_owned()
-            })
-            .collect()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{}\naudit: {:#?}\n--- executor ---\n{}\n--- watchdog ---\n{}",
-            self.sinks.describe(),
-            self.records(),
-            self.executor.transcript(),
-            self.watchdog.process.transcript()
-        )
-    }
-}
-
-/// The decision records of the audit log (the write-ahead `intent` before each action left out).
-fn audit_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
-        .filter(|r| r["decision"] != "intent")
-        .collect()
-}
-
-fn break_health(c: &RunningContainer) {
-    docker(&["exec", c.id(), "sh", "-c", "echo broken > /tmp/state"]);
-}
-
-fn started_at(c: &RunningContainer) -> String {
-    c.inspect_json()["State"]["StartedAt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 fn executed_for<'a>(records: &'a [Value], c: &RunningContainer) -> Vec<&'a Value> {
     records
@@ -331,9 +155,9 @@ fn assert_no_container_in_labels(scrape: &[Sample], which: &str, containers: &[&
 
 #[test]
 fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted() {
-    let stack = Stack::start();
-    let opted = stack.container("optin", true);
-    let plain = stack.container("plain", false);
+    let stack = Stack::builder().executor().executor_metrics().start();
+    let opted = stack.opted_in("optin").start();
+    let plain = stack.healable("plain").start();
     opted.wait_for_health("healthy", ARRIVAL);
     plain.wait_for_health("healthy", ARRIVAL);
     let opted_started = started_at(&opted);
@@ -366,8 +190,11 @@ fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted
     );
 
     // Both metrics endpoints, while the unlabelled container's signal still fires.
-    let wd_text = scrape(stack.watchdog_listen, "/metrics");
-    let ex_text = scrape(stack.executor_listen, "/metrics");
+    let wd_text = scrape(
+        stack.watchdog().listen().expect("a listen address"),
+        "/metrics",
+    );
+    let ex_text = scrape(stack.executor_metrics(), "/metrics");
     let wd = samples(&wd_text);
     let ex = samples(&ex_text);
     let unhealthy = [("kind", "container_unhealthy")];
@@ -508,7 +335,7 @@ fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted
         stack.describe()
     );
     assert_eq!(about(&records, &plain), 0, "{records:#?}");
-    let requested = stack.requested_targets();
+    let requested: Vec<String> = stack.requests().into_iter().map(|r| r.target).collect();
     assert_eq!(
         requested,
         vec![opted.id().to_owned()],
@@ -521,18 +348,8 @@ fn unhealthy_opted_in_container_is_restarted_once_and_unlabelled_is_only_alerted
     );
     assert_eq!(plain.health().as_deref(), Some("unhealthy"));
 
-    let ex = samples(&scrape(stack.executor_listen, "/metrics"));
+    let ex = samples(&scrape(stack.executor_metrics(), "/metrics"));
     assert_eq!(sum(&ex, "vigil_executor_requests_total", &[]), 1.0);
 
-    let verify = Command::new(workspace_bin("vigil-executor", "vigil-executor"))
-        .args(["audit", "verify", "--file"])
-        .arg(&stack.audit)
-        .output()
-        .expect("running audit verify");
-    assert!(
-        verify.status.success(),
-        "audit verify: {}\n{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    stack.verify_audit();
 }

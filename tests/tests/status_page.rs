@@ -15,13 +15,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use vigil_docker::labels;
 use vigil_tests::chromium::{Browser, Tab};
-use vigil_tests::docker::{Container, Healthcheck, require_engine};
-use vigil_tests::fakes::FakeTelegram;
+use vigil_tests::docker::Healthcheck;
 use vigil_tests::ports::free_port;
-use vigil_tests::process::ChildProcess;
 use vigil_tests::process::target_dir;
-use vigil_tests::redis_server::RedisServer;
-use vigil_tests::watchdog_proc::{Sinks, WatchdogBuilder, poll_until};
+use vigil_tests::stack_rig::Stack;
+use vigil_tests::watchdog_proc::{WatchdogBuilder, poll_until};
 use vigil_tests::workspace_root;
 
 /// How long a container state may take to reach the page on a busy machine (the engine's own
@@ -102,32 +100,24 @@ fn validate(doc: &Value) {
 
 #[test]
 fn page_shows_states_live_escapes_html_and_keeps_the_console_clean() {
-    require_engine();
-    let sinks = Sinks::start();
-    let wd = WatchdogBuilder::new().sinks(&sinks).start();
-    let addr = wd.listen().expect("a listen address");
+    let stack = Stack::builder().start();
+    let addr = stack.watchdog().listen().expect("a listen address");
 
-    let healthy = wd
-        .scoped(Container::new().name_hint("page-ok"))
+    let healthy = stack
+        .scoped("page-ok")
         .healthcheck(Healthcheck::new("true"))
         .shell("exec sleep 300")
         .start();
-    let unhealthy = wd
-        .scoped(Container::new().name_hint("page-sick"))
+    let unhealthy = stack
+        .scoped("page-sick")
         .compose(XSS_PROJECT, XSS_SERVICE)
         .healthcheck(Healthcheck::new(&format!(
             "echo '<b>{PROBE_SECRET}</b><img src=x onerror=alert(3)>'; exit 1"
         )))
         .shell("exec sleep 300")
         .start();
-    let exited = wd
-        .scoped(Container::new().name_hint("page-exit"))
-        .shell("exit 3")
-        .start();
-    let victim = wd
-        .scoped(Container::new().name_hint("page-victim"))
-        .shell("exec sleep 300")
-        .start();
+    let exited = stack.scoped("page-exit").shell("exit 3").start();
+    let victim = stack.scoped("page-victim").shell("exec sleep 300").start();
 
     let expected = [
         (healthy.name(), "healthy"),
@@ -264,15 +254,15 @@ fn non_loopback_listen_without_a_token_is_refused_with_78() {
 
 #[test]
 fn with_a_token_requests_without_it_get_401() {
-    require_engine();
     let token = "s3cret-token-for-the-page-0123456789";
     let port = free_port();
-    let b = WatchdogBuilder::new().env("WATCHDOG_LISTEN", &format!("0.0.0.0:{port}"));
-    let file = b.file("listen_token", &format!("{token}\n"));
-    let sinks = Sinks::start();
-    let _wd = b
-        .env("WATCHDOG_LISTEN_TOKEN_FILE", &file.display().to_string())
-        .sinks(&sinks)
+    let _stack = Stack::builder()
+        .watchdog_env("WATCHDOG_LISTEN", &format!("0.0.0.0:{port}"))
+        .watchdog_file(
+            "WATCHDOG_LISTEN_TOKEN_FILE",
+            "listen_token",
+            &format!("{token}\n"),
+        )
         .start();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     assert!(poll_until(Duration::from_secs(30), || {
@@ -340,26 +330,7 @@ fn wait_remediation(tab: &mut Tab, name: &str, state: &str, timeout: Duration) -
     last.map(|(_, text, _)| text).unwrap_or_default()
 }
 
-fn command(tg: &FakeTelegram, text: &str) -> String {
-    let before = tg.pending_update_count();
-    tg.push_update(CHAT, OPERATOR, text);
-    let id = FakeTelegram::update_message_id(before);
-    let mut got = Vec::new();
-    assert!(
-        poll_until(ARRIVAL, || {
-            got = tg.replies_to(id);
-            !got.is_empty()
-        }),
-        "no answer to {text}; telegram got {:#?}",
-        tg.messages()
-    );
-    got.remove(0)
-}
-
-const CHAT: i64 = 42;
 const OPERATOR: u64 = 7;
-const KEY_ID: &str = "wd-page";
-const DEPLOYMENT: &str = "vigil-page";
 /// Each start of the looping container gets this long of `starting` before its (always failing)
 /// check counts: long enough for the page to show "restarted" before the next request.
 const START_PERIOD: Duration = Duration::from_secs(10);
@@ -368,35 +339,23 @@ const BACKOFF: &str = "20s";
 
 #[test]
 fn remediation_phases_silences_and_acks_show_live_and_in_status() {
-    require_engine();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let keys = vigil_protocol::signing::write_keypair(&dir.path().join("watchdog"), KEY_ID)
-        .expect("key pair");
-    let verify = dir.path().join("verify");
-    std::fs::create_dir(&verify).expect("verify dir");
-    std::fs::copy(&keys.public, verify.join(format!("{KEY_ID}.pub"))).expect("public key");
-    let redis = RedisServer::start();
-    let sinks = Sinks::start();
-    let wd = WatchdogBuilder::new()
-        .sinks(&sinks)
-        .env("WATCHDOG_TELEGRAM_ALLOWED_USERS", &OPERATOR.to_string())
-        .env("WATCHDOG_REDIS_URL", &redis.url())
-        .env(
-            "WATCHDOG_SIGNING_KEY_FILE",
-            &keys.private.display().to_string(),
-        )
-        .env("WATCHDOG_KEY_ID", KEY_ID)
-        .env("WATCHDOG_DEPLOYMENT", DEPLOYMENT)
+    let mut stack = Stack::builder()
+        .watchdog_env("WATCHDOG_TELEGRAM_ALLOWED_USERS", &OPERATOR.to_string())
+        .executor_later()
+        .executor_env("EXECUTOR_POLICY__BACKOFF_INITIAL", BACKOFF)
+        .executor_env("EXECUTOR_POLICY__BACKOFF_MAX", "1m")
+        .executor_env("EXECUTOR_POLICY__BREAKER_MAX_ACTIONS", "1")
         .start();
     assert!(
-        wd.gate().is_some(),
+        stack.watchdog().gate().is_some(),
         "the watchdog reads Docker through a gate"
     );
-    let addr = wd.listen().expect("a listen address");
+    let addr = stack.watchdog().listen().expect("a listen address");
     let always_failing = |hint: &str| {
         let mut check = Healthcheck::new("exit 1");
         check.start_period = START_PERIOD;
-        wd.scoped(Container::new().name_hint(hint))
+        stack
+            .scoped(hint)
             .healthcheck(check)
             .shell("trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
     };
@@ -418,59 +377,33 @@ fn remediation_phases_silences_and_acks_show_live_and_in_status() {
     validate(&doc);
 
     // Operators silence one incident and acknowledge another, in the chat.
-    let said = command(
-        &sinks.telegram,
+    let said = stack.sinks.ask(
+        OPERATOR,
         &format!("/silence {} 1h maintenance <b>window</b>", quiet.name()),
+        ARRIVAL,
     );
     assert!(
         said.contains(quiet.name()) && said.contains("ends"),
         "{said}"
     );
-    command(&sinks.telegram, &format!("/ack {}", acked.name()));
+    stack
+        .sinks
+        .ask(OPERATOR, &format!("/ack {}", acked.name()), ARRIVAL);
 
     // The executor comes: restart (audit #), then backoff, then the breaker.
-    let audit = dir.path().join("audit.jsonl");
-    let (url, verify_dir, audit_file) = (
-        redis.url(),
-        verify.display().to_string(),
-        audit.display().to_string(),
-    );
-    let executor = ChildProcess::spawn_bin(
-        "vigil-executor",
-        "vigil-executor",
-        &["run"],
-        &[
-            ("EXECUTOR_REDIS_URL", url.as_str()),
-            ("EXECUTOR_VERIFY_KEYS", verify_dir.as_str()),
-            ("EXECUTOR_AUDIT_FILE", audit_file.as_str()),
-            ("EXECUTOR_DEPLOYMENT", DEPLOYMENT),
-            ("EXECUTOR_LISTEN", "off"),
-            ("EXECUTOR_CONSUMER", "exec-page"),
-            ("EXECUTOR_STOP_TIMEOUT", "2s"),
-            ("EXECUTOR_POLICY__BACKOFF_INITIAL", BACKOFF),
-            ("EXECUTOR_POLICY__BACKOFF_MAX", "1m"),
-            ("EXECUTOR_POLICY__BREAKER_MAX_ACTIONS", "1"),
-        ],
-    );
-    let context = || {
-        format!(
-            "--- executor ---\n{}\n--- watchdog ---\n{}",
-            executor.transcript(),
-            wd.process.transcript()
-        )
-    };
+    stack.start_executor();
     let restarted = wait_remediation(&mut tab, looping.name(), "executed", ARRIVAL);
     assert!(
         restarted.starts_with("restarted at ") && restarted.contains("(audit #"),
         "{restarted}\n{}",
-        context()
+        stack.describe()
     );
     artifact("status-page-restarted.png", &tab.screenshot());
     let refused = wait_remediation(&mut tab, looping.name(), "refused", arrival);
     assert!(
         refused.contains("refused until ") && refused.contains("backoff"),
         "{refused}\n{}",
-        context()
+        stack.describe()
     );
     let doc = status_json(addr);
     validate(&doc);
@@ -488,7 +421,7 @@ fn remediation_phases_silences_and_acks_show_live_and_in_status() {
     assert!(
         escalated.contains("manual action needed (audit #"),
         "{escalated}\n{}",
-        context()
+        stack.describe()
     );
 
     // Silence and ack beside their incidents, the silence listed, its reason as text.
@@ -514,7 +447,7 @@ fn remediation_phases_silences_and_acks_show_live_and_in_status() {
     assert_eq!(silences[0]["target"], quiet.name());
 
     // Telegram's /status says the same phase.
-    let status = command(&sinks.telegram, "/status");
+    let status = stack.sinks.ask(OPERATOR, "/status", ARRIVAL);
     let line = status
         .lines()
         .find(|l| l.contains(looping.name()))

@@ -7,85 +7,24 @@
 //! there is still one. No engine or no `redis-server` is a failure, never a skip.
 
 use redis::Commands;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_docker::labels;
-use vigil_protocol::signing::{VerifyKeys, load_verifying_key, verify_envelope, write_keypair};
+use vigil_protocol::signing::verify_envelope;
 use vigil_protocol::wire::Action;
 use vigil_shared::time::Timestamp;
-use vigil_tests::docker::{Container, Healthcheck, RunningContainer, require_engine};
-use vigil_tests::redis_server::RedisServer;
-use vigil_tests::watchdog_proc::{SCOPE_KEY, Sinks, Watchdog, WatchdogBuilder, poll_until};
+use vigil_tests::docker::{Healthcheck, RunningContainer};
+use vigil_tests::stack_rig::{DEPLOYMENT, KEY_ID, Stack, StackBuilder};
+use vigil_tests::watchdog_proc::poll_until;
 
 /// How long an alert may take to arrive on a busy machine.
 const ARRIVAL: Duration = Duration::from_secs(30);
 /// How long to keep watching after the expected messages arrived.
 const SETTLE: Duration = Duration::from_secs(5);
-const DEPLOYMENT: &str = "vigil-test";
-const KEY_ID: &str = "wd-test";
-const REQUESTS: &str = "vigil:requests";
 const AUDIT: &str = "vigil:audit";
 const HEARTBEAT: &str = "vigil:heartbeat:executor";
-
-/// A signing key pair in a temp dir, and the verifier's view of its public half.
-struct Keys {
-    _dir: tempfile::TempDir,
-    private: PathBuf,
-    verify: VerifyKeys,
-}
-
-fn keys() -> Keys {
-    let dir = tempfile::tempdir().expect("temp dir for keys");
-    let files = write_keypair(dir.path(), KEY_ID).expect("writing a key pair");
-    let public = load_verifying_key(&files.public).expect("loading the public key");
-    let mut verify = VerifyKeys::new();
-    verify.insert(files.key_id.clone(), public);
-    Keys {
-        private: files.private,
-        verify,
-        _dir: dir,
-    }
-}
-
-/// A builder for a watchdog with Redis, a signing key and both fake sinks.
-fn builder(redis: &RedisServer, keys: &Keys, sinks: &Sinks) -> WatchdogBuilder {
-    WatchdogBuilder::new()
-        .sinks(sinks)
-        .env("WATCHDOG_REDIS_URL", &redis.url())
-        .env(
-            "WATCHDOG_SIGNING_KEY_FILE",
-            &keys.private.display().to_string(),
-        )
-        .env("WATCHDOG_KEY_ID", KEY_ID)
-        .env("WATCHDOG_DEPLOYMENT", DEPLOYMENT)
-}
-
-fn redis_conn(redis: &RedisServer) -> redis::Connection {
-    redis::Client::open(redis.url())
-        .and_then(|c| c.get_connection())
-        .expect("connecting to the test redis-server")
-}
-
-/// The `envelope` field of every entry on the requests stream.
-fn request_envelopes(con: &mut redis::Connection) -> Vec<String> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(REQUESTS)
-        .arg("-")
-        .arg("+")
-        .query(con)
-        .expect("XRANGE vigil:requests");
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            e.get::<String>("envelope")
-                .expect("every request entry has an envelope field")
-        })
-        .collect()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -100,9 +39,9 @@ fn is_alert(kind: &'static str, name: &str) -> impl Fn(&str) -> bool {
 }
 
 /// A container whose health check always fails: unhealthy about a second after it starts.
-fn unhealthy(wd: &Watchdog, hint: &str, opted_in: bool) -> RunningContainer {
-    let mut c = wd
-        .scoped(Container::new().name_hint(hint))
+fn unhealthy(stack: &Stack, hint: &str, opted_in: bool) -> RunningContainer {
+    let mut c = stack
+        .scoped(hint)
         .healthcheck(Healthcheck::new("false"))
         .command(&["sleep", "300"]);
     if opted_in {
@@ -118,8 +57,8 @@ struct FakeHeartbeat {
 }
 
 impl FakeHeartbeat {
-    fn start(redis: &RedisServer) -> FakeHeartbeat {
-        let mut con = redis_conn(redis);
+    fn start(stack: &Stack) -> FakeHeartbeat {
+        let mut con = stack.admin();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::spawn(move || {
@@ -149,26 +88,30 @@ impl Drop for FakeHeartbeat {
     }
 }
 
+/// `builder`'s stack with Redis and no executor: its watchdog starts once the executor's
+/// heartbeat ([`FakeHeartbeat`]) is fresh.
+fn with_heartbeat(builder: StackBuilder) -> (Stack, FakeHeartbeat) {
+    let mut stack = builder.redis().watchdog_later().start();
+    let heartbeat = FakeHeartbeat::start(&stack);
+    stack.start_watchdog();
+    (stack, heartbeat)
+}
+
 #[test]
 fn opted_in_unhealthy_container_gets_one_signed_restart_request_and_unlabelled_gets_none() {
-    require_engine();
-    let redis = RedisServer::start();
-    let keys = keys();
-    let sinks = Sinks::start();
-    let _heartbeat = FakeHeartbeat::start(&redis);
-    let mut wd = builder(&redis, &keys, &sinks).start();
-    let opted = unhealthy(&wd, "optin", true);
-    let plain = unhealthy(&wd, "plain", false);
+    let (mut stack, _heartbeat) = with_heartbeat(Stack::builder());
+    let opted = unhealthy(&stack, "optin", true);
+    let plain = unhealthy(&stack, "plain", false);
 
     // Both are alerted: the label changes what is requested, not what is said.
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "opted-in alert",
         1,
         is_alert("container_unhealthy", opted.name()),
         ARRIVAL,
         Duration::ZERO,
     );
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "unlabelled alert",
         1,
         is_alert("container_unhealthy", plain.name()),
@@ -176,17 +119,16 @@ fn opted_in_unhealthy_container_gets_one_signed_restart_request_and_unlabelled_g
         SETTLE,
     );
 
-    let mut con = redis_conn(&redis);
-    let envelopes = request_envelopes(&mut con);
+    let envelopes = stack.request_envelopes();
     assert_eq!(
         envelopes.len(),
         1,
         "exactly one request, for the opted-in container: {envelopes:#?}\n{}",
-        wd.process.transcript()
+        stack.watchdog().process.transcript()
     );
     let verified = verify_envelope(
         envelopes[0].as_bytes(),
-        &keys.verify,
+        &stack.verify_keys(),
         DEPLOYMENT,
         Timestamp::now(),
         Duration::from_secs(30),
@@ -202,20 +144,14 @@ fn opted_in_unhealthy_container_gets_one_signed_restart_request_and_unlabelled_g
     assert_eq!(p.reason.signal, "container_unhealthy");
     assert!((p.reason.confidence - 0.9).abs() < 1e-9, "{:?}", p.reason);
     assert_eq!(p.expires_at.0 - p.issued_at.0, 60_000);
-    wd.assert_running("after requesting");
+    stack.watchdog_mut().assert_running("after requesting");
 }
 
 #[test]
 fn alert_state_survives_a_watchdog_restart() {
-    require_engine();
-    let redis = RedisServer::start();
-    let keys = keys();
-    let sinks = Sinks::start();
-    let _heartbeat = FakeHeartbeat::start(&redis);
-    let first = builder(&redis, &keys, &sinks).start();
-    let run_id = first.run_id().expect("scoped").to_owned();
-    let sick = unhealthy(&first, "sick", false);
-    sinks.expect_exactly(
+    let (mut stack, _heartbeat) = with_heartbeat(Stack::builder());
+    let sick = unhealthy(&stack, "sick", false);
+    stack.sinks.expect_exactly(
         "first alert",
         1,
         is_alert("container_unhealthy", sick.name()),
@@ -223,7 +159,7 @@ fn alert_state_survives_a_watchdog_restart() {
         Duration::ZERO,
     );
     // The state is saved asynchronously: wait until it is in Redis before the crash.
-    let mut con = redis_conn(&redis);
+    let mut con = stack.admin();
     let key = format!("vigil:alert:container_unhealthy/-/-/{}", sick.name());
     assert!(
         poll_until(Duration::from_secs(10), || con
@@ -232,32 +168,29 @@ fn alert_state_survives_a_watchdog_restart() {
         "{key} was never saved; keys: {:?}",
         con.keys::<_, Vec<String>>("vigil:alert:*")
     );
-    drop(first); // SIGKILL: no graceful shutdown.
+    stack.kill_watchdog(); // SIGKILL: no graceful shutdown.
 
-    let mut second = builder(&redis, &keys, &sinks)
-        .env("WATCHDOG_SCOPE__LABEL", &format!("{SCOPE_KEY}={run_id}"))
-        .start();
-    second.process.expect_line(
+    stack.start_watchdog();
+    stack.watchdog().process.expect_line(
         "restored alert state",
         |l| l.contains("Alert state restored from Redis") && !l.contains("restored=0"),
         ARRIVAL,
     );
-    // A control container turning unhealthy now proves the second watchdog is watching. (The
-    // second builder's own run id is not the scope it watches: label with the first one's.)
-    let control = Container::new()
-        .name_hint("control")
-        .label(SCOPE_KEY, &run_id)
+    // A control container turning unhealthy now proves the second watchdog is watching.
+    let control = stack
+        .scoped("control")
         .healthcheck(Healthcheck::new("false"))
         .command(&["sleep", "300"])
         .start();
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "control alert from the second watchdog",
         1,
         is_alert("container_unhealthy", control.name()),
         ARRIVAL,
         Duration::from_secs(10),
     );
-    let again: Vec<String> = sinks
+    let again: Vec<String> = stack
+        .sinks
         .telegram_messages()
         .into_iter()
         .filter(|m| is_alert("container_unhealthy", sick.name())(m))
@@ -266,30 +199,23 @@ fn alert_state_survives_a_watchdog_restart() {
         again.len(),
         1,
         "the restart must not re-page: {}",
-        sinks.describe()
+        stack.sinks.describe()
     );
-    second.assert_running("after the restart");
+    stack.watchdog_mut().assert_running("after the restart");
 }
 
 #[test]
 fn audit_records_are_told_to_people() {
-    require_engine();
-    let redis = RedisServer::start();
-    let keys = keys();
-    let sinks = Sinks::start();
-    let _heartbeat = FakeHeartbeat::start(&redis);
+    let mut stack = Stack::builder().redis().watchdog_later().start();
+    let _heartbeat = FakeHeartbeat::start(&stack);
     // Already in the stream before the watchdog starts: history, not news.
-    let mut con = redis_conn(&redis);
+    let mut con = stack.admin();
     let old = r#"{"seq":1,"ts":1,"request_id":null,"key_id":null,"action":"restart","target":{"id":"old","name":"old-1"},"decision":"executed","reason":"ok","result":"restarted","duration_ms":3,"prev_hash":"0","hash":"1"}"#;
     let _: String = con
         .xadd(AUDIT, "*", &[("record", old)])
         .expect("XADD old record");
-    let mut wd = builder(&redis, &keys, &sinks).start();
-    wd.process.expect_line(
-        "the audit feed following the stream",
-        |l| l.contains("Following the executor's audit stream"),
-        ARRIVAL,
-    );
+    // Started: its audit feed follows the stream.
+    stack.start_watchdog();
     let executed = serde_json::json!({
         "seq": 12, "ts": now_ms(), "request_id": "0b7f7d4e-1111-4a4a-8888-000000000012",
         "key_id": KEY_ID, "action": "restart",
@@ -309,14 +235,14 @@ fn audit_records_are_told_to_people() {
             .xadd(AUDIT, "*", &[("record", rec.to_string())])
             .expect("XADD audit record");
     }
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "executed outcome",
         1,
         |m| m.contains("restarted shop-web-1") && m.contains("(audit #12)"),
         ARRIVAL,
         Duration::ZERO,
     );
-    sinks.expect_exactly(
+    stack.sinks.expect_exactly(
         "circuit breaker outcome",
         1,
         |m| {
@@ -327,50 +253,49 @@ fn audit_records_are_told_to_people() {
         ARRIVAL,
         SETTLE,
     );
-    for m in sinks.telegram_messages() {
+    for m in stack.sinks.telegram_messages() {
         assert!(!m.contains("old-1"), "history is not replayed: {m}");
     }
     // The cursor is kept, so a restarted watchdog continues where this one stopped.
     let cursor: Option<String> = con.get("vigil:watchdog:audit_cursor").expect("GET cursor");
     assert!(cursor.is_some(), "the audit cursor is persisted");
-    wd.assert_running("after the audit feed");
+    stack.watchdog_mut().assert_running("after the audit feed");
 }
 
 #[test]
 fn executor_down_then_redis_unreachable_and_the_watchdog_keeps_running() {
-    require_engine();
-    let mut redis = RedisServer::start();
-    let keys = keys();
-    let sinks = Sinks::start();
-    let heartbeat = FakeHeartbeat::start(&redis);
     let toml = "[alerts.executor_down]\nfor = \"2s\"\n\n[alerts.redis_unreachable]\nfor = \"0s\"\n";
-    let b = builder(&redis, &keys, &sinks);
-    let config = b.file("watchdog.toml", toml);
-    let mut wd = b
-        .env("WATCHDOG_CONFIG", &config.display().to_string())
-        .env("WATCHDOG_DOCKER__UNREACHABLE_AFTER", "3s")
-        .start();
+    let (mut stack, heartbeat) = with_heartbeat(
+        Stack::builder()
+            .watchdog_file("WATCHDOG_CONFIG", "watchdog.toml", toml)
+            .watchdog_env("WATCHDOG_DOCKER__UNREACHABLE_AFTER", "3s"),
+    );
 
     // A fresh heartbeat: no executor_down (checked over a few probe intervals).
     thread::sleep(Duration::from_secs(7));
     let down = |m: &str| m.starts_with("ALERT") && m.contains("executor_down");
     assert!(
-        !sinks.telegram_messages().iter().any(|m| down(m)),
+        !stack.sinks.telegram_messages().iter().any(|m| down(m)),
         "executor_down with a fresh heartbeat: {}",
-        sinks.describe()
+        stack.sinks.describe()
     );
 
     // The executor stops: its heartbeat goes away.
     drop(heartbeat);
-    let mut con = redis_conn(&redis);
+    let mut con = stack.admin();
     let _: () = con.del(HEARTBEAT).expect("DEL heartbeat");
-    let (tg, _) = sinks.expect_exactly("executor_down alert", 1, down, ARRIVAL, Duration::ZERO);
+    let (tg, _) =
+        stack
+            .sinks
+            .expect_exactly("executor_down alert", 1, down, ARRIVAL, Duration::ZERO);
     assert!(tg[0].contains("heartbeat"), "{}", tg[0]);
 
     // Redis goes away: redis_unreachable, and the watchdog goes on.
-    redis.kill();
+    stack.redis_mut().kill();
     let unreachable = |m: &str| m.starts_with("ALERT") && m.contains("redis_unreachable");
-    sinks.expect_exactly("redis_unreachable alert", 1, unreachable, ARRIVAL, SETTLE);
-    wd.assert_running("with Redis gone");
-    wd.expect_healthz_ok("with Redis gone");
+    stack
+        .sinks
+        .expect_exactly("redis_unreachable alert", 1, unreachable, ARRIVAL, SETTLE);
+    stack.watchdog_mut().assert_running("with Redis gone");
+    stack.watchdog().expect_healthz_ok("with Redis gone");
 }
