@@ -177,6 +177,18 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open and new ones are accepted by the
+    /// kernel, but nothing is answered, as with a Redis host that hangs. [`RedisServer::thaw`]
+    /// resumes it; dropping a frozen server kills it all the same.
+    pub fn freeze(&self) {
+        self.process.send_signal("STOP");
+    }
+
+    /// Resumes a server [`RedisServer::freeze`] stopped.
+    pub fn thaw(&self) {
+        self.process.send_signal("CONT");
+    }
 }
 
 /// `compose/redis/users.acl.template` as `scripts/setup-deploy.sh` renders it, with plain test
