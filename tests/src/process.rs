@@ -153,6 +153,8 @@ struct Output {
     lines: Vec<OutputLine>,
     /// Streams still open; 0 once the child closed both.
     open_streams: usize,
+    /// Stop reading: each reader closes its end of the pipe after the next line.
+    closing: bool,
 }
 
 type SharedOutput = Arc<(Mutex<Output>, Condvar)>;
@@ -351,6 +353,13 @@ impl ChildProcess {
         true
     }
 
+    /// Stops reading the child's output, as when the test process that read it is killed: each
+    /// stream's reading end is closed once the child writes its next line to it, and every
+    /// write after that fails (`EPIPE`). Lines from then on are not captured.
+    pub fn close_output(&self) {
+        lock(&self.output.0).closing = true;
+    }
+
     /// Time since spawn.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -399,12 +408,16 @@ fn spawn_reader(
                         .to_owned();
                     eprintln!("{prefix} {text}");
                     let (mutex, cond) = &*output;
-                    lock(mutex).lines.push(OutputLine {
+                    let mut out = lock(mutex);
+                    out.lines.push(OutputLine {
                         stream,
                         text,
                         at: started.elapsed(),
                     });
                     cond.notify_all();
+                    if out.closing {
+                        break;
+                    }
                 }
             }
         }

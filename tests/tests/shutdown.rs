@@ -2,8 +2,10 @@
 //! states that used to hold a process up: an executor that cannot audit (its file deleted) with a
 //! request waiting, and a watchdog, each with its Redis gone in the two ways Redis goes away for
 //! real: killed (connections refused) and frozen (`SIGSTOP`: connections open, nothing
-//! answered). Each must exit with code 0 within its drain deadline plus a margin; the test only
-//! fails when the process is still alive after a generous wait (no wall-clock assertion).
+//! answered), and with its log output gone (the reader of its stderr pipe closed, as when the
+//! process that started it was killed: every log write then fails). Each must exit with code 0
+//! within its drain deadline plus a margin; the test only fails when the process is still alive
+//! after a generous wait (no wall-clock assertion).
 
 use std::time::{Duration, Instant};
 use vigil_shared::protocol::{Action, Payload, Reason, Target};
@@ -50,9 +52,18 @@ fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// Whether the daemon's output is still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Read,
+    /// The reading end closed ([`ChildProcess::close_output`]).
+    Gone,
+}
+
 /// Sends SIGTERM and waits for the exit; fails when the process is still running after
-/// `deadline` plus [`MARGIN`] or exits with anything but 0.
-fn expect_clean_stop(process: &mut ChildProcess, deadline: Duration, what: &str) {
+/// `deadline` plus [`MARGIN`] or exits with anything but 0. With its output still read, it must
+/// also have said it was shutting down.
+fn expect_clean_stop(process: &mut ChildProcess, deadline: Duration, output: Output, what: &str) {
     process.send_sigterm();
     let Some(status) = process.wait_exit(deadline + MARGIN) else {
         let transcript = process.transcript();
@@ -69,8 +80,9 @@ fn expect_clean_stop(process: &mut ChildProcess, deadline: Duration, what: &str)
         process.transcript()
     );
     assert!(
-        process
-            .transcript()
+        output == Output::Gone
+            || process
+                .transcript()
             .contains("Shutting down: finishing the requests in flight")
             || process.transcript().contains("Shutting down: stopping sources"),
         "{what}: exited without going through its shutdown; output:\n{}",
@@ -79,7 +91,7 @@ fn expect_clean_stop(process: &mut ChildProcess, deadline: Duration, what: &str)
 }
 
 /// An executor that cannot audit (file deleted) with a request waiting, then its Redis gone.
-fn executor_cannot_audit_without_redis(how: Gone) {
+fn executor_cannot_audit_without_redis(how: Gone, output: Output) {
     let mut rig = ExecutorRig::new(&[
         ("EXECUTOR_CONSUMER", "exec-shutdown"),
         ("EXECUTOR_SHUTDOWN_TIMEOUT", "3s"),
@@ -88,6 +100,9 @@ fn executor_cannot_audit_without_redis(how: Gone) {
     let listen = format!("127.0.0.1:{port}");
     let mut exec = rig.spawn(&[("EXECUTOR_LISTEN", &listen)]);
     wait_ready(&exec, WAIT);
+    if output == Output::Gone {
+        exec.close_output();
+    }
 
     std::fs::remove_file(&rig.audit).expect("rm the audit file");
     let payload = Payload::new(
@@ -115,21 +130,31 @@ fn executor_cannot_audit_without_redis(how: Gone) {
         h.contains("\"redis_ok\":false").then_some(())
     });
     assert!(exec.try_status().is_none(), "{}", exec.transcript());
-    expect_clean_stop(&mut exec, EXECUTOR_DRAIN, &format!("executor, Redis {how:?}"));
+    expect_clean_stop(
+        &mut exec,
+        EXECUTOR_DRAIN,
+        output,
+        &format!("executor, Redis {how:?}, output {output:?}"),
+    );
 }
 
 #[test]
-fn an_executor_that_cannot_audit_stops_on_sigterm_with_redis_killed() {
-    executor_cannot_audit_without_redis(Gone::Killed);
+fn an_executor_that_cannot_audit_stops_on_sigterm_with_redis_killed_and_its_output_gone() {
+    executor_cannot_audit_without_redis(Gone::Killed, Output::Gone);
+}
+
+#[test]
+fn an_executor_that_cannot_audit_stops_on_sigterm_with_redis_frozen_and_its_output_gone() {
+    executor_cannot_audit_without_redis(Gone::Frozen, Output::Gone);
 }
 
 #[test]
 fn an_executor_that_cannot_audit_stops_on_sigterm_with_redis_frozen() {
-    executor_cannot_audit_without_redis(Gone::Frozen);
+    executor_cannot_audit_without_redis(Gone::Frozen, Output::Read);
 }
 
 /// A watchdog requesting remediation over Redis, then its Redis gone.
-fn watchdog_without_redis(how: Gone) {
+fn watchdog_without_redis(how: Gone, output: Output) {
     let mut redis = RedisServer::start();
     let keys = tempfile::tempdir().expect("temp dir for keys");
     let files = write_keypair(keys.path(), "wd-shutdown").expect("a key pair");
@@ -149,29 +174,38 @@ fn watchdog_without_redis(how: Gone) {
         matches!(wd.healthz(), Ok((200, _))).then_some(())
     });
 
+    if output == Output::Gone {
+        wd.process.close_output();
+    }
     take_away(&mut redis, how);
-    // Long enough for every Redis task to be inside a command that gets no answer.
-    wait_until("the watchdog to notice Redis gone", WAIT, || {
-        let lines = wd.process.matching_lines(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("redis") && (l.contains("warn") || l.contains("error"))
+    // Long enough for every Redis task to be inside a command that gets no answer (or to have
+    // failed and logged into the closed pipe).
+    if output == Output::Read {
+        wait_until("the watchdog to notice Redis gone", WAIT, || {
+            let lines = wd.process.matching_lines(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("redis") && (l.contains("warn") || l.contains("error"))
+            });
+            (!lines.is_empty()).then_some(())
         });
-        (!lines.is_empty()).then_some(())
-    });
+    } else {
+        std::thread::sleep(Duration::from_secs(8));
+    }
     wd.assert_running("with Redis gone");
     expect_clean_stop(
         &mut wd.process,
         vigil_shared::shutdown::DRAIN_DEADLINE,
-        &format!("watchdog, Redis {how:?}"),
+        output,
+        &format!("watchdog, Redis {how:?}, output {output:?}"),
     );
 }
 
 #[test]
-fn a_watchdog_stops_on_sigterm_with_redis_killed() {
-    watchdog_without_redis(Gone::Killed);
+fn a_watchdog_stops_on_sigterm_with_redis_killed_and_its_output_gone() {
+    watchdog_without_redis(Gone::Killed, Output::Gone);
 }
 
 #[test]
 fn a_watchdog_stops_on_sigterm_with_redis_frozen() {
-    watchdog_without_redis(Gone::Frozen);
+    watchdog_without_redis(Gone::Frozen, Output::Read);
 }
