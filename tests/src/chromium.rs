@@ -43,7 +43,7 @@ impl Browser {
             .prefix("vigil-chromium-")
             .tempdir()
             .expect("a temp dir for the chromium profile");
-        let mut cmd = Command::new(bin);
+        let mut cmd = crate::process::command(bin);
         cmd.args([
             "--headless=new",
             "--no-sandbox",

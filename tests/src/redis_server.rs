@@ -115,7 +115,7 @@ impl RedisServer {
                 .tempdir()
                 .expect("creating a temp dir for redis-server");
             let port = free_port();
-            let mut cmd = Command::new(&binary);
+            let mut cmd = crate::process::command(&binary);
             cmd.args(["--port", &port.to_string()])
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])

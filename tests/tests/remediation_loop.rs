@@ -99,7 +99,7 @@ impl RestartableRedis {
     }
 
     fn start_again(&mut self) {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = vigil_tests::process::command("redis-server");
         cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
