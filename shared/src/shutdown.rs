@@ -41,8 +41,7 @@ pub fn hard_deadline(drain: Duration) -> Duration {
 /// `drain` (see the module docs); a second signal ends the process at once. Spawn it once at
 /// start-up and keep its handle: it only returns if it cannot listen for signals at all.
 pub async fn cancel_on_signal(cancel: CancellationToken, drain: Duration) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => Some(s),
         Err(e) => {
             // SIGINT still works; an orchestrator's SIGTERM would then need SIGKILL.

@@ -254,7 +254,9 @@ fn children_die_with_the_test_process() {
     };
     assert!(is_running(&grandchild), "the grandchild {grandchild} runs");
     helper.send_signal("KILL");
-    helper.wait_exit(Duration::from_secs(30)).expect("the helper died");
+    helper
+        .wait_exit(Duration::from_secs(30))
+        .expect("the helper died");
     let gone = vigil_tests::watchdog_proc::poll_until(Duration::from_secs(30), || {
         !is_running(&grandchild)
     });

@@ -83,8 +83,10 @@ fn expect_clean_stop(process: &mut ChildProcess, deadline: Duration, output: Out
         output == Output::Gone
             || process
                 .transcript()
-            .contains("Shutting down: finishing the requests in flight")
-            || process.transcript().contains("Shutting down: stopping sources"),
+                .contains("Shutting down: finishing the requests in flight")
+            || process
+                .transcript()
+                .contains("Shutting down: stopping sources"),
         "{what}: exited without going through its shutdown; output:\n{}",
         process.transcript()
     );
