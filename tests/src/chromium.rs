@@ -9,7 +9,6 @@
 use crate::process::ChildProcess;
 use serde_json::{Value, json};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
