@@ -154,7 +154,9 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
 
     // Nothing here is fire-and-forget: a task that ends before the signal (a panic) ends the
     // process with an error, so it is restarted rather than running on without it.
+    // Biased: once the token is cancelled, tasks ending are the drain, not a failure.
     let early = tokio::select! {
+        biased;
         () = cancel.cancelled() => None,
         r = &mut consumer => Some(("the request consumer", r)),
         r = &mut heartbeat => Some(("the heartbeat", r)),
