@@ -22,8 +22,13 @@ use vigil_shared::time::Timestamp;
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// Lifetime of one beat: six missed beats and the key is gone.
 pub const TTL: Duration = Duration::from_secs(30);
+/// Longest one beat (its two commands, a reconnect included) may take before it counts as
+/// failed: Redis is then reported down (`redis_ok: false`).
+pub const BEAT_TIMEOUT: Duration = INTERVAL;
 
-/// Beats until `cancel`; a Redis error is logged (once per outage) and the next beat retries.
+/// Beats until `cancel`; a Redis error or a beat without an answer within [`BEAT_TIMEOUT`] is
+/// logged (once per outage), sets `redis_ok` false, and the next beat retries; a beat that
+/// reaches Redis sets it true again.
 pub async fn run(
     mut conn: ConnectionManager,
     names: Names,
@@ -71,13 +76,25 @@ pub async fn run(
                 .await?;
             Ok::<bool, redis::RedisError>(paused > 0)
         };
-        match beat.await {
+        // Raced against shutdown, and bounded: a Redis that accepts connections and answers
+        // nothing (frozen) must neither hold the shutdown nor look alive.
+        let beat = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = tokio::time::timeout(BEAT_TIMEOUT, beat) => r.unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "no answer within the beat's time limit",
+                )))
+            }),
+        };
+        match beat {
             Ok(paused) => {
                 if failing {
                     tracing::info!("Heartbeat reaches Redis again.");
                 }
                 failing = false;
                 health.heartbeat_ok(Timestamp::now());
+                health.redis_ok.store(true, Ordering::Relaxed);
                 health.paused.store(paused, Ordering::Relaxed);
             }
             Err(e) => {

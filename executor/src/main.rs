@@ -55,7 +55,10 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
         tracing::warn!("EXECUTOR_ENABLED=false: every request will be audited as refused.");
     }
     let cancel = CancellationToken::new();
-    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
+    let mut signals = tokio::spawn(vigil_shared::shutdown::cancel_on_signal(
+        cancel.clone(),
+        cfg.shutdown_timeout,
+    ));
 
     let reader = DockerClient::new(&cfg.docker_host, cfg.docker_timeout)
         .context("building the Docker client")?;
@@ -140,8 +143,8 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
         "Audit log verified; policy state rebuilt from it."
     );
 
-    let heartbeat = tokio::spawn(heartbeat::run(conn, names, health.clone(), cancel.clone()));
-    let consumer = tokio::spawn(consume::consume(
+    let mut heartbeat = tokio::spawn(heartbeat::run(conn, names, health.clone(), cancel.clone()));
+    let mut consumer = tokio::spawn(consume::consume(
         source,
         pipeline,
         health,
@@ -149,7 +152,30 @@ async fn run(cfg: Config, accept_audit_gap: bool) -> anyhow::Result<()> {
         cancel.clone(),
     ));
 
-    cancel.cancelled().await;
+    // Nothing here is fire-and-forget: a task that ends before the signal (a panic) ends the
+    // process with an error, so it is restarted rather than running on without it.
+    // Biased: once the token is cancelled, tasks ending are the drain, not a failure.
+    let early = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        r = &mut consumer => Some(("the request consumer", r)),
+        r = &mut heartbeat => Some(("the heartbeat", r)),
+        r = &mut signals => Some(("the signal handler", r)),
+    };
+    if let Some((what, r)) = early {
+        cancel.cancel();
+        let why = match r {
+            Ok(()) => "it returned".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let drain = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout(cfg.shutdown_timeout, drain).await;
+        anyhow::bail!("{what} stopped before shutdown: {why}");
+    }
     tracing::info!(
         deadline_ms = cfg.shutdown_timeout.as_millis() as u64,
         "Shutting down: finishing the requests in flight."

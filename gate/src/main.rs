@@ -166,7 +166,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         async move {
             let gate = BoundGate::bind(&config).await?;
             let shutdown = CancellationToken::new();
-            tokio::spawn(vigil_shared::shutdown::cancel_on_signal(shutdown.clone()));
+            tokio::spawn(vigil_shared::shutdown::cancel_on_signal(
+                shutdown.clone(),
+                vigil_shared::shutdown::DRAIN_DEADLINE,
+            ));
             tracing::info!(
                 gate.docker_host = %config.docker_host,
                 "Vigil gate starting."

@@ -9,7 +9,6 @@
 use crate::process::ChildProcess;
 use serde_json::{Value, json};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
@@ -43,7 +42,7 @@ impl Browser {
             .prefix("vigil-chromium-")
             .tempdir()
             .expect("a temp dir for the chromium profile");
-        let mut cmd = Command::new(bin);
+        let mut cmd = crate::process::command(bin);
         cmd.args([
             "--headless=new",
             "--no-sandbox",

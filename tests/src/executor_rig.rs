@@ -119,7 +119,7 @@ impl ExecutorRig {
         audit: &Path,
         extra: &[(&str, &str)],
     ) -> ChildProcess {
-        let mut cmd = Command::new(bin);
+        let mut cmd = crate::process::command(bin);
         cmd.args(args);
         for (k, v) in self.env(audit, extra) {
             cmd.env(k, v);

@@ -5,8 +5,20 @@
 //! [`workspace_bin`] finds `target/debug/<name>` itself (respecting `CARGO_TARGET_DIR`) and runs
 //! `cargo build -p <package> --bin <name>` once per test process when the binary is missing or
 //! older than the sources it is built from.
+//!
+//! # Children die with the test
+//! A test the runner kills mid-run (a timeout, Ctrl-C) never runs its destructors, so the
+//! executors, watchdogs, gates and redis-servers it started would run on, orphaned. Every child is
+//! therefore started through [`command`], which runs it under util-linux
+//! `setpriv --pdeathsig KILL`: the kernel sends it SIGKILL when the thread that spawned it ends,
+//! however the test process ends. (The workspace forbids unsafe code, so `pre_exec` with
+//! `prctl` is not an option; `setpriv` sets the same flag and then execs the program, so the
+//! child keeps its pid.) [`ChildProcess::spawn`] refuses a command not made by [`command`].
+//! The flag follows the spawning *thread*: a child must be spawned on the thread that outlives
+//! it (the test's own thread), not on a helper thread that ends first.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -127,6 +139,32 @@ fn newest_in(dir: &Path) -> SystemTime {
     newest
 }
 
+/// The `setpriv` binary (util-linux), found on `PATH` once.
+fn setpriv() -> &'static Path {
+    static SETPRIV: OnceLock<PathBuf> = OnceLock::new();
+    SETPRIV.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("setpriv"))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "setpriv is not on PATH: install util-linux (scripts/setup-test.sh); the \
+                     test harness runs every child under it so children die with the test"
+                )
+            })
+    })
+}
+
+/// A command running `program` that is killed (SIGKILL) when the spawning thread ends, however
+/// the test process ends (see the module docs). Add arguments and environment as to
+/// `Command::new(program)`; `env_clear` clears the program's environment as usual.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(setpriv());
+    cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    cmd
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another test thread must not hide this test's own result.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -153,6 +191,8 @@ struct Output {
     lines: Vec<OutputLine>,
     /// Streams still open; 0 once the child closed both.
     open_streams: usize,
+    /// Stop reading: each reader closes its end of the pipe after the next line.
+    closing: bool,
 }
 
 type SharedOutput = Arc<(Mutex<Output>, Condvar)>;
@@ -171,8 +211,14 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Spawns `cmd` with piped stdout/stderr and null stdin. `label` prefixes echoed lines.
+    /// Spawns `cmd` (made by [`command`]) with piped stdout/stderr and null stdin. `label`
+    /// prefixes echoed lines.
     pub fn spawn(label: &str, mut cmd: Command) -> Self {
+        assert_eq!(
+            cmd.get_program(),
+            setpriv().as_os_str(),
+            "{label}: spawn children with vigil_tests::process::command, so they die with the test"
+        );
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -198,7 +244,7 @@ impl ChildProcess {
 
     /// Spawns the workspace binary `bin` of `package` (built on demand) with `args` and `env`.
     pub fn spawn_bin(package: &str, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(workspace_bin(package, bin));
+        let mut cmd = command(workspace_bin(package, bin));
         cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
@@ -351,6 +397,13 @@ impl ChildProcess {
         true
     }
 
+    /// Stops reading the child's output, as when the test process that read it is killed: each
+    /// stream's reading end is closed once the child writes its next line to it, and every
+    /// write after that fails (`EPIPE`). Lines from then on are not captured.
+    pub fn close_output(&self) {
+        lock(&self.output.0).closing = true;
+    }
+
     /// Time since spawn.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -399,12 +452,16 @@ fn spawn_reader(
                         .to_owned();
                     eprintln!("{prefix} {text}");
                     let (mutex, cond) = &*output;
-                    lock(mutex).lines.push(OutputLine {
+                    let mut out = lock(mutex);
+                    out.lines.push(OutputLine {
                         stream,
                         text,
                         at: started.elapsed(),
                     });
                     cond.notify_all();
+                    if out.closing {
+                        break;
+                    }
                 }
             }
         }

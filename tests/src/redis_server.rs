@@ -13,7 +13,6 @@ use crate::process::ChildProcess;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -189,11 +188,23 @@ impl RedisServer {
         );
         self.process = process;
     }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open and new ones are accepted by the
+    /// kernel, but nothing is answered, as with a Redis host that hangs. [`RedisServer::thaw`]
+    /// resumes it; dropping a frozen server kills it all the same.
+    pub fn freeze(&self) {
+        self.process.send_signal("STOP");
+    }
+
+    /// Resumes a server [`RedisServer::freeze`] stopped.
+    pub fn thaw(&self) {
+        self.process.send_signal("CONT");
+    }
 }
 
 /// Spawns `redis-server` on `port` with its files in `dir`, without persistence.
 fn spawn(binary: &Path, port: u16, dir: &Path, options: &RedisOptions) -> ChildProcess {
-    let mut cmd = Command::new(binary);
+    let mut cmd = crate::process::command(binary);
     cmd.args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])

@@ -380,7 +380,7 @@ impl WatchdogBuilder {
 
     /// The command this builder describes (clean environment).
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(workspace_bin("vigil-watchdog", "vigil-watchdog"));
+        let mut cmd = crate::process::command(workspace_bin("vigil-watchdog", "vigil-watchdog"));
         cmd.env_clear().envs(&self.env).args(&self.args);
         cmd.current_dir(self.dir.path());
         cmd

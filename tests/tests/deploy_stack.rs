@@ -127,7 +127,7 @@ impl Stack {
             ("VIGIL_WATCHDOG_INTERVAL".to_string(), "2s".to_string()),
             ("VIGIL_SCOPE_PROJECTS".to_string(), project.clone()),
         ];
-        let mut watch = Command::new("docker");
+        let mut watch = vigil_tests::process::command("docker");
         watch.args([
             "events",
             "--filter",

@@ -556,7 +556,7 @@ fn stubborn(grace_secs: u32) -> Container {
 /// The engine's container events from now on (a live stream: the engine's own buffer holds only
 /// its last 1,024 events): `<id> <action> <unix ns>` per line.
 fn watch_events() -> ChildProcess {
-    let mut cmd = Command::new("docker");
+    let mut cmd = vigil_tests::process::command("docker");
     cmd.args([
         "events",
         "--filter",

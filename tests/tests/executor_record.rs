@@ -428,7 +428,7 @@ fn crash_between_intent_and_outcome_is_resolved_from_the_container_and_not_repea
 /// --since` query afterwards: the engine keeps only its last 1,024 events, and a busy test run
 /// pushes a two-minute-old restart out of that buffer.
 fn watch_restarts() -> ChildProcess {
-    let mut cmd = Command::new("docker");
+    let mut cmd = vigil_tests::process::command("docker");
     cmd.args([
         "events",
         "--filter",

@@ -197,9 +197,81 @@ fn redis_server_honours_an_acl_file() {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
+/// Set in the helper run of [`children_die_with_the_test_process`]: where it writes its child's
+/// pid.
+const ORPHAN_HELPER_PIDFILE: &str = "VIGIL_TEST_ORPHAN_HELPER_PIDFILE";
+
+/// Whether process `pid` is still running (gone, or dead and not yet reaped, is not).
+fn is_running(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `<pid> (<comm>) <state> ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
+/// A test process killed mid-run (SIGKILL: no destructor runs) takes the children it started
+/// through the harness with it. This test runs itself again as the helper (its own binary, this
+/// test only), which starts a long `sleep` through [`ChildProcess`] and reports its pid; then
+/// the helper is SIGKILLed and the `sleep` must be gone.
+#[test]
+fn children_die_with_the_test_process() {
+    if let Some(pidfile) = std::env::var_os(ORPHAN_HELPER_PIDFILE) {
+        let mut cmd = vigil_tests::process::command("sleep");
+        cmd.arg("600");
+        let child = ChildProcess::spawn("sleep", cmd);
+        std::fs::write(pidfile, child.pid().to_string()).expect("writing the pid file");
+        // Until killed.
+        std::thread::sleep(Duration::from_secs(600));
+        panic!("the helper was not killed");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pidfile = dir.path().join("grandchild.pid");
+    let mut cmd = vigil_tests::process::command(std::env::current_exe().expect("own binary"));
+    cmd.args([
+        "--exact",
+        "children_die_with_the_test_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ORPHAN_HELPER_PIDFILE, &pidfile);
+    let mut helper = ChildProcess::spawn("helper", cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let grandchild = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pidfile)
+            && !pid.is_empty()
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper wrote no pid; output:\n{}",
+            helper.transcript()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(is_running(&grandchild), "the grandchild {grandchild} runs");
+    helper.send_signal("KILL");
+    helper
+        .wait_exit(Duration::from_secs(30))
+        .expect("the helper died");
+    let gone = vigil_tests::watchdog_proc::poll_until(Duration::from_secs(30), || {
+        !is_running(&grandchild)
+    });
+    if !gone {
+        let _ = Command::new("kill").args(["-KILL", &grandchild]).status();
+    }
+    assert!(
+        gone,
+        "the grandchild {grandchild} outlived the test process that started it"
+    );
+}
+
 #[test]
 fn child_process_captures_lines_and_stops_on_sigterm() {
-    let mut cmd = Command::new("sh");
+    let mut cmd = vigil_tests::process::command("sh");
     cmd.args([
         "-c",
         "trap 'echo bye; exit 0' TERM; echo first; echo second >&2; while :; do sleep 0.1; done",

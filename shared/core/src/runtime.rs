@@ -1,5 +1,6 @@
 //! The one start-up of every Vigil daemon: logging first, then a small multi-thread runtime,
-//! then the daemon's main future to its end, turned into an exit code.
+//! then the daemon's main future to its end, turned into an exit code; then the runtime is shut
+//! down with a time limit ([`crate::shutdown::RUNTIME_SHUTDOWN`]).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -29,11 +30,15 @@ pub fn run<E: Display>(
             return 1;
         }
     };
-    match runtime.block_on(main) {
+    let code = match runtime.block_on(main) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(program, error = format!("{e:#}"), "Stopped with an error.");
             1
         }
-    }
+    };
+    // Dropping a runtime waits for every blocking task for ever (a write to a disk that hangs,
+    // a name lookup): bounded instead, see `crate::shutdown`.
+    runtime.shutdown_timeout(crate::shutdown::RUNTIME_SHUTDOWN);
+    code
 }

@@ -15,7 +15,8 @@ pub fn init(json: bool, level: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let installed = if json {
@@ -25,5 +26,20 @@ pub fn init(json: bool, level: &str) {
     };
     if installed && let Some(e) = bad {
         tracing::warn!(log.level = level, error = %e, "Invalid log level filter; using info.");
+    }
+}
+
+/// Stderr, but a line that cannot be written is dropped rather than reported as an error.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }

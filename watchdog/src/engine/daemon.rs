@@ -156,7 +156,10 @@ impl Remote {
 /// Runs the watchdog until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(cancel.clone()));
+    tokio::spawn(vigil_shared::shutdown::cancel_on_signal(
+        cancel.clone(),
+        DRAIN_DEADLINE,
+    ));
     let health = Health::new(cfg.enabled);
     let board = status_page::new_board(&cfg);
 
