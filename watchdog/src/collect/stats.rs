@@ -136,6 +136,11 @@ pub struct CgroupRound {
     pub missed: Vec<String>,
     /// The first reason a container could not be read, or why none could.
     pub problem: Option<CgroupError>,
+    /// Whether the files are the source to use: the hierarchy and `/proc` could be read, and a
+    /// container was found, in this read or an earlier one (when every container is missing
+    /// after one was found, they stopped since the sweep: the engine has nothing for them
+    /// either).
+    pub usable: bool,
 }
 
 impl CgroupSource {
@@ -169,6 +174,7 @@ impl CgroupSource {
             samples: BTreeMap::new(),
             missed: ids.to_vec(),
             problem: Some(problem),
+            usable: false,
         };
         let hierarchy = match &self.hierarchy {
             Some(h) => h.clone(),
@@ -205,6 +211,7 @@ impl CgroupSource {
             // Maybe another hierarchy is mounted there now: probe again next time.
             self.hierarchy = None;
         }
+        round.usable = self.driver.is_some();
         round
     }
 }
@@ -217,7 +224,7 @@ pub struct Sampler {
     concurrency: usize,
     cgroups: Option<Arc<Mutex<CgroupSource>>>,
     last_engine: Option<Instant>,
-    /// Whether the last round read any container from cgroups (None before the first).
+    /// Whether the last round found the cgroup files usable (None before the first).
     cgroups_working: Option<bool>,
     counters: Arc<StatsCounters>,
 }
@@ -324,7 +331,7 @@ impl Sampler {
             }
             return;
         };
-        let working = !round.samples.is_empty();
+        let working = round.usable;
         if self.cgroups_working != Some(working) {
             let problem = round.problem.as_ref().map(ToString::to_string);
             if working {
@@ -503,6 +510,23 @@ mod tests {
         assert_eq!(batch.from_cgroups, 1);
         assert_eq!(batch.samples[ID].cpu_total, 1_500_000);
         assert_eq!(sampler.period(), CGROUP_PERIOD);
+    }
+
+    #[tokio::test]
+    async fn containers_gone_since_the_sweep_do_not_switch_to_the_engine() {
+        let cgroups = tempfile::tempdir().unwrap();
+        v1_fixture(cgroups.path(), CgroupDriver::Cgroupfs, "1\n");
+        let procfs = proc_root();
+        let mut source = CgroupSource::new(cgroups.path(), procfs.path());
+        let gone = ID.replace('0', "f");
+        // Never found one: a layout this source does not know; the engine's to read.
+        assert!(!source.read(std::slice::from_ref(&gone)).usable);
+        assert!(source.read(&[ID.to_owned()]).usable);
+        // Found one before: the missing ones stopped.
+        let round = source.read(std::slice::from_ref(&gone));
+        assert!(round.samples.is_empty());
+        assert!(round.usable);
+        assert_eq!(round.missed, [gone]);
     }
 
     #[tokio::test]
