@@ -12,7 +12,7 @@ use crate::fleet::Group;
 use crate::interrupt;
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
-use vigil_watchdog::collect::cgroup::DEFAULT_CGROUP_ROOT;
+use vigil_watchdog::collect::config::DEFAULT_CGROUP_ROOT;
 use vigil_watchdog::collect::stats::{self, CgroupSource, Sampler};
 use vigil_watchdog::collect::sweep::{INSPECT_CONCURRENCY, Sweeper, sweep_once};
 

@@ -29,9 +29,6 @@ use std::path::{Path, PathBuf};
 use vigil_shared::docker::StatsSample;
 use vigil_shared::time::Timestamp;
 
-/// Where the host's cgroup hierarchy is mounted unless configured (`host.cgroup_root`).
-pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(
@@ -350,10 +347,12 @@ pub fn parse_proc_stat(text: &str, ticks_per_second: u64) -> Result<(u64, u32), 
                 let ns = u128::from(ticks) * 1_000_000_000 / u128::from(ticks_per_second.max(1));
                 total = Some(u64::try_from(ns).unwrap_or(u64::MAX));
             }
-            Some(name) if name.len() > 3 && name.starts_with("cpu") => {
-                if name[3..].bytes().all(|b| b.is_ascii_digit()) {
-                    cpus = cpus.saturating_add(1);
-                }
+            Some(name)
+                if name.len() > 3
+                    && name.starts_with("cpu")
+                    && name[3..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                cpus = cpus.saturating_add(1);
             }
             _ => {}
         }

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vigil_shared::config::{ConfigReader, convert};
 
+/// Where the host's cgroup hierarchy is mounted unless configured (`host.cgroup_root`).
+pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     /// Where `/proc` is (default "/proc"; "/host/proc" in the container).
@@ -57,7 +60,7 @@ impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             proc_root: PathBuf::from("/proc"),
-            cgroup_root: PathBuf::from(super::cgroup::DEFAULT_CGROUP_ROOT),
+            cgroup_root: PathBuf::from(DEFAULT_CGROUP_ROOT),
             disk_paths: vec![PathBuf::from("/")],
         }
     }

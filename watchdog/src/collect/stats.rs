@@ -183,12 +183,14 @@ impl CgroupSource {
                 Err(e) => return all_missed(e),
             },
         };
+        let started = Instant::now();
         let host = match read_host(&self.proc_root) {
             Ok(h) => h,
             Err(e) => return all_missed(e),
         };
         let at = Timestamp::now();
         let mut round = CgroupRound::default();
+        let mut read_after = Vec::with_capacity(ids.len());
         for id in ids {
             let read = hierarchy
                 .find(id, self.driver)
@@ -196,6 +198,7 @@ impl CgroupSource {
             match read {
                 Ok((driver, counters)) => {
                     self.driver = Some(driver);
+                    read_after.push((id, started.elapsed()));
                     round
                         .samples
                         .insert(id.clone(), counters.to_sample(&host, at));
@@ -207,6 +210,16 @@ impl CgroupSource {
                 }
             }
         }
+        // The host's CPU total at the moment each container was read, so a round that takes
+        // longer than the last (a loaded host, many containers) does not skew CPU %.
+        if let Ok(end) = read_host(&self.proc_root) {
+            let span = started.elapsed();
+            for (id, after) in read_after {
+                if let Some(sample) = round.samples.get_mut(id) {
+                    sample.system_cpu = interpolate(host.system_cpu, end.system_cpu, after, span);
+                }
+            }
+        }
         if round.samples.is_empty() {
             // Maybe another hierarchy is mounted there now: probe again next time.
             self.hierarchy = None;
@@ -214,6 +227,15 @@ impl CgroupSource {
         round.usable = self.driver.is_some();
         round
     }
+}
+
+/// The value a counter going from `from` to `to` over `span` had `after` into it.
+fn interpolate(from: u64, to: u64, after: Duration, span: Duration) -> u64 {
+    if to <= from || span.is_zero() {
+        return from;
+    }
+    let frac = after.as_secs_f64() / span.as_secs_f64();
+    from + ((to - from) as f64 * frac.clamp(0.0, 1.0)) as u64
 }
 
 /// Reads stats rounds: from the cgroup files when it has a [`CgroupSource`], else (and for what
@@ -527,6 +549,16 @@ mod tests {
         assert!(round.samples.is_empty());
         assert!(round.usable);
         assert_eq!(round.missed, [gone]);
+    }
+
+    #[test]
+    fn system_cpu_is_taken_at_each_containers_read() {
+        let span = Duration::from_millis(1000);
+        assert_eq!(interpolate(100, 300, Duration::from_millis(500), span), 200);
+        assert_eq!(interpolate(100, 300, Duration::ZERO, span), 100);
+        assert_eq!(interpolate(100, 300, span * 2, span), 300);
+        assert_eq!(interpolate(300, 100, span, span), 300, "never backwards");
+        assert_eq!(interpolate(100, 300, span, Duration::ZERO), 100);
     }
 
     #[tokio::test]
