@@ -1,8 +1,11 @@
 //! What watching costs the engine: dockerd's (and containerd's) CPU over one window with N idle
-//! containers, three times in a row:
+//! containers, four times in a row:
 //! - nothing watching (the baseline);
 //! - Vigil's release watchdog scoped to the containers, default interval (a sweep every 15 s:
-//!   list, inspect what changed) and its stats task (a round of one-shot stats every 5 s);
+//!   list, inspect what changed) and its stats task reading the host's cgroup files every 2 s
+//!   (the default source);
+//! - the same watchdog with its cgroup root an empty directory, so its stats task falls back to
+//!   the engine's one-shot stats of every running container every 5 s;
 //! - an autoheal-like loop: what docker-autoheal does every 5 s, a container list filtered on
 //!   `health=unhealthy` (`GET /containers/json?filters={"health":["unhealthy"]}`), by curl.
 //!
@@ -31,8 +34,8 @@ const VIGIL_SETTLE: Duration = Duration::from_secs(20);
 pub struct EngineCpu {
     pub containers: usize,
     pub window: Duration,
-    /// `(process name, nothing, vigil, autoheal-like)`.
-    pub rows: Vec<(String, f64, f64, f64)>,
+    /// `(process name, nothing, vigil (cgroup source), vigil (engine source), autoheal-like)`.
+    pub rows: Vec<(String, f64, f64, f64, f64)>,
     /// Requests the autoheal-like loop made in its window.
     pub autoheal_polls: usize,
 }
@@ -60,20 +63,10 @@ pub fn run(bench: &Bench, group: &Group, containers: usize, window: Duration) ->
     let nothing = procfs::idle_cpu(&pids, window)?;
 
     let webhook = Webhook::start(&bench.rt);
-    let env = bench.watchdog_env(&group.label(), &webhook.url(), false)?;
-    let mut watchdog = Daemon::spawn(
-        "watchdog-engine-cpu",
-        &bench.watchdog_bin,
-        &env,
-        &bench.work,
-    )?;
-    watchdog.wait_for_log("Notifications started", Duration::from_secs(30))?;
-    eprintln!("bench: engine CPU: Vigil watching; settling {VIGIL_SETTLE:?}, then {window:?}");
-    interrupt::pause(VIGIL_SETTLE)?;
-    watchdog.require_running()?;
-    let vigil = procfs::idle_cpu(&pids, window)?;
-    watchdog.require_running()?;
-    drop(watchdog);
+    let vigil = vigil_cpu(bench, group, &webhook, &pids, window, None)?;
+    let no_cgroups = bench.work.join("no-cgroups");
+    std::fs::create_dir_all(&no_cgroups).context("creating an empty cgroup root")?;
+    let vigil_engine = vigil_cpu(bench, group, &webhook, &pids, window, Some(&no_cgroups))?;
 
     eprintln!("bench: engine CPU: autoheal-like loop every {AUTOHEAL_INTERVAL:?}, {window:?}");
     let stop = Arc::new(AtomicBool::new(false));
@@ -99,10 +92,59 @@ pub fn run(bench: &Bench, group: &Group, containers: usize, window: Duration) ->
         rows: procs
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| (name.clone(), nothing[i], vigil[i], autoheal[i]))
+            .map(|(i, (name, _))| {
+                (
+                    name.clone(),
+                    nothing[i],
+                    vigil[i],
+                    vigil_engine[i],
+                    autoheal[i],
+                )
+            })
             .collect(),
         autoheal_polls: polls.load(Ordering::SeqCst),
     })
+}
+
+/// The engine processes' CPU over `window` while Vigil's watchdog watches `group`, reading stats
+/// from the cgroup files, or (with `cgroup_root` an empty directory) through the engine. Checks
+/// the watchdog's log names the source it was meant to use.
+fn vigil_cpu(
+    bench: &Bench,
+    group: &Group,
+    webhook: &Webhook,
+    pids: &[u32],
+    window: Duration,
+    cgroup_root: Option<&std::path::Path>,
+) -> Result<Vec<f64>> {
+    let mut env = bench.watchdog_env(&group.label(), &webhook.url(), false)?;
+    let (source, log) = match cgroup_root {
+        Some(root) => {
+            env.push((
+                "WATCHDOG_CGROUP_ROOT".to_string(),
+                root.display().to_string(),
+            ));
+            ("engine", "stats.source=\"engine\"")
+        }
+        None => ("cgroup", "stats.source=\"cgroup\""),
+    };
+    let mut watchdog = Daemon::spawn(
+        &format!("watchdog-engine-cpu-{source}"),
+        &bench.watchdog_bin,
+        &env,
+        &bench.work,
+    )?;
+    watchdog.wait_for_log("Notifications started", Duration::from_secs(30))?;
+    eprintln!(
+        "bench: engine CPU: Vigil watching (stats source {source}); settling {VIGIL_SETTLE:?}, \
+         then {window:?}"
+    );
+    interrupt::pause(VIGIL_SETTLE)?;
+    watchdog.require_running()?;
+    watchdog.wait_for_log(log, Duration::from_secs(1))?;
+    let cpu = procfs::idle_cpu(pids, window)?;
+    watchdog.require_running()?;
+    Ok(cpu)
 }
 
 /// docker-autoheal's request, every [`AUTOHEAL_INTERVAL`] until `stop`.

@@ -3,7 +3,7 @@
 //! which prepares the machine and builds the release binaries it measures.
 //!
 //! ```text
-//! vigil-bench [--quick] [--page-only] [--incidents N] [--bin-dir DIR]
+//! vigil-bench [--quick] [--page-only] [--stats-only SIZES] [--incidents N] [--bin-dir DIR]
 //! ```
 //!
 //! # Layout (in the order the run goes)
@@ -48,6 +48,9 @@ struct Plan {
     quick: bool,
     /// Only the status page rows (no daemons, no containers): `--page-only`.
     page_only: bool,
+    /// Only the sweep and stats rounds at these sizes and the engine's CPU at the largest:
+    /// `--stats-only 200,1000`.
+    stats_only: Option<Vec<usize>>,
     incidents: usize,
     sweep_sizes: Vec<usize>,
     /// Measured after the footprint and engine phases (sweep and watchdog memory only).
@@ -68,6 +71,7 @@ impl Plan {
         Plan {
             quick: false,
             page_only: false,
+            stats_only: None,
             incidents: 60,
             sweep_sizes: vec![10, 50, 200],
             large_sweep: Some(1000),
@@ -85,6 +89,7 @@ impl Plan {
         Plan {
             quick: true,
             page_only: false,
+            stats_only: None,
             incidents: 20,
             sweep_sizes: vec![10, 50],
             large_sweep: None,
@@ -110,6 +115,19 @@ impl Plan {
             match arg.as_str() {
                 "--quick" => {}
                 "--page-only" => plan.page_only = true,
+                "--stats-only" => {
+                    let sizes = it
+                        .next()
+                        .context("--stats-only needs sizes, e.g. 200,1000")?;
+                    let parsed = sizes
+                        .split(',')
+                        .map(|n| n.trim().parse::<usize>().ok().filter(|n| *n >= 1))
+                        .collect::<Option<Vec<_>>>()
+                        .with_context(|| {
+                            format!("--stats-only {sizes:?}: expected sizes like 200,1000")
+                        })?;
+                    plan.stats_only = Some(parsed);
+                }
                 "--incidents" => {
                     let n = it.next().context("--incidents needs a number")?;
                     plan.incidents =
@@ -123,11 +141,14 @@ impl Plan {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "vigil-bench [--quick] [--page-only] [--incidents N] [--bin-dir DIR]\n\n\
+                        "vigil-bench [--quick] [--page-only] [--stats-only SIZES] [--incidents N] \
+                         [--bin-dir DIR]\n\n\
                          Measures the release vigil-watchdog and vigil-executor (from DIR, default \
                          target/release) on the real Docker engine and a real redis-server, and \
                          prints a markdown table. Run it through scripts/bench.sh. \
-                         --page-only measures only the status page (in process, no daemons)."
+                         --page-only measures only the status page (in process, no daemons). \
+                         --stats-only 200,1000 measures only the sweep and stats rounds (both \
+                         sources) at each size and the engine's CPU at the largest."
                     );
                     std::process::exit(0);
                 }
@@ -300,6 +321,20 @@ fn run() -> Result<bool> {
     bench.redis = Some(start_redis(&bench.rt)?);
 
     let mut report = report::Report::new(&machine, &engine, &bin_dir, plan.quick);
+    if let Some(sizes) = &plan.stats_only {
+        let group = bench.guard.group();
+        let points = sweep::run(&bench, &group, 0, sizes, plan.sweep_reps).map(|(p, _)| p);
+        report.sweeps(&points, plan.sweep_reps);
+        if points.is_ok() {
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            report.engine_cpu(&engine::run(&bench, &group, largest, plan.engine_window));
+        }
+        if let Err(e) = group.remove() {
+            eprintln!("bench: removing the stats containers failed: {e:#}");
+        }
+        println!("{}", report.render());
+        return Ok(report.all_ok());
+    }
 
     let alert = latency::run(&bench, latency::Measure::Alert, plan.incidents);
     report.latency(

@@ -270,15 +270,30 @@ impl Report {
                 &target_text,
                 target.map(|t| p.cold.median <= t),
             );
+            let (files, engine) = p.cgroup_samples;
             self.row(
                 format!(
-                    "Stats round, {} running containers ({} one-shot stats in flight)",
+                    "Stats round, {} running containers, source cgroup (the default: the host's \
+                     cgroup files, the engine for what they miss; median of {reps})",
+                    p.containers,
+                ),
+                format!(
+                    "{} ({files} from files, {engine} through the engine)",
+                    range(&p.cgroup_round)
+                ),
+                &format!("≤ {} (fresh within 5 s)", ms(STATS_FRESH)),
+                Some(p.cgroup_round.median <= STATS_FRESH && files + engine == p.containers),
+            );
+            self.row(
+                format!(
+                    "Stats round, {} running containers, source engine (the fallback: {} one-shot \
+                     stats in flight)",
                     p.containers,
                     crate::sweep::STATS_CONCURRENCY
                 ),
                 format!("{} ({} samples)", ms(p.stats_round), p.stats_samples),
-                &format!("≤ {} (fresh within 5 s)", ms(STATS_FRESH)),
-                Some(p.stats_round <= STATS_FRESH && p.stats_samples == p.containers),
+                "— (reported)",
+                None,
             );
         }
     }
@@ -309,29 +324,34 @@ impl Report {
                 return;
             }
         };
-        for (name, nothing, vigil, autoheal) in &e.rows {
+        for (name, nothing, vigil, vigil_engine, autoheal) in &e.rows {
             self.row(
                 format!(
                     "{name} CPU over {} s, {} idle containers: nothing watching / Vigil (default \
-                     config) / autoheal-like list of unhealthy every 5 s",
+                     config, stats from cgroup files) / Vigil (stats through the engine) / \
+                     autoheal-like list of unhealthy every 5 s",
                     e.window.as_secs(),
                     e.containers
                 ),
-                format!("{nothing:.2} / {vigil:.2} / {autoheal:.2} % of one core"),
+                format!(
+                    "{nothing:.2} / {vigil:.2} / {vigil_engine:.2} / {autoheal:.2} % of one core"
+                ),
                 "— (reported)",
                 None,
             );
         }
-        if let Some((_, nothing, vigil, autoheal)) = e.rows.first() {
+        if let Some((_, nothing, vigil, vigil_engine, autoheal)) = e.rows.first() {
             self.note(format!(
                 "Engine CPU: with Vigil watching, dockerd used {:+.2} points of one core over the \
-                 baseline, the autoheal-like loop ({} polls) {:+.2}. Vigil asks more of the \
-                 engine than a filtered list every 5 s: a list every 15 s, one-shot stats of every \
-                 running container every 5 s (which autoheal does not read at all), and the events \
-                 stream; in exchange it sees exits, OOM kills, restart loops, CPU and memory, not \
-                 only unhealthy containers. The machine is shared, so each window carries other \
-                 work's noise.",
+                 baseline ({:+.2} with stats through the engine), the autoheal-like loop ({} \
+                 polls) {:+.2}. Vigil asks the engine for a list every 15 s, inspects of what \
+                 changed and the events stream; CPU and memory come from the host's cgroup files \
+                 (the engine's one-shot stats of every running container every 5 s where they \
+                 cannot be read). In exchange it sees exits, OOM kills, restart loops, CPU and \
+                 memory, not only unhealthy containers. The machine is shared, so each window \
+                 carries other work's noise.",
                 vigil - nothing,
+                vigil_engine - nothing,
                 e.autoheal_polls,
                 autoheal - nothing
             ));

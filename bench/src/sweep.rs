@@ -3,15 +3,17 @@
 //!   the first sweep after start does);
 //! - steady: one [`Sweeper`] sweeping again and again, as the daemon does: list, and inspect
 //!   only what the list shows changed (here: nothing, the containers sleep);
-//! - the stats task's round over the same containers (one-shot stats of each running one, at the
-//!   default `docker.stats_concurrency`), which bounds how fresh CPU and memory are.
+//! - the stats task's round over the same containers, from each source: the host's cgroup files
+//!   (the default) and the engine's one-shot stats of each running one at the default
+//!   `docker.stats_concurrency` (the fallback), which bounds how fresh CPU and memory are.
 
 use crate::Bench;
 use crate::fleet::Group;
 use crate::interrupt;
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
-use vigil_watchdog::collect::stats;
+use vigil_watchdog::collect::config::DEFAULT_CGROUP_ROOT;
+use vigil_watchdog::collect::stats::{self, CgroupSource, Sampler};
 use vigil_watchdog::collect::sweep::{INSPECT_CONCURRENCY, Sweeper, sweep_once};
 
 /// The watchdog's default `docker.stats_concurrency`.
@@ -22,9 +24,14 @@ pub struct SweepPoint {
     pub containers: usize,
     pub cold: Timings,
     pub steady: Timings,
-    /// One stats round over every container, and how many samples it got.
+    /// One stats round over every container through the engine's API, and how many samples it
+    /// got.
     pub stats_round: Duration,
     pub stats_samples: usize,
+    /// One stats round as the watchdog reads it by default (cgroup files first; median of the
+    /// repetitions), how many samples came from the files and how many through the engine.
+    pub cgroup_round: Timings,
+    pub cgroup_samples: (usize, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -121,26 +128,46 @@ pub fn run(
         }
         interrupt::check()?;
         let started = Instant::now();
-        let batch = bench
-            .rt
-            .block_on(stats::round(&bench.client, &ids, STATS_CONCURRENCY));
+        let samples =
+            bench
+                .rt
+                .block_on(stats::engine_round(&bench.client, &ids, STATS_CONCURRENCY));
         let stats_round = started.elapsed();
+        // A fresh sampler per round: each asks the engine for what the files miss.
+        let mut cgroup_runs = Vec::with_capacity(reps);
+        let mut cgroup_samples = (0, 0);
+        for _ in 0..reps {
+            interrupt::check()?;
+            let mut sampler = Sampler::new(bench.client.clone(), STATS_CONCURRENCY)
+                .with_cgroups(CgroupSource::new(DEFAULT_CGROUP_ROOT, "/proc"));
+            let started = Instant::now();
+            let batch = bench.rt.block_on(sampler.round(&ids));
+            cgroup_runs.push(started.elapsed());
+            cgroup_samples = (batch.from_cgroups, batch.from_engine);
+        }
         let point = SweepPoint {
             containers: size,
             cold: Timings::of(cold)?,
             steady: Timings::of(steady)?,
             stats_round,
-            stats_samples: batch.samples.len(),
+            stats_samples: samples.len(),
+            cgroup_round: Timings::of(cgroup_runs)?,
+            cgroup_samples,
         };
         eprintln!(
             "bench: sweep of {size}: cold median {:?} over {:?}; steady median {:?} over {:?}; \
-             stats round {:?} ({} samples)",
+             stats round through the engine {:?} ({} samples); from cgroup files median {:?} \
+             over {:?} ({} from files, {} through the engine)",
             point.cold.median,
             point.cold.runs,
             point.steady.median,
             point.steady.runs,
             point.stats_round,
-            point.stats_samples
+            point.stats_samples,
+            point.cgroup_round.median,
+            point.cgroup_round.runs,
+            point.cgroup_samples.0,
+            point.cgroup_samples.1,
         );
         points.push(point);
     }

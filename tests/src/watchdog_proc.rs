@@ -559,6 +559,13 @@ impl Watchdog {
 
 /// A minimal HTTP/1.0 GET, enough for `/healthz`.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, Value), String> {
+    let (status, body) = http_get_text(addr, path)?;
+    let json = serde_json::from_str(&body).map_err(|e| format!("body {body:?}: {e}"))?;
+    Ok((status, json))
+}
+
+/// A minimal HTTP/1.0 GET: the status and the body as text (e.g. `/metrics`).
+pub fn http_get_text(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(5);
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
@@ -578,6 +585,5 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, Value), String> {
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| format!("no status line in {reply:?}"))?;
     let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json = serde_json::from_str(body).map_err(|e| format!("body {body:?}: {e}"))?;
-    Ok((status, json))
+    Ok((status, body.to_owned()))
 }

@@ -57,9 +57,8 @@ async fn sweep_once_finds_a_labelled_running_container_and_the_stats_round_sampl
     );
     // Stats are no longer the sweep's: the stats task's round reads them.
     let ids = vec![container.id().to_string()];
-    let batch = stats::round(&client, &ids, 4).await;
-    let sample = batch
-        .samples
+    let samples = stats::engine_round(&client, &ids, 4).await;
+    let sample = samples
         .get(container.id())
         .expect("a stats sample for the running container");
     assert!(sample.memory_usage > 0, "{sample:?}");
@@ -73,7 +72,12 @@ async fn sweep_once_finds_a_labelled_running_container_and_the_stats_round_sampl
     assert_eq!(sweep.containers.len(), 1);
     assert_eq!(sweep.containers[0].state, RunState::Exited);
     assert_eq!(sweep.containers[0].exit_code, 137);
-    let batch = stats::round(&client, &ids, 4).await;
+    let samples = stats::engine_round(&client, &ids, 4).await;
+    assert!(samples.is_empty(), "{samples:?}");
+    // Nor do its cgroup files (the engine removed them), and the engine has nothing either.
+    let mut sampler = stats::Sampler::new(client.clone(), 4)
+        .with_cgroups(stats::CgroupSource::new("/sys/fs/cgroup", "/proc"));
+    let batch = sampler.round(&ids).await;
     assert!(batch.samples.is_empty(), "{:?}", batch.samples);
 }
 
@@ -134,14 +138,9 @@ async fn sweep_task_sends_a_sweep_at_once_and_feeds_the_stats_task() {
         tx.clone(),
         cancel.clone(),
     ));
-    let stats_task = tokio::spawn(stats::run(
-        client,
-        running_rx,
-        4,
-        Duration::from_secs(1),
-        tx,
-        cancel.clone(),
-    ));
+    let sampler = stats::Sampler::new(client, 4)
+        .with_cgroups(stats::CgroupSource::new("/sys/fs/cgroup", "/proc"));
+    let stats_task = tokio::spawn(stats::run(sampler, running_rx, tx, cancel.clone()));
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the first sweep runs at once")
@@ -160,6 +159,11 @@ async fn sweep_task_sends_a_sweep_at_once_and_feeds_the_stats_task() {
     match second {
         Observation::Stats(b) => {
             assert!(b.samples.contains_key(container.id()), "{b:?}");
+            assert_eq!(
+                (b.from_cgroups, b.from_engine),
+                (1, 0),
+                "this host's cgroup files give it"
+            );
         }
         other => panic!("expected stats, got {other:?}"),
     }

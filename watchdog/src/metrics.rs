@@ -6,6 +6,7 @@
 //! Collectors (read at scrape time) use unprefixed names: the registry adds `vigil_watchdog_` to
 //! them as it does to registered metrics.
 
+use crate::collect::stats::StatsCounters;
 use crate::collect::sweep::SweepCounters;
 use crate::notify::Notifier;
 use crate::redis::request::RequestStats;
@@ -50,6 +51,7 @@ pub struct Metrics {
     docker_failures: Family<SourceLabel, Counter>,
     requests: Arc<RequestCounts>,
     sweep: Arc<SweepCounters>,
+    stats: Arc<StatsCounters>,
 }
 
 /// `requests_published_total{outcome}`: what the engine counts itself (`queued`: handed to the
@@ -101,6 +103,8 @@ impl Metrics {
         registry.register_collector(Box::new(RequestsCollector(requests.clone())));
         let sweep = Arc::new(SweepCounters::default());
         registry.register_collector(Box::new(SweepCollector(sweep.clone())));
+        let stats = Arc::new(StatsCounters::default());
+        registry.register_collector(Box::new(StatsCollector(stats.clone())));
         if let Some(n) = notify {
             registry.register_collector(Box::new(NotifyCollector(n)));
         }
@@ -113,6 +117,7 @@ impl Metrics {
             docker_failures,
             requests,
             sweep,
+            stats,
         })
     }
 
@@ -175,6 +180,11 @@ impl Metrics {
     /// The counters the sweep source updates (overruns, inspected, reused).
     pub fn sweep_counters(&self) -> Arc<SweepCounters> {
         self.sweep.clone()
+    }
+
+    /// The counters the stats task updates (samples by source, the last round's duration).
+    pub fn stats_counters(&self) -> Arc<StatsCounters> {
+        self.stats.clone()
     }
 
     /// OpenMetrics text of every metric.
@@ -244,6 +254,34 @@ impl Collector for SweepCollector {
             ConstCounter::new(value.load(Ordering::Relaxed))
                 .encode(family.encode_family(&[("how", how)])?)?;
         }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct StatsCollector(Arc<StatsCounters>);
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "stats_samples",
+            "Container CPU and memory samples, by source: the host's cgroup files or the \
+             engine's stats API (for containers whose cgroup files cannot be read)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, value) in [("cgroup", &self.0.cgroup), ("engine", &self.0.engine)] {
+            ConstCounter::new(value.load(Ordering::Relaxed))
+                .encode(family.encode_family(&[("source", source)])?)?;
+        }
+        let enc = encoder.encode_descriptor(
+            "stats_round_seconds",
+            "Wall time of the stats task's last round",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.last_round_ms.load(Ordering::Relaxed) as f64 / 1000.0)
+            .encode(enc)?;
         Ok(())
     }
 }

@@ -447,15 +447,12 @@ impl ContainerStats {
         let memory = self.memory_stats;
         let memory_usage = memory.as_ref().and_then(|m| m.usage).unwrap_or(0);
         // As `docker stats` does: the v1 total when it makes sense, else the v2 figure.
-        let inactive_file = memory
-            .as_ref()
-            .and_then(|m| m.stats.as_ref())
-            .and_then(|s| {
-                s.total_inactive_file
-                    .filter(|&v| v < memory_usage)
-                    .or(s.inactive_file.filter(|&v| v < memory_usage))
-            })
-            .unwrap_or(0);
+        let detail = memory.as_ref().and_then(|m| m.stats.as_ref());
+        let inactive_file = StatsSample::inactive_file_of(
+            memory_usage,
+            detail.and_then(|s| s.total_inactive_file),
+            detail.and_then(|s| s.inactive_file),
+        );
         StatsSample {
             read_at: self
                 .read

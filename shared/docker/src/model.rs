@@ -130,6 +130,21 @@ pub struct StatsSample {
 }
 
 impl StatsSample {
+    /// The inactive page cache to leave out of `usage`, as `docker stats` picks it: cgroup v1's
+    /// hierarchical `total_inactive_file` when it is below the usage, else `inactive_file` (the
+    /// only one cgroup v2 has) when that is, else nothing. Both stats sources (the engine's API
+    /// and the cgroup files) choose with this.
+    pub fn inactive_file_of(
+        memory_usage: u64,
+        total_inactive_file: Option<u64>,
+        inactive_file: Option<u64>,
+    ) -> u64 {
+        total_inactive_file
+            .filter(|&v| v < memory_usage)
+            .or(inactive_file.filter(|&v| v < memory_usage))
+            .unwrap_or(0)
+    }
+
     /// Memory use excluding inactive page cache, as `docker stats` shows it.
     pub fn working_set(&self) -> u64 {
         self.memory_usage.saturating_sub(self.inactive_file)
@@ -234,6 +249,21 @@ mod tests {
             None,
             "counters going backwards give no value"
         );
+    }
+
+    #[test]
+    fn inactive_file_prefers_the_v1_total_below_usage() {
+        assert_eq!(
+            StatsSample::inactive_file_of(1000, Some(300), Some(200)),
+            300
+        );
+        assert_eq!(StatsSample::inactive_file_of(1000, None, Some(200)), 200);
+        assert_eq!(
+            StatsSample::inactive_file_of(1000, Some(1000), Some(200)),
+            200
+        );
+        assert_eq!(StatsSample::inactive_file_of(100, Some(300), Some(200)), 0);
+        assert_eq!(StatsSample::inactive_file_of(100, None, None), 0);
     }
 
     #[test]

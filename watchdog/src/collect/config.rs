@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vigil_shared::config::{ConfigReader, convert};
 
+/// Where the host's cgroup hierarchy is mounted unless configured (`host.cgroup_root`).
+pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     /// Where `/proc` is (default "/proc"; "/host/proc" in the container).
     pub proc_root: PathBuf,
+    /// Where the host's cgroup hierarchy is (default "/sys/fs/cgroup"; "/host/sys/fs/cgroup" in
+    /// the container): containers' CPU and memory are read there, through the engine when not.
+    pub cgroup_root: PathBuf,
     /// Paths to statvfs (default ["/"]).
     pub disk_paths: Vec<PathBuf>,
 }
@@ -54,6 +60,7 @@ impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             proc_root: PathBuf::from("/proc"),
+            cgroup_root: PathBuf::from(DEFAULT_CGROUP_ROOT),
             disk_paths: vec![PathBuf::from("/")],
         }
     }
@@ -70,6 +77,9 @@ pub(crate) fn absolute_path(s: &String) -> Result<(), String> {
 pub(crate) fn read_host(r: &mut ConfigReader<'_>, host: &mut HostConfig) {
     if let Some(v) = r.get_checked("host.proc_root", convert::string, absolute_path) {
         host.proc_root = PathBuf::from(v.value.trim());
+    }
+    if let Some(v) = r.get_checked("host.cgroup_root", convert::string, absolute_path) {
+        host.cgroup_root = PathBuf::from(v.value.trim());
     }
     let paths = r.get_checked("host.disk_paths", convert::string_list, |items| {
         items.iter().try_for_each(absolute_path)

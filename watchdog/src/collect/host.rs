@@ -217,6 +217,7 @@ MemAvailable:    4237400 kB\nBuffers:          123456 kB\nHugePages_Total:      
         let config = HostConfig {
             proc_root: dir.path().to_path_buf(),
             disk_paths: vec![PathBuf::from("/"), PathBuf::from("/definitely/not/here")],
+            ..HostConfig::default()
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let cancel = CancellationToken::new();

@@ -5,13 +5,14 @@
 //! - `events`: the Docker event stream (the fast path), reconnecting with `since=`.
 //! - `sweep`: periodic list + inspect of what changed (bounded concurrency), the repair path.
 //! - `stats`: CPU and memory samples of the running containers the sweep found, in rounds of
-//!   their own, so the engine's stats collector never holds a sweep up.
+//!   their own: from the host's cgroup files (`cgroup`), the engine's stats API for the rest.
 //! - `status`: what the list's status text says changed, so the sweep inspects only that.
 //! - `host`: `/proc/meminfo` and statvfs on configured paths.
 //! - `deps`: HTTP GET (2xx) or TCP connect probes.
 //! - `app`: the watched application's Prometheus text endpoint.
 
 pub mod app;
+pub mod cgroup;
 pub mod config;
 pub mod deps;
 pub mod events;
@@ -68,6 +69,10 @@ pub struct StatsBatch {
     pub at: Timestamp,
     /// Keyed by container id.
     pub samples: BTreeMap<String, StatsSample>,
+    /// How many of the samples came from the host's cgroup files, and how many through the
+    /// engine's stats API (see [`stats`]).
+    pub from_cgroups: usize,
+    pub from_engine: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -97,8 +97,9 @@ pub struct DockerConfig {
     /// Per-request timeout for non-streaming calls (default 5 s).
     pub timeout: Duration,
     /// At most this many stats requests in flight in a round of the stats task (default
-    /// [`crate::collect::stats::DEFAULT_STATS_CONCURRENCY`], 55). The engine answers them at its
-    /// once-a-second collector tick, so a round of N running containers takes about N / this many
+    /// [`crate::collect::stats::DEFAULT_STATS_CONCURRENCY`], 55), for the containers whose cgroup
+    /// files cannot be read (see `host.cgroup_root`). The engine answers them at its
+    /// once-a-second collector tick, so a round of N such containers takes about N / this many
     /// seconds; the read-only gate serves 64 connections.
     pub stats_concurrency: usize,
     /// Debounce for `docker_unreachable`: the engine must fail this long (default 10 s).
@@ -368,6 +369,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("log.format", "WATCHDOG_LOG_FORMAT"),
     ("log.level", "WATCHDOG_LOG_LEVEL"),
     ("host.proc_root", "WATCHDOG_PROC_ROOT"),
+    ("host.cgroup_root", "WATCHDOG_CGROUP_ROOT"),
     ("host.disk_paths", "WATCHDOG_DISK_PATHS"),
 ];
 
@@ -689,6 +691,7 @@ mod tests {
         assert_eq!(c.restart_loop.restarts, 3);
         assert_eq!(c.restart_loop.window, Duration::from_secs(600));
         assert_eq!(c.host.proc_root, PathBuf::from("/proc"));
+        assert_eq!(c.host.cgroup_root, PathBuf::from("/sys/fs/cgroup"));
         assert_eq!(c.host.disk_paths, vec![PathBuf::from("/")]);
         assert_eq!(c.notify.group_window, Duration::from_secs(2));
         assert_eq!(c.notify.queue_capacity, 1024);
@@ -736,6 +739,7 @@ mod tests {
             .with("WATCHDOG_DOCKER_HOST", "tcp://127.0.0.1:2375")
             .with("WATCHDOG_DISK_PATHS", "/, /host/var ,")
             .with("WATCHDOG_PROC_ROOT", "/host/proc")
+            .with("WATCHDOG_CGROUP_ROOT", "/host/sys/fs/cgroup")
             .with("WATCHDOG_HOSTNAME", "box1")
             .with("WATCHDOG_LISTEN", "0.0.0.0:9000")
             .with("WATCHDOG_LISTEN_TOKEN", "a-token-of-16-or-more");
@@ -752,6 +756,7 @@ mod tests {
             vec![PathBuf::from("/"), PathBuf::from("/host/var")]
         );
         assert_eq!(c.host.proc_root, PathBuf::from("/host/proc"));
+        assert_eq!(c.host.cgroup_root, PathBuf::from("/host/sys/fs/cgroup"));
         assert_eq!(c.hostname, "box1");
         assert_eq!(c.listen, Some("0.0.0.0:9000".parse().unwrap()));
     }
@@ -1260,6 +1265,7 @@ mod tests {
             "WATCHDOG_LOG_FORMAT",
             "WATCHDOG_LOG_LEVEL",
             "WATCHDOG_PROC_ROOT",
+            "WATCHDOG_CGROUP_ROOT",
             "WATCHDOG_DISK_PATHS",
             "WATCHDOG_CONFIG",
         ] {

@@ -270,11 +270,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tx.clone(),
         cancel.clone(),
     ));
+    let sampler = collect::stats::Sampler::new(docker.clone(), cfg.docker.stats_concurrency)
+        .with_cgroups(collect::stats::CgroupSource::new(
+            &cfg.host.cgroup_root,
+            &cfg.host.proc_root,
+        ))
+        .with_counters(metrics.stats_counters());
     sources.spawn(collect::stats::run(
-        docker.clone(),
+        sampler,
         running_rx,
-        cfg.docker.stats_concurrency,
-        collect::stats::PERIOD,
         tx.clone(),
         cancel.clone(),
     ));

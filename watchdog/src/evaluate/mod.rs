@@ -988,6 +988,7 @@ mod tests {
         let batch = StatsBatch {
             at: t(at_ms),
             samples,
+            ..StatsBatch::default()
         };
         out.extend(tr.observe(&Observation::Stats(batch), now));
         out
