@@ -258,9 +258,7 @@ async fn decide_quick(
         let records = todo
             .iter()
             .map(|q| match q {
-                Quick::Malformed(e, why) => {
-                    malformed_entry(log, &e.id, e.size, why.as_str(), now)
-                }
+                Quick::Malformed(e, why) => malformed_entry(log, &e.id, e.size, why.as_str(), now),
                 Quick::Rejected(e, r, took) => rejection_entry(log, &e.id, r, now, *took),
             })
             .collect();

@@ -86,10 +86,16 @@ pub struct RejectionLog {
 }
 
 impl RejectionLog {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Counts a rejection for `reason` (its audit reason); true when the caller is to log it in
     /// full.
     pub fn admit(&self, reason: &'static str) -> bool {
-        let (log, closed) = crate::pipeline::lock(&self.window).admit(reason, Instant::now());
+        let (log, closed) = self.window().admit(reason, Instant::now());
         if let Some(s) = closed {
             say(&s);
         }
@@ -98,7 +104,7 @@ impl RejectionLog {
 
     /// Logs the summary of a window that is over.
     pub fn tick(&self) {
-        let closed = crate::pipeline::lock(&self.window).close(Instant::now(), false);
+        let closed = self.window().close(Instant::now(), false);
         if let Some(s) = closed {
             say(&s);
         }
@@ -106,7 +112,7 @@ impl RejectionLog {
 
     /// Logs the summary of the current window, over or not (at shutdown).
     pub fn finish(&self) {
-        let closed = crate::pipeline::lock(&self.window).close(Instant::now(), true);
+        let closed = self.window().close(Instant::now(), true);
         if let Some(s) = closed {
             say(&s);
         }
