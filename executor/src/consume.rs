@@ -5,7 +5,8 @@
 //!   together: leases taken in one round trip, the records written with one group commit (one
 //!   sync), then one `XACK` and the leases dropped. Several such batches are in flight at once, so
 //!   the next batch is read and verified while the last one syncs. Verification is split across
-//!   the runtime's threads.
+//!   the runtime's threads. Each is audited; the log names the first few of each reason and
+//!   summarises the rest ([`crate::rejections`]), which the loop closes every step.
 //! - **Requests that verify** go to [`Lanes`] keyed by their target's name: requests for
 //!   different containers run side by side (at most `EXECUTOR_CONCURRENCY`), requests for one
 //!   container one after the other in stream order. Each runs the whole pipeline under its
@@ -253,11 +254,12 @@ async fn decide_quick(
             .map(|(q, _)| *q)
             .collect();
         let now = Timestamp::now();
+        let log = work.pipeline.rejections();
         let records = todo
             .iter()
             .map(|q| match q {
-                Quick::Malformed(e, why) => malformed_entry(&e.id, e.size, why.as_str(), now),
-                Quick::Rejected(e, r, took) => rejection_entry(&e.id, r, now, *took),
+                Quick::Malformed(e, why) => malformed_entry(log, &e.id, e.size, why.as_str(), now),
+                Quick::Rejected(e, r, took) => rejection_entry(log, &e.id, r, now, *took),
             })
             .collect();
         work.pipeline.record_batch(records).await?;
@@ -388,7 +390,9 @@ pub async fn consume(
             pipeline.flush_audit_stream().await?;
             Ok::<(), SourceError>(())
         };
-        match step.await {
+        let stepped = step.await;
+        pipeline.rejections().tick();
+        match stepped {
             Ok(()) => {
                 health.consumer_progress(Timestamp::now());
                 health.set_audit_head(pipeline.audit_head());
@@ -439,6 +443,7 @@ pub async fn consume(
     work.lanes.close().await;
     work.quick.close();
     work.quick.wait().await;
+    pipeline.rejections().finish();
     if let Err(e) = pipeline.flush_audit_stream().await {
         tracing::warn!(error = %e, "Cannot publish the last audit records; the next start does.");
     }

@@ -22,7 +22,7 @@
 //!
 //! Around them: [`config`] (the `EXECUTOR_*` settings), [`heartbeat`] (the liveness key in
 //! Redis), [`health`] (the liveness facts), [`serve`] (`/healthz` and `/metrics`), [`metrics`] (the Prometheus metrics) and [`cli`]
-//! (the tool commands), and [`fault`] (test-only fault points, empty in the shipped binary). The
+//! (the tool commands), [`rejections`] (rejections logged a few per reason, the rest summarised), and [`fault`] (test-only fault points, empty in the shipped binary). The
 //! read-only Docker gate the watchdog reads through is a crate of its
 //! own, `vigil-gate`, that does not link this one.
 
@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod recover;
+pub mod rejections;
 pub mod serve;
 pub mod source;
 pub mod stream_entry;

@@ -40,6 +40,7 @@ use crate::journal::{AuditLog, LogLimits};
 use crate::lanes::TargetLocks;
 use crate::metrics::Metrics;
 use crate::policy::{self, Denied, PolicySettings, PolicyState, Switches, TargetFacts};
+use crate::rejections::RejectionLog;
 use crate::verify::{Rejected, Verifier};
 use std::collections::HashMap;
 use std::path::Path;
@@ -139,6 +140,8 @@ pub struct Pipeline {
     /// One action per container at a time.
     pub(crate) targets: TargetLocks,
     pub(crate) metrics: Option<Arc<Metrics>>,
+    /// Rejections are logged a few per reason, the rest summarised.
+    rejections: RejectionLog,
 }
 
 impl Pipeline {
@@ -195,6 +198,7 @@ impl Pipeline {
             resolving: tokio::sync::Mutex::new(()),
             targets: TargetLocks::default(),
             metrics: None,
+            rejections: RejectionLog::default(),
         })
     }
 
@@ -210,6 +214,11 @@ impl Pipeline {
     /// before handling them.
     pub fn verifier(&self) -> &Verifier {
         &self.opts.verifier
+    }
+
+    /// How rejections are logged (a few per reason, the rest summarised).
+    pub fn rejections(&self) -> &RejectionLog {
+        &self.rejections
     }
 
     /// `(seq, hash)` of the audit log's last durable record.
@@ -255,7 +264,13 @@ impl Pipeline {
         let verified = match verified {
             Ok(v) => v,
             Err(rejected) => {
-                let entry = rejection_entry(entry_id, &rejected, now, elapsed_ms(started));
+                let entry = rejection_entry(
+                    &self.rejections,
+                    entry_id,
+                    &rejected,
+                    now,
+                    elapsed_ms(started),
+                );
                 return self.record(entry).await;
             }
         };
@@ -290,13 +305,15 @@ impl Pipeline {
                 );
             }
             Reservation::HeldBy(holder) => {
-                tracing::warn!(
-                    stream.entry_id = entry_id,
-                    request.id = %request_id,
-                    request.key_id = %key_id,
-                    replay.first_entry = %holder,
-                    "Rejected a replayed request."
-                );
+                if self.rejections.admit("replay") {
+                    tracing::warn!(
+                        stream.entry_id = entry_id,
+                        request.id = %request_id,
+                        request.key_id = %key_id,
+                        replay.first_entry = %holder,
+                        "Rejected a replayed request."
+                    );
+                }
                 let entry = AuditEntry {
                     ts: now,
                     request_id: Some(request_id),
@@ -476,7 +493,8 @@ impl Pipeline {
         why: &str,
         now: Timestamp,
     ) -> Result<Outcome, PipelineError> {
-        self.record(malformed_entry(entry_id, size, why, now)).await
+        self.record(malformed_entry(&self.rejections, entry_id, size, why, now))
+            .await
     }
 
     /// Audits entries decided without a Docker call (rejections, malformed entries) with one
@@ -666,21 +684,24 @@ impl Pipeline {
     }
 }
 
-/// The audit entry of a request that did not verify (logged here, once).
+/// The audit entry of a request that did not verify (logged here, once, through `log`).
 pub fn rejection_entry(
+    log: &RejectionLog,
     entry_id: &str,
     rejected: &Rejected,
     now: Timestamp,
     duration_ms: u64,
 ) -> AuditEntry {
-    tracing::warn!(
-        stream.entry_id = entry_id,
-        request.id = rejected.request_id.as_deref().unwrap_or("-"),
-        request.key_id = rejected.key_id.as_deref().unwrap_or("-"),
-        verify.reason = rejected.reason(),
-        verify.detail = %rejected.rejection,
-        "Rejected a request."
-    );
+    if log.admit(rejected.reason()) {
+        tracing::warn!(
+            stream.entry_id = entry_id,
+            request.id = rejected.request_id.as_deref().unwrap_or("-"),
+            request.key_id = rejected.key_id.as_deref().unwrap_or("-"),
+            verify.reason = rejected.reason(),
+            verify.detail = %rejected.rejection,
+            "Rejected a request."
+        );
+    }
     AuditEntry {
         ts: now,
         request_id: rejected.request_id.clone(),
@@ -695,14 +716,23 @@ pub fn rejection_entry(
     }
 }
 
-/// The audit entry of a stream entry that is not a request at all (logged here, once).
-pub fn malformed_entry(entry_id: &str, size: usize, why: &str, now: Timestamp) -> AuditEntry {
-    tracing::warn!(
-        stream.entry_id = entry_id,
-        stream.entry_bytes = size,
-        stream.malformed = why,
-        "Acknowledged a malformed stream entry without reading it as a request."
-    );
+/// The audit entry of a stream entry that is not a request at all (logged here, once, through
+/// `log`).
+pub fn malformed_entry(
+    log: &RejectionLog,
+    entry_id: &str,
+    size: usize,
+    why: &str,
+    now: Timestamp,
+) -> AuditEntry {
+    if log.admit("malformed") {
+        tracing::warn!(
+            stream.entry_id = entry_id,
+            stream.entry_bytes = size,
+            stream.malformed = why,
+            "Acknowledged a malformed stream entry without reading it as a request."
+        );
+    }
     AuditEntry {
         ts: now,
         request_id: None,

@@ -11,6 +11,7 @@
 //! not parse is compared whole.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use vigil_docker::{ContainerSummary, RunState};
 
@@ -25,7 +26,9 @@ pub struct ListMark {
     stable: String,
     /// The age the text gives, as `[low, high)`.
     age: Option<(Duration, Duration)>,
-    labels: BTreeMap<String, String>,
+    /// A hash of the labels: kept for every container between sweeps, so not the labels
+    /// themselves (the kept details hold them once).
+    labels: u64,
 }
 
 impl ListMark {
@@ -35,7 +38,7 @@ impl ListMark {
             state: summary.state,
             stable,
             age,
-            labels: summary.labels.clone(),
+            labels: labels_hash(&summary.labels),
         }
     }
 
@@ -54,6 +57,13 @@ impl ListMark {
             _ => true,
         }
     }
+}
+
+/// A hash of `labels` (keys and values, in order), equal for equal labels within the process.
+fn labels_hash(labels: &BTreeMap<String, String>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
 }
 
 /// Splits the engine's status text into its stable part and its age range.

@@ -76,7 +76,9 @@ pub struct Sweeper {
     client: DockerClient,
     label: Option<String>,
     concurrency: usize,
-    known: HashMap<String, Known>,
+    /// Boxed: the map is rebuilt every sweep with room for every container, and a spare
+    /// bucket is then a pointer, not a whole `Known`.
+    known: HashMap<String, Box<Known>>,
     /// When the last successful sweep's list call started.
     last: Option<Instant>,
     count: u64,
@@ -145,11 +147,11 @@ impl Sweeper {
                 inspected += 1;
                 known.insert(
                     details.container.id.clone(),
-                    Known {
+                    Box::new(Known {
                         mark,
                         details,
                         inspected_in: count,
-                    },
+                    }),
                 );
             }
         }

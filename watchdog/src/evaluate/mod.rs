@@ -339,7 +339,9 @@ pub const EXECUTOR_HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Tracker {
     settings: EvalSettings,
-    containers: HashMap<String, ContainerMemory>,
+    /// Boxed: the table keeps spare buckets (up to half of it at some sizes), and a bucket is
+    /// then a pointer, not a whole `ContainerMemory`.
+    containers: HashMap<String, Box<ContainerMemory>>,
     /// Docker sources currently failing (`docker_unreachable`).
     docker: reachability::Debounce<SourceId>,
     /// Redis failing (`redis_unreachable`), debounced like Docker.
