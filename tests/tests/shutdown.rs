@@ -8,8 +8,8 @@
 //! after a generous wait (no wall-clock assertion).
 
 use std::time::{Duration, Instant};
-use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_protocol::signing::write_keypair;
+use vigil_protocol::wire::{Action, Payload, Reason, Target};
 use vigil_shared::time::Timestamp;
 use vigil_tests::executor_rig::{ExecutorRig, http_get, wait_ready};
 use vigil_tests::process::ChildProcess;
