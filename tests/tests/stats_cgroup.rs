@@ -6,7 +6,7 @@
 //! No engine is a failure, not a skip.
 
 use std::time::Duration;
-use vigil_shared::docker::{DockerClient, StatsSample};
+use vigil_docker::{DockerClient, StatsSample};
 use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, require_engine};
 use vigil_tests::watchdog_proc::{Sinks, Watchdog, WatchdogBuilder, http_get_text, poll_until};
 use vigil_watchdog::collect::stats::{CgroupSource, Sampler};

@@ -26,7 +26,7 @@
 use super::host::read_meminfo;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use vigil_shared::docker::StatsSample;
+use vigil_docker::StatsSample;
 use vigil_shared::time::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
