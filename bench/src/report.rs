@@ -91,7 +91,8 @@ impl Report {
                 "Measured: vigil-watchdog and vigil-executor from {} ({}); benchmark driver built {}{}",
                 crate::display_path(bin_dir),
                 match bin_dir.file_name().and_then(|n| n.to_str()) {
-                    Some("release") => "release profile: thin LTO, codegen-units 4",
+                    Some("release") =>
+                        "release profile: opt-level s (signature and hash crates 3), fat LTO, codegen-units 1",
                     Some("debug") => "DEBUG profile: unoptimised, not representative",
                     _ => "profile unknown",
                 },
