@@ -551,3 +551,19 @@ fn remove(ids: &[String]) {
     args.extend(ids.iter().map(String::as_str));
     let _ = docker_output(&args);
 }
+
+/// A GET-only client on the real engine's socket, its API version negotiated. Panics with a
+/// clear message when the engine does not answer.
+pub async fn real_client() -> vigil_docker::DockerClient {
+    require_engine();
+    let client = vigil_docker::DockerClient::new(
+        &format!("unix://{DOCKER_SOCKET}"),
+        std::time::Duration::from_secs(5),
+    )
+    .expect("docker client");
+    client
+        .negotiate()
+        .await
+        .expect("the real Docker engine must answer at /var/run/docker.sock");
+    client
+}

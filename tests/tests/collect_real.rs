@@ -7,10 +7,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigil_docker::{DockerClient, EventAction, RunState};
-use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, TEST_LABEL, require_engine};
+use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, TEST_LABEL};
 use vigil_watchdog::collect::{Observation, SourceId, events, stats, sweep};
-
-const SOCKET: &str = "unix:///var/run/docker.sock";
 
 /// A sleeping test container (labelled `vigil.test=1`, removed on drop) with a unique
 /// `vigil.test.run` label; returns the container and the `key=value` filter selecting it.
@@ -25,13 +23,7 @@ fn start_sleeper() -> (RunningContainer, String) {
 }
 
 async fn client() -> DockerClient {
-    require_engine();
-    let client = DockerClient::new(SOCKET, Duration::from_secs(5)).expect("docker client");
-    client
-        .negotiate()
-        .await
-        .expect("the real Docker engine must answer at /var/run/docker.sock");
-    client
+    vigil_tests::docker::real_client().await
 }
 
 #[tokio::test]

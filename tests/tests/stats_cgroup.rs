@@ -11,18 +11,11 @@ use vigil_tests::docker::{Container, RUN_LABEL, RunningContainer, require_engine
 use vigil_tests::watchdog_proc::{Sinks, Watchdog, WatchdogBuilder, http_get_text, poll_until};
 use vigil_watchdog::collect::stats::{CgroupSource, Sampler};
 
-const SOCKET: &str = "unix:///var/run/docker.sock";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const MIB: u64 = 1024 * 1024;
 
 async fn client() -> DockerClient {
-    require_engine();
-    let client = DockerClient::new(SOCKET, Duration::from_secs(5)).expect("docker client");
-    client
-        .negotiate()
-        .await
-        .expect("the real Docker engine must answer at /var/run/docker.sock");
-    client
+    vigil_tests::docker::real_client().await
 }
 
 /// A container limited to `limit` that writes `mib` MiB into its `/dev/shm` (a tmpfs: shared
